@@ -1,0 +1,167 @@
+"""The agent contract: the words every part of Myriad shares.
+
+An agent has a `Profile`; each round it receives an `Observation` and answers with an `Action`.
+Rule-based kinds implement the synchronous `decide`, which hosts call in a tight loop; kinds that
+wait on I/O (LLMs, the efficiency probe) implement `async act`, which hosts run concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from agents.rng import Draws, agent_key, stream_key
+
+__all__ = ["Action", "ActionBatch", "Agent", "AgentContext", "Message", "NoParams", "Observation", "Profile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who an agent is: its identity and background, fixed for the whole run.
+
+    `attributes` are shared between profiles with the same combination (read-only), so a million
+    profiles do not hold a million copies of the same few dictionaries.
+    """
+
+    id: int
+    name: str
+    kind: str
+    attributes: Mapping[str, str]
+    background: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message from one agent (or from the operator, `sender=None`) to another."""
+
+    sender: int | None
+    recipient: int
+    content: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What an agent sees at the start of a round.
+
+    `public` is the same object for every agent of the round; `inbox` holds the messages addressed
+    to this agent, and is empty for most of them.
+    """
+
+    round: int
+    public: Mapping[str, Any]
+    inbox: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An agent's answer to one round. `error` set means the agent failed this round."""
+
+    payload: Any = None
+    messages: tuple[Message, ...] = ()
+    error: str | None = None
+    tokens: int = 0
+
+
+class NoParams(BaseModel):
+    """The parameters of a kind or scenario that takes none; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(slots=True)
+class AgentContext:
+    """What a kind's agents share: the run seed and the kind's validated parameters."""
+
+    seed: int
+    params: Any = None
+
+
+class Agent:
+    """Base class of agent kinds.
+
+    Subclasses set `synchronous = True` and implement `decide` when a step never waits on I/O,
+    or implement `async act` otherwise. State kept between rounds must go through `get_state` and
+    `set_state` so that checkpoints capture it.
+
+    Args:
+        profile: who the agent is.
+        context: the run seed and the kind's parameters, shared by all agents of the kind.
+    """
+
+    __slots__ = ("_key", "context", "profile")
+
+    synchronous: ClassVar[bool] = False
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, profile: Profile, context: AgentContext) -> None:
+        self.profile = profile
+        self.context = context
+        self._key = agent_key(context.seed, profile.id)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.profile.id}, name={self.profile.name!r})"
+
+    @property
+    def id(self) -> int:
+        return self.profile.id
+
+    def rng(self, round: int) -> Draws:
+        """This agent's random draws for `round`: the same wherever and whenever it runs."""
+        return Draws(stream_key(self._key, round))
+
+    def decide(self, observation: Observation) -> Action:
+        """The step of a synchronous kind."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement decide()")
+
+    async def act(self, observation: Observation) -> Action:
+        """The step of any kind; synchronous kinds need not override it."""
+        return self.decide(observation)
+
+    def get_state(self) -> Any:
+        """What must survive a checkpoint (picklable); None for stateless agents."""
+        return None
+
+    def set_state(self, state: Any) -> None:
+        """Restore what `get_state` returned."""
+
+
+@dataclass(slots=True)
+class ActionBatch:
+    """The actions of a contiguous range of agents in one round, in columns.
+
+    Hosts return one batch per round instead of a million `Action` objects: payloads in id order,
+    and the rarer fields (errors, tokens, messages) only for the agents that have them.
+    """
+
+    ids: range
+    payloads: list[Any]
+    errors: dict[int, str] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def failures(self) -> int:
+        return len(self.errors)
+
+    @classmethod
+    def concat(cls, batches: Sequence[ActionBatch]) -> ActionBatch:
+        """Join batches of adjacent ranges, given in id order, into one."""
+        if not batches:
+            return cls(range(0), [])
+        start = batches[0].ids.start
+        merged = cls(range(start, start), [])
+        for batch in batches:
+            if batch.ids.start != merged.ids.stop:
+                raise ValueError(f"batch {batch.ids} does not follow {merged.ids}")
+            merged.ids = range(start, batch.ids.stop)
+            merged.payloads.extend(batch.payloads)
+            merged.errors.update(batch.errors)
+            merged.tokens.update(batch.tokens)
+            merged.messages.extend(batch.messages)
+        return merged

@@ -1,0 +1,179 @@
+"""AgentHost: one process that hosts a shard of many agents and steps them round by round.
+
+`AgentHost` is a plain class, tested without Ray; `RemoteAgentHost` is the same class as an async
+Ray actor. One actor holds thousands to hundreds of thousands of agents: an actor is a process of
+about 85 MiB, so one per agent does not scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import ray
+
+from agents.core import Action, ActionBatch, Agent, Message, Observation
+from agents.population import Population
+from agents.spec import PopulationSpec
+
+__all__ = ["AgentHost", "HostStats", "RemoteAgentHost"]
+
+# Synchronous agents run in slices of this many between yields to the event loop, so that waiting
+# agents make progress and the host answers `stats` during a long round.
+_SLICE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class HostStats:
+    index: int
+    node_id: str | None
+    hostname: str
+    pid: int
+    agents: int
+    steps: int
+    failures: int
+    rounds: int
+    last_round_seconds: float
+    rss_bytes: int
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class AgentHost:
+    """Hosts agents `ids` of a run and steps them all each round.
+
+    Args:
+        index: this host's place among the run's hosts.
+        agent_timeout: seconds an asynchronous agent may take in one round before it fails.
+    """
+
+    def __init__(self, index: int, agent_timeout: float) -> None:
+        self.index = index
+        self.agent_timeout = agent_timeout
+        self.ids = range(0)
+        self.agents: list[Agent] = []
+        self._steps = 0
+        self._failures = 0
+        self._rounds = 0
+        self._last_round_seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"AgentHost(index={self.index}, ids={self.ids})"
+
+    def populate(self, population: PopulationSpec, seed: int, ids: range) -> HostStats:
+        """Build this host's agents from the population spec and the run seed."""
+        self.ids = ids
+        self.agents = Population(population, seed).agents(ids)
+        return self.stats()
+
+    def add(self, agents: Sequence[Agent]) -> None:
+        """Host ready-made agents, with ids following those already hosted (used by tests and
+        by kinds built outside a population)."""
+        for offset, agent in enumerate(agents):
+            if agent.id != self.ids.stop + offset:
+                raise ValueError(f"agent {agent.id} does not follow ids {self.ids}")
+        self.agents.extend(agents)
+        self.ids = range(self.ids.start, self.ids.stop + len(agents))
+
+    async def step(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> ActionBatch:
+        """Run one round: every agent acts on `public` and its messages in `inbox`.
+
+        An agent that raises, returns something other than an `Action`, or (if asynchronous) takes
+        longer than `agent_timeout` gets a failed action; the round goes on without it.
+        """
+        started = time.perf_counter()
+        batch = ActionBatch(self.ids, [None] * len(self.ids))
+        shared = Observation(round, public)
+        first = self.ids.start
+        waiting: list[tuple[int, asyncio.Task[Action]]] = []
+        for offset, agent in enumerate(self.agents):
+            observation = shared
+            if inbox and (messages := inbox.get(first + offset)):
+                observation = Observation(round, public, tuple(messages))
+            if agent.synchronous:
+                try:
+                    self._record(batch, offset, agent.decide(observation))
+                except Exception as exc:  # an agent's bug must not end the round
+                    batch.errors[first + offset] = _describe(exc)
+            else:
+                waiting.append((offset, asyncio.ensure_future(agent.act(observation))))
+            if offset % _SLICE == _SLICE - 1:
+                await asyncio.sleep(0)
+        if waiting:
+            await self._collect(batch, waiting)
+        self._steps += len(self.agents)
+        self._failures += batch.failures
+        self._rounds += 1
+        self._last_round_seconds = time.perf_counter() - started
+        return batch
+
+    async def _collect(self, batch: ActionBatch, waiting: list[tuple[int, asyncio.Task[Action]]]) -> None:
+        # One deadline for all: a timer per agent would cost more than most agents' work.
+        tasks = [task for _, task in waiting]
+        _, late = await asyncio.wait(tasks, timeout=self.agent_timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+        first = self.ids.start
+        for offset, task in waiting:
+            if task in late:
+                batch.errors[first + offset] = f"TimeoutError: no action within {self.agent_timeout:g} s"
+            elif (exc := task.exception()) is not None:
+                batch.errors[first + offset] = _describe(exc)
+            else:
+                try:
+                    self._record(batch, offset, task.result())
+                except Exception as exc:
+                    batch.errors[first + offset] = _describe(exc)
+
+    @staticmethod
+    def _record(batch: ActionBatch, offset: int, action: Action) -> None:
+        if type(action) is not Action:
+            raise TypeError(f"act() returned {type(action).__name__}, not an Action")
+        batch.payloads[offset] = action.payload
+        if action.error is not None or action.tokens or action.messages:
+            agent_id = batch.ids.start + offset
+            if action.error is not None:
+                batch.errors[agent_id] = action.error
+            if action.tokens:
+                batch.tokens[agent_id] = action.tokens
+            batch.messages.extend(action.messages)
+
+    def get_state(self) -> dict[int, Any]:
+        """The state of every agent that keeps one, by agent id."""
+        return {a.id: state for a in self.agents if (state := a.get_state()) is not None}
+
+    def set_state(self, states: Mapping[int, Any]) -> None:
+        for agent in self.agents:
+            if agent.id in states:
+                agent.set_state(states[agent.id])
+
+    def stats(self) -> HostStats:
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return HostStats(
+            index=self.index,
+            node_id=node_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            agents=len(self.agents),
+            steps=self._steps,
+            failures=self._failures,
+            rounds=self._rounds,
+            last_round_seconds=self._last_round_seconds,
+            rss_bytes=psutil.Process().memory_info().rss,
+        )
+
+
+# The async methods make it an async actor: one event loop runs every agent of the shard.
+RemoteAgentHost = ray.remote(AgentHost)

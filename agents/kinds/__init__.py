@@ -1,0 +1,13 @@
+"""Agent kinds by name. Third-party kinds register under the `myriad.kinds` entry-point group."""
+
+from agents.core import Agent
+from agents.kinds.guessing import Adaptive, EfficiencyProbe, LevelK, UniformRandom
+from agents.registry import Registry
+
+__all__ = ["KINDS"]
+
+KINDS: Registry[type[Agent]] = Registry("agent kind", "myriad.kinds")
+KINDS.register("uniform")(UniformRandom)
+KINDS.register("level_k")(LevelK)
+KINDS.register("adaptive")(Adaptive)
+KINDS.register("probe")(EfficiencyProbe)

@@ -1,0 +1,78 @@
+"""Placement: which hosts run on which Ray node, and which agents each host holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from agents.apportion import largest_remainder
+
+__all__ = ["Node", "Slot", "alive_nodes", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A Ray node that can host agents."""
+
+    node_id: str
+    address: str
+    cpus: float
+    gpus: float
+    memory_bytes: int
+
+    @classmethod
+    def from_ray(cls, entry: dict[str, Any]) -> Node:
+        resources = entry.get("Resources", {})
+        return cls(
+            node_id=entry["NodeID"],
+            address=entry.get("NodeManagerAddress", ""),
+            cpus=float(resources.get("CPU", 0)),
+            gpus=float(resources.get("GPU", 0)),
+            memory_bytes=int(resources.get("memory", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One host to start: its index, its node, the agents it holds and the CPUs it reserves."""
+
+    index: int
+    node_id: str
+    ids: range
+    num_cpus: float
+
+
+def alive_nodes() -> list[Node]:
+    """The cluster's alive nodes that have CPUs, in a stable order."""
+    nodes = [Node.from_ray(n) for n in ray.nodes() if n.get("Alive")]
+    return sorted((n for n in nodes if n.cpus > 0), key=lambda n: n.node_id)
+
+
+def plan(nodes: Sequence[Node], agents: int, hosts: int | None = None) -> list[Slot]:
+    """Spread `hosts` hosts over `nodes` in proportion to their CPUs, and `agents` over the hosts.
+
+    By default there is one host per CPU. Each host holds a contiguous range of agent ids; the
+    hosts of a node share its CPUs, so a run never asks a node for more than it has.
+    """
+    if not nodes:
+        raise RuntimeError("the Ray cluster has no alive node with CPUs")
+    if agents < 1:
+        raise ValueError("a run needs at least one agent")
+    if hosts is None:
+        hosts = max(1, round(sum(n.cpus for n in nodes)))
+    hosts = min(hosts, agents)
+    per_node = largest_remainder(hosts, [n.cpus for n in nodes])
+    sizes = largest_remainder(agents, [1] * hosts)
+    slots: list[Slot] = []
+    start = 0
+    for node, count in zip(nodes, per_node, strict=True):
+        for _ in range(count):
+            size = sizes[len(slots)]
+            slots.append(
+                Slot(len(slots), node.node_id, range(start, start + size), min(1.0, node.cpus / count))
+            )
+            start += size
+    return slots

@@ -1,0 +1,198 @@
+"""The run spec: everything needed to run a simulation, validated before anything starts."""
+
+from __future__ import annotations
+
+import math
+import string
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.kinds import KINDS
+from agents.registry import UnknownName
+from agents.scenarios import SCENARIOS
+
+__all__ = [
+    "KindShare",
+    "PlacementSpec",
+    "PopulationSpec",
+    "RunSpec",
+    "ScenarioSpec",
+    "SpecError",
+    "load_spec",
+]
+
+MAX_AGENTS = 100_000_000
+MAX_ROUNDS = 1_000_000
+MAX_HOSTS = 10_000
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; `problems` holds one line per field, as `path: what is wrong`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid run spec:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+    @classmethod
+    def from_validation(cls, error: ValidationError) -> SpecError:
+        problems = []
+        for e in error.errors():
+            where = ".".join(str(part) for part in e["loc"]) or "spec"
+            message = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+        return cls(problems)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_percentages(what: str, shares: dict[str, float]) -> None:
+    total = math.fsum(shares.values())
+    if abs(total - 100) > 1e-6:
+        raise ValueError(f"{what} percentages add up to {total:g}, not 100")
+
+
+def _params_of(family: str, cls: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate a kind's or scenario's parameters with its own model; keep them as plain data."""
+    try:
+        return cls.Params.model_validate(params).model_dump(mode="json")
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or family}: {err['msg']}" for err in e.errors()
+        )
+        raise ValueError(problems) from None
+
+
+class ScenarioSpec(_Strict):
+    name: str = Field(description="a registered scenario, e.g. guess_two_thirds")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_with_valid_params(self) -> ScenarioSpec:
+        try:
+            cls = SCENARIOS.get(self.name)
+        except UnknownName as e:
+            raise ValueError(str(e)) from None
+        self.params = _params_of("scenario", cls, self.params)
+        return self
+
+
+class KindShare(_Strict):
+    """One part of the population: a kind of agent, its share in percent and its parameters."""
+
+    kind: str
+    share: float = Field(gt=0, le=100, description="percentage of the population")
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, description="how profiles name this part; default from kind and params")
+
+    @model_validator(mode="after")
+    def _known_with_valid_params(self) -> KindShare:
+        try:
+            cls = KINDS.get(self.kind)
+        except UnknownName as e:
+            raise ValueError(str(e)) from None
+        self.params = _params_of("kind", cls, self.params)
+        if self.label is None:
+            args = ",".join(f"{k}={v}" for k, v in self.params.items())
+            self.label = f"{self.kind}({args})" if args else self.kind
+        return self
+
+
+class PopulationSpec(_Strict):
+    """How many agents, what they are like, and which kinds they are.
+
+    `attributes` maps each attribute to its categories and their percentages, e.g.
+    `gender: {female: 50, male: 50}`. Every profile gets one category per attribute, with exact
+    counts. `background` is an optional template such as "{name} works as a {occupation}."; by
+    default the background lists the attributes.
+    """
+
+    total: int = Field(ge=1, le=MAX_AGENTS)
+    attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
+    kinds: list[KindShare] = Field(min_length=1)
+    background: str | None = None
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_add_up(cls, attributes: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, shares in attributes.items():
+            if not shares:
+                raise ValueError(f"attribute {name!r} has no categories")
+            if any(not 0 < p <= 100 for p in shares.values()):
+                raise ValueError(f"attribute {name!r}: each percentage must be in (0, 100]")
+            _check_percentages(f"attribute {name!r}", shares)
+        return attributes
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds_add_up(cls, kinds: list[KindShare]) -> list[KindShare]:
+        _check_percentages("kind", {k.label or k.kind: k.share for k in kinds})
+        labels = [k.label for k in kinds]
+        if len(set(labels)) != len(labels):
+            raise ValueError("two kinds have the same label; give each a distinct `label`")
+        return kinds
+
+    @model_validator(mode="after")
+    def _template_names_attributes(self) -> PopulationSpec:
+        if self.background is not None:
+            known = {"name", "kind", *self.attributes}
+            fields = {f for _, f, _, _ in string.Formatter().parse(self.background) if f is not None}
+            if unknown := sorted(fields - known):
+                raise ValueError(f"background names unknown fields {unknown}; known: {sorted(known)}")
+        return self
+
+
+class PlacementSpec(_Strict):
+    hosts: int | None = Field(
+        None, ge=1, le=MAX_HOSTS, description="AgentHost actors; default: one per CPU of the cluster"
+    )
+    agent_timeout: float = Field(
+        60.0, gt=0, le=86_400, description="seconds an agent may take for one round before it fails"
+    )
+
+
+class RunSpec(_Strict):
+    """A whole simulation: scenario, population, rounds, seed and placement."""
+
+    name: str = Field("run", min_length=1, max_length=200)
+    scenario: ScenarioSpec
+    population: PopulationSpec
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
+    seed: int = Field(0, ge=0, lt=2**63)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+
+    @model_validator(mode="after")
+    def _hosts_fit_agents(self) -> RunSpec:
+        hosts = self.placement.hosts
+        if hosts is not None and hosts > self.population.total:
+            raise ValueError(
+                f"placement.hosts: {hosts} hosts for {self.population.total} agents; "
+                "each host needs at least one agent"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> RunSpec:
+        """Validate `data`; raise `SpecError` naming every bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise SpecError.from_validation(e) from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read a run spec from a YAML or JSON file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpecError([f"{path}: cannot read ({e.strerror})"]) from None
+    except yaml.YAMLError as e:
+        raise SpecError([f"{path}: not valid YAML or JSON ({e})"]) from None
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}: expected a mapping of spec fields at the top level"])
+    return RunSpec.parse(data)

@@ -1,0 +1,1 @@
+"""The Myriad service: workflow, storage, live layer, REST API, dashboard and CLI."""

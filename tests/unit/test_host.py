@@ -1,0 +1,96 @@
+import asyncio
+
+import pytest
+
+from agents.core import Message
+from agents.host import AgentHost
+from tests.helpers import (
+    Answers,
+    Chatty,
+    Gauge,
+    Hangs,
+    Raises,
+    RaisesLater,
+    ReportsError,
+    ReturnsJunk,
+    Waits,
+    build,
+)
+
+PUBLIC = {"max_value": 100}
+
+
+def host_of(kinds, params=None, timeout: float = 0.5) -> AgentHost:
+    host = AgentHost(0, agent_timeout=timeout)
+    host.add(build(kinds, params))
+    return host
+
+
+def step(host: AgentHost, round: int = 1, inbox=None):
+    return asyncio.run(host.step(round, PUBLIC, inbox or {}))
+
+
+def test_failures_are_isolated_and_counted():
+    host = host_of([Answers, Raises, Hangs, RaisesLater, ReturnsJunk, ReportsError, Answers])
+    batch = step(host)
+    assert len(batch) == 7
+    assert batch.errors == {
+        1: "ValueError: boom",
+        2: "TimeoutError: no action within 0.5 s",
+        3: "RuntimeError: late boom",
+        4: "TypeError: act() returned str, not an Action",
+        5: "refused to answer",
+    }
+    assert all(0 <= batch.payloads[i] <= 100 for i in (0, 6))
+    assert batch.tokens == {5: 7}
+    stats = host.stats()
+    assert (stats.agents, stats.steps, stats.failures, stats.rounds) == (7, 7, 5, 1)
+
+
+def test_waiting_agents_overlap():
+    gauge = Gauge()
+    host = host_of([Waits] * 2000, params=gauge, timeout=30)
+    batch = step(host)
+    assert batch.payloads == list(range(2000))
+    assert gauge.peak == 2000
+
+
+def test_the_same_agents_draw_the_same_answers_each_time():
+    first = step(host_of([Answers] * 50))
+    again = step(host_of([Answers] * 50))
+    other_round = step(host_of([Answers] * 50), round=2)
+    assert first.payloads == again.payloads
+    assert first.payloads != other_round.payloads
+
+
+def test_inbox_messages_reach_their_agents():
+    host = host_of([Chatty] * 3, params=3)
+    note = Message(None, 1, "from the operator")
+    batch = step(host, inbox={1: [note, note]})
+    assert batch.payloads == [0, 2, 0]
+    assert [(m.sender, m.recipient) for m in batch.messages] == [(0, 1), (1, 2), (2, 0)]
+
+
+def test_hosted_ids_must_follow_on():
+    host = AgentHost(0, agent_timeout=1)
+    host.add(build([Answers] * 2))
+    with pytest.raises(ValueError, match="does not follow"):
+        host.add(build([Answers], first=5))
+    host.add(build([Answers], first=2))
+    assert host.ids == range(0, 3)
+
+
+def test_agent_state_round_trips(make_spec):
+    spec = make_spec(**{"population.kinds": [{"kind": "adaptive", "share": 100}], "population.total": 20})
+    host = AgentHost(0, agent_timeout=1)
+    host.populate(spec.population, spec.seed, range(5, 15))
+    assert host.get_state() == {}
+    step(host)
+    state = host.get_state()
+    assert sorted(state) == list(range(5, 15))
+    fresh = AgentHost(0, agent_timeout=1)
+    fresh.populate(spec.population, spec.seed, range(5, 15))
+    fresh.set_state(state)
+    last = {"win": 20}
+    public = {**PUBLIC, "last": last}
+    assert asyncio.run(fresh.step(2, public, {})).payloads == asyncio.run(host.step(2, public, {})).payloads

@@ -1,0 +1,34 @@
+import pytest
+
+from agents.placement import Node, plan
+
+
+def node(name: str, cpus: float) -> Node:
+    return Node(name, "127.0.0.1", cpus, 0, 0)
+
+
+def test_one_host_per_cpu_by_default_in_proportion():
+    slots = plan([node("a", 4), node("b", 2)], agents=600)
+    assert [s.node_id for s in slots] == ["a"] * 4 + ["b"] * 2
+    assert all(s.num_cpus == 1 for s in slots)
+
+
+def test_agents_are_split_in_contiguous_ranges_covering_everyone():
+    slots = plan([node("a", 1), node("b", 1), node("c", 1)], agents=10, hosts=3)
+    assert [s.ids for s in slots] == [range(0, 4), range(4, 7), range(7, 10)]
+    assert {s.node_id for s in slots} == {"a", "b", "c"}
+
+
+def test_more_hosts_than_cpus_share_the_node():
+    slots = plan([node("a", 2)], agents=100, hosts=8)
+    assert len(slots) == 8
+    assert all(s.num_cpus == 0.25 for s in slots)
+
+
+def test_never_more_hosts_than_agents():
+    assert len(plan([node("a", 8)], agents=3)) == 3
+
+
+def test_an_empty_cluster_is_an_error():
+    with pytest.raises(RuntimeError, match="no alive node"):
+        plan([], agents=10)
