@@ -1,6 +1,8 @@
 """The agent contract: the words every part of Myriad shares.
 
 An agent has a `Profile`; each round it receives an `Observation` and answers with an `Action`.
+These values are named tuples: immutable, compact, and several times quicker to build than frozen
+dataclasses, which counts when a host builds a million of them per round.
 Rule-based kinds implement the synchronous `decide`, which hosts call in a tight loop; kinds that
 wait on I/O (LLMs, the efficiency probe) implement `async act`, which hosts run concurrently.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,8 +20,7 @@ from agents.rng import Draws, agent_key, stream_key
 __all__ = ["Action", "ActionBatch", "Agent", "AgentContext", "Message", "NoParams", "Observation", "Profile"]
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(NamedTuple):
     """Who an agent is: its identity and background, fixed for the whole run.
 
     `attributes` are shared between profiles with the same combination (read-only), so a million
@@ -33,8 +34,7 @@ class Profile:
     background: str
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A message from one agent (or from the operator, `sender=None`) to another."""
 
     sender: int | None
@@ -42,8 +42,7 @@ class Message:
     content: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """What an agent sees at the start of a round.
 
     `public` is the same object for every agent of the round; `inbox` holds the messages addressed
@@ -55,8 +54,7 @@ class Observation:
     inbox: tuple[Message, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(NamedTuple):
     """An agent's answer to one round. `error` set means the agent failed this round."""
 
     payload: Any = None

@@ -96,19 +96,29 @@ class AgentHost:
         shared = Observation(round, public)
         first = self.ids.start
         waiting: list[tuple[int, asyncio.Task[Action]]] = []
-        for offset, agent in enumerate(self.agents):
-            observation = shared
-            if inbox and (messages := inbox.get(first + offset)):
-                observation = Observation(round, public, tuple(messages))
-            if agent.synchronous:
+        payloads, agents = batch.payloads, self.agents
+        for start in range(0, len(agents), _SLICE):
+            for offset, agent in enumerate(agents[start : start + _SLICE], start):
+                observation = shared
+                if inbox and (messages := inbox.get(first + offset)):
+                    observation = Observation(round, public, tuple(messages))
+                if not agent.synchronous:
+                    waiting.append((offset, asyncio.ensure_future(agent.act(observation))))
+                    continue
                 try:
-                    self._record(batch, offset, agent.decide(observation))
+                    action = agent.decide(observation)
+                    # The common case inline: this loop is the engine's hot path.
+                    if (
+                        type(action) is Action
+                        and action.error is None
+                        and not (action.tokens or action.messages)
+                    ):
+                        payloads[offset] = action.payload
+                    else:
+                        self._record(batch, offset, action)
                 except Exception as exc:  # an agent's bug must not end the round
                     batch.errors[first + offset] = _describe(exc)
-            else:
-                waiting.append((offset, asyncio.ensure_future(agent.act(observation))))
-            if offset % _SLICE == _SLICE - 1:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0)
         if waiting:
             await self._collect(batch, waiting)
         self._steps += len(self.agents)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from itertools import repeat
 from types import MappingProxyType
 
 import numpy as np
@@ -19,12 +18,13 @@ from agents import names
 from agents.apportion import largest_remainder
 from agents.core import Agent, AgentContext, Profile
 from agents.kinds import KINDS
-from agents.rng import Draws, agent_key
+from agents.rng import mix, mix_array
 from agents.spec import PopulationSpec
 
 __all__ = ["Population", "category_counts"]
 
 _NAME_SALT = 0x4E414D45  # keeps name draws apart from the agents' own draws
+_GIVEN_NAMES = {"female": names.FEMALE, "woman": names.FEMALE, "male": names.MALE, "man": names.MALE}
 
 
 def category_counts(total: int, shares: Mapping[str, float]) -> dict[str, int]:
@@ -59,8 +59,10 @@ class Population:
         self._contexts = [
             AgentContext(seed, KINDS.get(k.kind).Params.model_validate(k.params)) for k in spec.kinds
         ]
+        self._name_key = mix(seed ^ _NAME_SALT)
         # Profiles with the same categories share one read-only mapping.
         self._mappings: dict[tuple[int, ...], Mapping[str, str]] = {}
+        self._templates: dict[tuple[tuple[int, ...], int], str] = {}
 
     def __repr__(self) -> str:
         return f"Population(total={self.spec.total}, seed={self.seed})"
@@ -77,12 +79,14 @@ class Population:
             raise IndexError(f"agents {ids} are not a slice of 0..{self.spec.total - 1}")
         window = slice(ids.start, ids.stop)
         columns = [dealt[window].tolist() for _, _, dealt in self._attributes]
-        combos = zip(*columns, strict=True) if columns else repeat((), len(ids))
+        combos = list(zip(*columns, strict=True)) if columns else [()] * len(ids)
+        attributes = [self._mapping(combo) for combo in combos]
+        names = self._names(ids, [a.get("gender", "") for a in attributes])
         labels = [k.label or k.kind for k in self.spec.kinds]
         kinds = self._kind_of[window].tolist()
         return [
-            self._profile(agent_id, combo, labels[kind])
-            for agent_id, combo, kind in zip(ids, combos, kinds, strict=True)
+            Profile(agent_id, name, labels[kind], attrs, self._template(combo, kind).format(name=name))
+            for agent_id, name, kind, combo, attrs in zip(ids, names, kinds, combos, attributes, strict=True)
         ]
 
     def agents(self, ids: range) -> list[Agent]:
@@ -94,31 +98,42 @@ class Population:
             for profile, kind in zip(self.profiles(ids), kinds, strict=True)
         ]
 
-    def _profile(self, agent_id: int, combo: tuple[int, ...], kind: str) -> Profile:
+    def _mapping(self, combo: tuple[int, ...]) -> Mapping[str, str]:
         attributes = self._mappings.get(combo)
         if attributes is None:
             attributes = MappingProxyType(
                 {name: cats[i] for (name, cats, _), i in zip(self._attributes, combo, strict=True)}
             )
             self._mappings[combo] = attributes
-        name = self._name(agent_id, attributes)
-        return Profile(agent_id, name, kind, attributes, self._background(name, kind, attributes))
+        return attributes
 
-    def _name(self, agent_id: int, attributes: Mapping[str, str]) -> str:
-        draws = Draws(agent_key(self.seed ^ _NAME_SALT, agent_id))
-        gender = attributes.get("gender", "").lower()
-        if gender in ("female", "woman", "f"):
-            given = draws.choice(names.FEMALE)
-        elif gender in ("male", "man", "m"):
-            given = draws.choice(names.MALE)
-        else:
-            given = draws.choice(names.FEMALE if draws.random() < 0.5 else names.MALE)
-        return f"{given} {draws.choice(names.FAMILY)}"
+    def _names(self, ids: range, genders: list[str]) -> list[str]:
+        """A given name (by gender, when the population has one) and a family name per agent,
+        drawn from hashes of (seed, agent id), a whole slice at a time."""
+        draws = mix_array(np.arange(ids.start, ids.stop, dtype=np.uint64) ^ np.uint64(self._name_key))
+        family = (mix_array(draws) % np.uint64(len(names.FAMILY))).tolist()
+        result = []
+        for draw, surname, gender in zip(draws.tolist(), family, genders, strict=True):
+            pool = _GIVEN_NAMES.get(gender.lower()) or (names.FEMALE, names.MALE)[draw >> 63]
+            result.append(f"{pool[draw % len(pool)]} {names.FAMILY[surname]}")
+        return result
 
-    def _background(self, name: str, kind: str, attributes: Mapping[str, str]) -> str:
-        if self.spec.background is not None:
-            return self.spec.background.format(name=name, kind=kind, **attributes)
-        if not attributes:
-            return f"{name}."
-        traits = "; ".join(f"{key}: {value}" for key, value in attributes.items())
-        return f"{name}. {traits}."
+    def _template(self, combo: tuple[int, ...], kind: int) -> str:
+        """The background of every agent with these categories and kind, but for `{name}`."""
+        template = self._templates.get((combo, kind))
+        if template is None:
+            attributes = {_braced(k): _braced(v) for k, v in self._mapping(combo).items()}
+            label = _braced(self.spec.kinds[kind].label or "")
+            if self.spec.background is not None:
+                template = self.spec.background.format(name="{name}", kind=label, **attributes)
+            elif attributes:
+                template = "{name}. " + "; ".join(f"{k}: {v}" for k, v in attributes.items()) + "."
+            else:
+                template = "{name}."
+            self._templates[(combo, kind)] = template
+        return template
+
+
+def _braced(text: str) -> str:
+    """`text` made literal inside a format string."""
+    return text.replace("{", "{{").replace("}", "}}")

@@ -13,7 +13,9 @@ import random
 from collections.abc import Sequence
 from typing import TypeVar
 
-__all__ = ["Draws", "agent_key", "mix", "stream_key"]
+import numpy as np
+
+__all__ = ["Draws", "agent_key", "mix", "mix_array", "stream_key"]
 
 T = TypeVar("T")
 
@@ -28,6 +30,14 @@ def mix(z: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return z ^ (z >> 31)
+
+
+def mix_array(z: np.ndarray) -> np.ndarray:
+    """`mix` of every element of a uint64 array (arithmetic wraps modulo 2**64, as in `mix`)."""
+    z = z + np.uint64(_GOLDEN)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def agent_key(seed: int, agent_id: int) -> int:
