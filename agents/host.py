@@ -8,10 +8,11 @@ about 85 MiB, so one per agent does not scale.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,71 @@ class HostStats:
     rss_bytes: int
 
 
+def _settle() -> None:
+    """Exempt the hosted agents from garbage collection: they live as long as the host, and
+    otherwise every full collection during a round would walk all of them again."""
+    gc.collect()
+    gc.freeze()
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _record(batch: ActionBatch, offset: int, action: Action) -> None:
+    """Put the action of the agent at `offset` into the batch."""
+    if type(action) is not Action:
+        raise TypeError(f"act() returned {type(action).__name__}, not an Action")
+    batch.payloads[offset] = action.payload
+    if action.error is not None or action.tokens or action.messages:
+        agent_id = batch.ids.start + offset
+        if action.error is not None:
+            batch.errors[agent_id] = action.error
+        if action.tokens:
+            batch.tokens[agent_id] = action.tokens
+        batch.messages.extend(action.messages)
+
+
+class _Waiting:
+    """The asynchronous agents of one round.
+
+    Each records its own action as it finishes and the last one wakes the host: no per-agent
+    done-callbacks or wait sets, which cost more than a waiting agent's whole step.
+    """
+
+    __slots__ = ("all_done", "batch", "left", "tasks")
+
+    def __init__(self, batch: ActionBatch) -> None:
+        self.batch = batch
+        self.tasks: list[tuple[int, asyncio.Task[None]]] = []  # strong references keep tasks alive
+        self.left = 0
+        self.all_done = asyncio.get_running_loop().create_future()
+
+    def start(self, offset: int, step: Awaitable[Action]) -> None:
+        self.left += 1
+        self.tasks.append((offset, asyncio.ensure_future(self._run(offset, step))))
+
+    async def _run(self, offset: int, step: Awaitable[Action]) -> None:
+        try:
+            _record(self.batch, offset, await step)
+        except Exception as exc:  # an agent's bug must not end the round
+            self.batch.errors[self.batch.ids.start + offset] = _describe(exc)
+        finally:
+            self.left -= 1
+            if not self.left and not self.all_done.done():
+                self.all_done.set_result(None)
+
+    async def finish(self, timeout: float) -> None:
+        """Wait for every agent, up to one deadline for all: a timer per agent would cost more."""
+        if self.left:
+            await asyncio.wait([self.all_done], timeout=timeout)
+        late = [(offset, task) for offset, task in self.tasks if not task.done()]
+        for _, task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait([task for _, task in late], timeout=1.0)
+        for offset, _ in late:
+            self.batch.errors[self.batch.ids.start + offset] = f"TimeoutError: no action within {timeout:g} s"
 
 
 class AgentHost:
@@ -72,6 +136,7 @@ class AgentHost:
         """Build this host's agents from the population spec and the run seed."""
         self.ids = ids
         self.agents = Population(population, seed).agents(ids)
+        _settle()
         return self.stats()
 
     def add(self, agents: Sequence[Agent]) -> None:
@@ -82,6 +147,7 @@ class AgentHost:
                 raise ValueError(f"agent {agent.id} does not follow ids {self.ids}")
         self.agents.extend(agents)
         self.ids = range(self.ids.start, self.ids.stop + len(agents))
+        _settle()
 
     async def step(
         self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
@@ -95,7 +161,7 @@ class AgentHost:
         batch = ActionBatch(self.ids, [None] * len(self.ids))
         shared = Observation(round, public)
         first = self.ids.start
-        waiting: list[tuple[int, asyncio.Task[Action]]] = []
+        waiting = _Waiting(batch)
         payloads, agents = batch.payloads, self.agents
         for start in range(0, len(agents), _SLICE):
             for offset, agent in enumerate(agents[start : start + _SLICE], start):
@@ -103,7 +169,7 @@ class AgentHost:
                 if inbox and (messages := inbox.get(first + offset)):
                     observation = Observation(round, public, tuple(messages))
                 if not agent.synchronous:
-                    waiting.append((offset, asyncio.ensure_future(agent.act(observation))))
+                    waiting.start(offset, agent.act(observation))
                     continue
                 try:
                     action = agent.decide(observation)
@@ -115,50 +181,16 @@ class AgentHost:
                     ):
                         payloads[offset] = action.payload
                     else:
-                        self._record(batch, offset, action)
+                        _record(batch, offset, action)
                 except Exception as exc:  # an agent's bug must not end the round
                     batch.errors[first + offset] = _describe(exc)
             await asyncio.sleep(0)
-        if waiting:
-            await self._collect(batch, waiting)
+        await waiting.finish(self.agent_timeout)
         self._steps += len(self.agents)
         self._failures += batch.failures
         self._rounds += 1
         self._last_round_seconds = time.perf_counter() - started
         return batch
-
-    async def _collect(self, batch: ActionBatch, waiting: list[tuple[int, asyncio.Task[Action]]]) -> None:
-        # One deadline for all: a timer per agent would cost more than most agents' work.
-        tasks = [task for _, task in waiting]
-        _, late = await asyncio.wait(tasks, timeout=self.agent_timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=1.0)
-        first = self.ids.start
-        for offset, task in waiting:
-            if task in late:
-                batch.errors[first + offset] = f"TimeoutError: no action within {self.agent_timeout:g} s"
-            elif (exc := task.exception()) is not None:
-                batch.errors[first + offset] = _describe(exc)
-            else:
-                try:
-                    self._record(batch, offset, task.result())
-                except Exception as exc:
-                    batch.errors[first + offset] = _describe(exc)
-
-    @staticmethod
-    def _record(batch: ActionBatch, offset: int, action: Action) -> None:
-        if type(action) is not Action:
-            raise TypeError(f"act() returned {type(action).__name__}, not an Action")
-        batch.payloads[offset] = action.payload
-        if action.error is not None or action.tokens or action.messages:
-            agent_id = batch.ids.start + offset
-            if action.error is not None:
-                batch.errors[agent_id] = action.error
-            if action.tokens:
-                batch.tokens[agent_id] = action.tokens
-            batch.messages.extend(action.messages)
 
     def get_state(self) -> dict[int, Any]:
         """The state of every agent that keeps one, by agent id."""
