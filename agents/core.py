@@ -9,10 +9,13 @@ wait on I/O (LLMs, the efficiency probe) implement `async act`, which hosts run 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from agents.rng import Draws, agent_key, stream_key
@@ -131,11 +134,13 @@ class ActionBatch:
     """The actions of a contiguous range of agents in one round, in columns.
 
     Hosts return one batch per round instead of a million `Action` objects: payloads in id order,
-    and the rarer fields (errors, tokens, messages) only for the agents that have them.
+    and the rarer fields (errors, tokens, messages) only for the agents that have them. When every
+    payload is a number, `compact` turns the payloads into one numpy array, which crosses process
+    boundaries as a single buffer.
     """
 
     ids: range
-    payloads: list[Any]
+    payloads: list[Any] | np.ndarray
     errors: dict[int, str] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
@@ -147,19 +152,34 @@ class ActionBatch:
     def failures(self) -> int:
         return len(self.errors)
 
+    def compact(self) -> None:
+        """Store all-numeric payloads (ints, or ints and floats) as an int64 or float64 array."""
+        if not isinstance(self.payloads, list) or not self.payloads:
+            return
+        kinds = set(map(type, self.payloads))
+        if kinds == {int}:
+            with contextlib.suppress(OverflowError):  # beyond 64 bits: stay exact Python ints
+                self.payloads = np.array(self.payloads, dtype=np.int64)
+        elif kinds <= {int, float}:
+            self.payloads = np.array(self.payloads, dtype=np.float64)
+
     @classmethod
     def concat(cls, batches: Sequence[ActionBatch]) -> ActionBatch:
         """Join batches of adjacent ranges, given in id order, into one."""
         if not batches:
             return cls(range(0), [])
-        start = batches[0].ids.start
-        merged = cls(range(start, start), [])
-        for batch in batches:
-            if batch.ids.start != merged.ids.stop:
-                raise ValueError(f"batch {batch.ids} does not follow {merged.ids}")
-            merged.ids = range(start, batch.ids.stop)
-            merged.payloads.extend(batch.payloads)
-            merged.errors.update(batch.errors)
-            merged.tokens.update(batch.tokens)
-            merged.messages.extend(batch.messages)
-        return merged
+        for before, after in itertools.pairwise(batches):
+            if after.ids.start != before.ids.stop:
+                raise ValueError(f"batch {after.ids} does not follow {before.ids}")
+        parts = [b.payloads for b in batches]
+        if all(isinstance(p, np.ndarray) for p in parts):
+            payloads: list[Any] | np.ndarray = np.concatenate(parts)
+        else:
+            payloads = [x for p in parts for x in (p.tolist() if isinstance(p, np.ndarray) else p)]
+        return cls(
+            range(batches[0].ids.start, batches[-1].ids.stop),
+            payloads,
+            errors={k: v for b in batches for k, v in b.errors.items()},
+            tokens={k: v for b in batches for k, v in b.tokens.items()},
+            messages=[m for b in batches for m in b.messages],
+        )

@@ -186,6 +186,7 @@ class AgentHost:
                     batch.errors[first + offset] = _describe(exc)
             await asyncio.sleep(0)
         await waiting.finish(self.agent_timeout)
+        batch.compact()
         self._steps += len(self.agents)
         self._failures += batch.failures
         self._rounds += 1

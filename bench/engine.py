@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import uvloop
 
 from agents.cluster import RayCluster
 from agents.core import ActionBatch, Observation
@@ -102,7 +103,28 @@ async def probe(total: int, rounds: int) -> dict[str, Any]:
     run = spec(total, rounds, [{"kind": "probe", "share": 100, "params": {"delay": 1.0}}])
     async with Simulation(run) as sim:
         times = [(await sim.step()).time for _ in range(rounds)]
-    return {"agents": total, "delay_s": 1.0, "round_s": times, "median_round_s": statistics.median(times)}
+        per_host = -(-total // len(sim.hosts))
+    floor = await asyncio.to_thread(asyncio_floor, per_host, 1.0)
+    return {
+        "agents": total,
+        "delay_s": 1.0,
+        "round_s": times,
+        "median_round_s": statistics.median(times),
+        "bare_asyncio_s": floor,
+        "agents_per_host": per_host,
+    }
+
+
+def asyncio_floor(tasks: int, delay: float) -> float:
+    """Seconds a bare event loop in one process takes to run `tasks` tasks that each sleep `delay`:
+    the least a host can need for that many waiting agents on one core."""
+
+    async def bare() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(asyncio.sleep(delay) for _ in range(tasks)))
+        return time.perf_counter() - started
+
+    return uvloop.run(bare())
 
 
 async def memory(total: int) -> dict[str, Any]:
@@ -128,24 +150,32 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for total in args.sizes:
         result = await level_k(total, args.rounds)
         figures["level_k"].append(result)
+        engine, plain = (statistics.median(result[k]) for k in ("engine_round_s", "baseline_round_s"))
         print(
             f"level-k {total:>9,} agents on {result['hosts']} hosts: engine/baseline round time = "
-            f"{result['ratio']:.2f} (engine {statistics.median(result['engine_round_s']):.2f} s, "
-            f"plain loop {statistics.median(result['baseline_round_s']):.2f} s; populate {result['populate_s']:.1f} s)"
+            f"{result['ratio']:.2f} (engine {engine:.2f} s, plain loop {plain:.2f} s; "
+            f"populate {result['populate_s']:.1f} s)"
         )
-    figures["probe"] = await probe(args.probe, 2)
-    print(f"probe   {args.probe:>9,} agents waiting 1 s each: round time {figures['probe']['median_round_s']:.2f} s")
-    figures["memory"] = await memory(args.memory)
-    print(f"memory  {args.memory:>9,} agents on one host: {figures['memory']['bytes_per_agent']:.0f} bytes per agent")
+    figures["probe"] = pr = await probe(args.probe, 2)
+    print(
+        f"probe   {args.probe:>9,} agents waiting 1 s each: round time {pr['median_round_s']:.2f} s "
+        f"(a bare event loop needs {pr['bare_asyncio_s']:.2f} s for one host's "
+        f"{pr['agents_per_host']:,} sleeping tasks)"
+    )
+    figures["memory"] = memory_result = await memory(args.memory)
+    per_agent = memory_result["bytes_per_agent"]
+    print(f"memory  {args.memory:>9,} agents on one host: {per_agent:.0f} bytes per agent")
     return figures
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--probe", type=int, default=100_000)
     parser.add_argument("--memory", type=int, default=500_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with RayCluster():
         figures = asyncio.run(main(args))

@@ -79,7 +79,9 @@ class GuessTwoThirds(Scenario):
         """Answers as floats, and which are valid: a number in 0..max_value from an agent that
         did not fail."""
         payloads = actions.payloads
-        if set(map(type, payloads)) <= {int, float}:
+        if isinstance(payloads, np.ndarray):
+            answers = payloads.astype(np.float64, copy=False)
+        elif set(map(type, payloads)) <= {int, float}:
             answers = np.asarray(payloads, dtype=np.float64)
         else:
             answers = np.fromiter(

@@ -42,6 +42,7 @@ def test_failures_are_isolated_and_counted():
         5: "refused to answer",
     }
     assert all(0 <= batch.payloads[i] <= 100 for i in (0, 6))
+    assert isinstance(batch.payloads, list)  # failures leave None payloads: no array
     assert batch.tokens == {5: 7}
     stats = host.stats()
     assert (stats.agents, stats.steps, stats.failures, stats.rounds) == (7, 7, 5, 1)
@@ -51,7 +52,7 @@ def test_waiting_agents_overlap():
     gauge = Gauge()
     host = host_of([Waits] * 2000, params=gauge, timeout=30)
     batch = step(host)
-    assert batch.payloads == list(range(2000))
+    assert batch.payloads.tolist() == list(range(2000))
     assert gauge.peak == 2000
 
 
@@ -59,15 +60,15 @@ def test_the_same_agents_draw_the_same_answers_each_time():
     first = step(host_of([Answers] * 50))
     again = step(host_of([Answers] * 50))
     other_round = step(host_of([Answers] * 50), round=2)
-    assert first.payloads == again.payloads
-    assert first.payloads != other_round.payloads
+    assert first.payloads.tolist() == again.payloads.tolist()
+    assert first.payloads.tolist() != other_round.payloads.tolist()
 
 
 def test_inbox_messages_reach_their_agents():
     host = host_of([Chatty] * 3, params=3)
     note = Message(None, 1, "from the operator")
     batch = step(host, inbox={1: [note, note]})
-    assert batch.payloads == [0, 2, 0]
+    assert batch.payloads.tolist() == [0, 2, 0]
     assert [(m.sender, m.recipient) for m in batch.messages] == [(0, 1), (1, 2), (2, 0)]
 
 
@@ -93,4 +94,5 @@ def test_agent_state_round_trips(make_spec):
     fresh.set_state(state)
     last = {"win": 20}
     public = {**PUBLIC, "last": last}
-    assert asyncio.run(fresh.step(2, public, {})).payloads == asyncio.run(host.step(2, public, {})).payloads
+    resumed = asyncio.run(fresh.step(2, public, {})).payloads
+    assert resumed.tolist() == asyncio.run(host.step(2, public, {})).payloads.tolist()
