@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.kinds import KINDS
-from agents.registry import UnknownName
+from agents.registry import Registry, UnknownName
 from agents.scenarios import SCENARIOS
 
 __all__ = [
@@ -56,13 +56,18 @@ def _check_percentages(what: str, shares: dict[str, float]) -> None:
         raise ValueError(f"{what} percentages add up to {total:g}, not 100")
 
 
-def _params_of(family: str, cls: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate a kind's or scenario's parameters with its own model; keep them as plain data."""
+def _valid_params(registry: Registry[Any], name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check that `name` is registered and validate `params` with its own model; keep them as
+    plain data (with defaults filled in)."""
+    try:
+        cls = registry.get(name)
+    except UnknownName as e:
+        raise ValueError(str(e)) from None
     try:
         return cls.Params.model_validate(params).model_dump(mode="json")
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or family}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(map(str, err['loc'])) or registry.family}: {err['msg']}" for err in e.errors()
         )
         raise ValueError(problems) from None
 
@@ -73,11 +78,7 @@ class ScenarioSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_with_valid_params(self) -> ScenarioSpec:
-        try:
-            cls = SCENARIOS.get(self.name)
-        except UnknownName as e:
-            raise ValueError(str(e)) from None
-        self.params = _params_of("scenario", cls, self.params)
+        self.params = _valid_params(SCENARIOS, self.name, self.params)
         return self
 
 
@@ -91,11 +92,7 @@ class KindShare(_Strict):
 
     @model_validator(mode="after")
     def _known_with_valid_params(self) -> KindShare:
-        try:
-            cls = KINDS.get(self.kind)
-        except UnknownName as e:
-            raise ValueError(str(e)) from None
-        self.params = _params_of("kind", cls, self.params)
+        self.params = _valid_params(KINDS, self.kind, self.params)
         if self.label is None:
             args = ",".join(f"{k}={v}" for k, v in self.params.items())
             self.label = f"{self.kind}({args})" if args else self.kind
