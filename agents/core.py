@@ -57,6 +57,22 @@ class Observation(NamedTuple):
     inbox: tuple[Message, ...] = ()
 
 
+class Intervention(NamedTuple):
+    """Something the operator sends into a run, delivered at the start of the next round.
+
+    With `public` and no `where`, `content` joins the round's public information (under
+    "announcements"); otherwise it arrives as a message (sender None) in the inbox of every agent
+    whose attributes match all of `where` (everyone when `where` is None).
+    """
+
+    content: Any
+    where: Mapping[str, str] | None = None
+    public: bool = False
+
+    def reaches(self, profile: Profile) -> bool:
+        return self.where is None or all(profile.attributes.get(k) == v for k, v in self.where.items())
+
+
 class Action(NamedTuple):
     """An agent's answer to one round. `error` set means the agent failed this round."""
 

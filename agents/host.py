@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import ray
 
-from agents.core import Action, ActionBatch, Agent, Message, Observation
+from agents.core import Action, ActionBatch, Agent, Intervention, Message, Observation
 from agents.population import Population
 from agents.spec import PopulationSpec
 
@@ -150,14 +150,21 @@ class AgentHost:
         _settle()
 
     async def step(
-        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+        self,
+        round: int,
+        public: Mapping[str, Any],
+        inbox: Mapping[int, Sequence[Message]],
+        broadcasts: Sequence[Intervention] = (),
     ) -> ActionBatch:
-        """Run one round: every agent acts on `public` and its messages in `inbox`.
+        """Run one round: every agent acts on `public` and its messages in `inbox`, plus the
+        `broadcasts` whose filter its profile matches.
 
         An agent that raises, returns something other than an `Action`, or (if asynchronous) takes
         longer than `agent_timeout` gets a failed action; the round goes on without it.
         """
         started = time.perf_counter()
+        if broadcasts:
+            inbox = self._deliver(inbox, broadcasts)
         batch = ActionBatch(self.ids, [None] * len(self.ids))
         shared = Observation(round, public)
         first = self.ids.start
@@ -192,6 +199,16 @@ class AgentHost:
         self._rounds += 1
         self._last_round_seconds = time.perf_counter() - started
         return batch
+
+    def _deliver(
+        self, inbox: Mapping[int, Sequence[Message]], broadcasts: Sequence[Intervention]
+    ) -> dict[int, list[Message]]:
+        merged = {agent_id: list(messages) for agent_id, messages in inbox.items()}
+        for broadcast in broadcasts:
+            for agent in self.agents:
+                if broadcast.reaches(agent.profile):
+                    merged.setdefault(agent.id, []).append(Message(None, agent.id, broadcast.content))
+        return merged
 
     def get_state(self) -> dict[int, Any]:
         """The state of every agent that keeps one, by agent id."""

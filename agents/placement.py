@@ -37,12 +37,11 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One host to start: its index, its node, the agents it holds and the CPUs it reserves."""
+    """One host to start: its index, its node and the agents it holds."""
 
     index: int
     node_id: str
     ids: range
-    num_cpus: float
 
 
 def alive_nodes() -> list[Node]:
@@ -54,8 +53,7 @@ def alive_nodes() -> list[Node]:
 def plan(nodes: Sequence[Node], agents: int, hosts: int | None = None) -> list[Slot]:
     """Spread `hosts` hosts over `nodes` in proportion to their CPUs, and `agents` over the hosts.
 
-    By default there is one host per CPU. Each host holds a contiguous range of agent ids; the
-    hosts of a node share its CPUs, so a run never asks a node for more than it has.
+    By default there is one host per CPU. Each host holds a contiguous range of agent ids.
     """
     if not nodes:
         raise RuntimeError("the Ray cluster has no alive node with CPUs")
@@ -71,8 +69,6 @@ def plan(nodes: Sequence[Node], agents: int, hosts: int | None = None) -> list[S
     for node, count in zip(nodes, per_node, strict=True):
         for _ in range(count):
             size = sizes[len(slots)]
-            slots.append(
-                Slot(len(slots), node.node_id, range(start, start + size), min(1.0, node.cpus / count))
-            )
+            slots.append(Slot(len(slots), node.node_id, range(start, start + size)))
             start += size
     return slots

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agents.core import ActionBatch, Message
+from agents.core import ActionBatch, Intervention, Message
 from agents.host import HostStats, RemoteAgentHost
 from agents.placement import Slot, alive_nodes, plan
 from agents.scenarios import SCENARIOS, RoundResult, Scenario
@@ -53,6 +53,9 @@ class Simulation:
         self.slots: list[Slot] = []
         self._hosts: list[Any] = []
         self._pending: list[Message] = []
+        self._interventions: list[Intervention] = []
+        self.last_actions: ActionBatch | None = None
+        self._starts: list[int] = []
 
     def __repr__(self) -> str:
         return (
@@ -79,9 +82,11 @@ class Simulation:
         """Place the hosts on the cluster's nodes and build every agent."""
         spec = self.spec
         self.slots = plan(alive_nodes(), spec.population.total, spec.placement.hosts)
+        self._starts = [slot.ids.start for slot in self.slots]
         self._hosts = [
             RemoteAgentHost.options(
-                num_cpus=slot.num_cpus,
+                # Reserve no CPU: runs share the cluster's cores instead of queueing behind each other.
+                num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node_id, soft=False),
             ).remote(slot.index, spec.placement.agent_timeout)
             for slot in self.slots
@@ -103,17 +108,47 @@ class Simulation:
         round = self.round + 1
         observations = self.scenario.observe(round)
         inboxes = self._route([*self._pending, *observations.messages])
-        public = ray.put(dict(observations.public))
+        public = dict(observations.public)
+        broadcasts = [i for i in self._interventions if not (i.public and i.where is None)]
+        if announcements := [i.content for i in self._interventions if i.public and i.where is None]:
+            public["announcements"] = announcements
+        self._interventions = []
+        shared = ray.put(public)
         batches: Sequence[ActionBatch] = await asyncio.gather(
-            *(h.step.remote(round, public, inboxes.get(i, {})) for i, h in enumerate(self._hosts))
+            *(h.step.remote(round, shared, inboxes.get(i, {}), broadcasts) for i, h in enumerate(self._hosts))
         )
-        actions = ActionBatch.concat(batches)
+        actions = self.last_actions = ActionBatch.concat(batches)
         result = self.scenario.apply(round, actions)
         self._pending = actions.messages
         self.round = round
         result.failures = actions.failures
         result.time = time.perf_counter() - started
         return result
+
+    def inject(self, intervention: Intervention) -> None:
+        """Deliver `intervention` at the start of the next round."""
+        self._interventions.append(intervention)
+
+    async def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue after the current round: the round, the scenario's
+        state, messages in flight, and the state of every agent that keeps one."""
+        states = await asyncio.gather(*(h.get_state.remote() for h in self._hosts))
+        return {
+            "round": self.round,
+            "scenario": self.scenario.get_state(),
+            "pending": list(self._pending),
+            "agents": {agent_id: value for state in states for agent_id, value in state.items()},
+        }
+
+    async def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from what `get_state` returned, on hosts placed anew (their number may differ)."""
+        self.round = state["round"]
+        self.scenario.set_state(state["scenario"])
+        self._pending = list(state["pending"])
+        shards: dict[int, dict[int, Any]] = defaultdict(dict)
+        for agent_id, value in state["agents"].items():
+            shards[self._host_of(agent_id)][agent_id] = value
+        await asyncio.gather(*(h.set_state.remote(shards[i]) for i, h in enumerate(self._hosts)))
 
     async def rounds(self) -> AsyncIterator[RoundResult]:
         """Step until the scenario says the run is done."""
@@ -129,13 +164,14 @@ class Simulation:
             ray.kill(host, no_restart=True)
         self._hosts = []
 
+    def _host_of(self, agent_id: int) -> int:
+        return bisect.bisect_right(self._starts, agent_id) - 1
+
     def _route(self, messages: Sequence[Message]) -> dict[int, dict[int, list[Message]]]:
         """Inboxes per host index: the messages addressed to each of its agents."""
-        starts = [s.ids.start for s in self.slots]
         total = self.spec.population.total
         inboxes: dict[int, dict[int, list[Message]]] = defaultdict(lambda: defaultdict(list))
         for message in messages:
             if 0 <= message.recipient < total:
-                host = bisect.bisect_right(starts, message.recipient) - 1
-                inboxes[host][message.recipient].append(message)
+                inboxes[self._host_of(message.recipient)][message.recipient].append(message)
         return inboxes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,7 @@ __all__ = [
     "KindShare",
     "PlacementSpec",
     "PopulationSpec",
+    "RecordSample",
     "RunSpec",
     "ScenarioSpec",
     "SpecError",
@@ -152,6 +153,12 @@ class PlacementSpec(_Strict):
     )
 
 
+class RecordSample(_Strict):
+    sample: int = Field(
+        ge=1, le=MAX_AGENTS, description="record the actions of this many agents, the same each round"
+    )
+
+
 class RunSpec(_Strict):
     """A whole simulation: scenario, population, rounds, seed and placement."""
 
@@ -161,6 +168,21 @@ class RunSpec(_Strict):
     rounds: int = Field(ge=1, le=MAX_ROUNDS)
     seed: int = Field(0, ge=0, lt=2**63)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    record: Literal["all", "none"] | RecordSample = Field(
+        "all", description="which agents' actions the workflow service stores each round"
+    )
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ROUNDS,
+        description="rounds between checkpoints; default 1, or 10 from 100,000 agents",
+    )
+
+    @property
+    def checkpoint_interval(self) -> int:
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return 1 if self.population.total < 100_000 else 10
 
     @model_validator(mode="after")
     def _hosts_fit_agents(self) -> RunSpec:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import signal
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -19,13 +22,36 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agents.cluster import RayCluster
 from agents.scenarios import RoundResult
-from agents.simulation import Simulation
 from agents.spec import RunSpec, SpecError, load_spec
-from backend.results import write_results
+from backend import services
+from backend.runtime import Runtime
+from backend.settings import Settings
+from backend.store.db import migrate
+from backend.workflow.lifecycle import IllegalTransition
+from backend.workflow.worker import Worker
 
 console = Console(soft_wrap=True)
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _async(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Run an async command; known errors end it with a message, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(command(*args, **kwargs))
+        except (services.RunNotFound, IllegalTransition, ValueError) as e:
+            _fail(str(e))
+            raise  # unreachable: _fail exits
+
+    return wrapper
 
 
 @click.group()
@@ -35,15 +61,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+# -- run ------------------------------------------------------------------------------------------
+
+
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--submit", is_flag=True, help="only queue the run for `myriad worker`s")
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="results folder [results/NAME-TIME]"
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="results folder [results/NAME-ID]"
 )
 @click.option("--hosts", type=click.IntRange(min=1), help="AgentHost actors, overriding the spec's placement")
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [RAY_ADDRESS; default: start one]")
-def run(spec_path: Path, out: Path | None, hosts: int | None, address: str | None) -> None:
-    """Run the simulation in SPEC (YAML or JSON) and print each round's statistics."""
+def run(spec_path: Path, submit: bool, out: Path | None, hosts: int | None, address: str | None) -> None:
+    """Run the simulation in SPEC (YAML or JSON) here, printing each round's statistics."""
     try:
         spec = load_spec(spec_path)
         if hosts is not None:
@@ -51,35 +81,54 @@ def run(spec_path: Path, out: Path | None, hosts: int | None, address: str | Non
                 spec.model_dump() | {"placement": spec.placement.model_dump() | {"hosts": hosts}}
             )
     except SpecError as e:
-        click.echo(f"{spec_path}: invalid run spec", err=True)
-        for problem in e.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(2)
-    out = out or Path("results") / f"{spec.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    asyncio.run(_run(spec, out, address))
+        _fail("\n".join([f"{spec_path}: invalid run spec", *(f"  {p}" for p in e.problems)]), code=2)
+        return
+    settings = Settings(ray_address=address) if address else Settings()
+    asyncio.run(_submit(settings, spec) if submit else _run_here(settings, spec, out))
 
 
-async def _run(spec: RunSpec, out: Path, address: str | None) -> None:
-    results: list[RoundResult] = []
-    with RayCluster(address), _progress() as progress:
-        task = progress.add_task("starting Ray", total=None)
-        async with Simulation(spec) as sim:
-            hosts = await sim.host_stats()
-            nodes = len({h.node_id for h in hosts})
+async def _submit(settings: Settings, spec: RunSpec) -> None:
+    async with Runtime(settings) as rt:
+        queued = await services.submit(rt, spec)
+    console.print(f"run {queued.id} queued: {spec.population.total:,} agents, {spec.rounds} rounds")
+
+
+async def _run_here(settings: Settings, spec: RunSpec, out: Path | None) -> None:
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+        async with Runtime(settings, ray=True) as rt:
+            queued = await services.submit(rt, spec)
+            worker = Worker(rt)
+            claimed = await worker.claim(queued.id)
+            if claimed is None:
+                _fail(f"run {queued.id} was claimed by another worker")
+                return
             console.print(
-                f"{spec.population.total:,} agents on {len(hosts)} hosts across {nodes} node(s); "
-                f"scenario {spec.scenario.name}, {spec.rounds} rounds, seed {spec.seed}"
+                f"run {queued.id}: {spec.population.total:,} agents; scenario {spec.scenario.name}, "
+                f"{spec.rounds} rounds, seed {spec.seed}"
             )
-            names = sim.scenario.stat_names
-            console.print(_line(["round", *names, "time", "failed"]), style="bold")
-            progress.update(task, description="rounds", total=spec.rounds, completed=0)
-            async for result in sim.rounds():
-                results.append(result)
+            names: tuple[str, ...] = ()
+
+            def show(result: RoundResult) -> None:
+                nonlocal names
+                if not names:
+                    names = tuple(result.stats)
+                    console.print(_line(["round", *names, "time", "failed"]), style="bold")
+                    progress.update(task, description="rounds", total=spec.rounds, completed=0)
                 console.print(_line(_cells(result, names)), highlight=False)
                 progress.advance(task)
-            hosts = await sim.host_stats()
-    write_results(out, spec, results, hosts)
-    console.print(f"results written to {out}/ (rounds.json, rounds.csv, hosts.json, spec.json)")
+
+            status = await worker.drive(claimed, on_round=show)
+            folder = out or Path("results") / f"{spec.name}-{queued.id}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+            for fmt in ("json", "csv"):
+                await services.export(rt, queued.id, table="rounds", format=fmt, out=folder / f"rounds.{fmt}")
+    console.print(
+        f"run {queued.id} {status}; results written to {folder}/ (rounds.json, rounds.csv, spec.json)"
+    )
+    if status != "completed":
+        sys.exit(1)
 
 
 def _progress() -> Progress:
@@ -106,6 +155,139 @@ def _cells(result: RoundResult, stat_names: tuple[str, ...]) -> list[str]:
 
     stats = [cell(result.stats.get(name)) for name in stat_names]
     return [str(result.round), *stats, f"{result.time:.2f}s", str(result.failures)]
+
+
+# -- worker ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--exit-when-idle", is_flag=True, help="stop when no run is left to claim")
+@click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [RAY_ADDRESS; default: start one]")
+def worker(exit_when_idle: bool, address: str | None) -> None:
+    """Claim queued runs (and runs whose worker died) and drive them."""
+    settings = Settings(ray_address=address) if address else Settings()
+    asyncio.run(_serve(settings, exit_when_idle))
+
+
+async def _serve(settings: Settings, exit_when_idle: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Runtime(settings, ray=True) as rt:
+        click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
+        driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
+    click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def runs() -> None:
+    """List, inspect, control and export runs."""
+
+
+@runs.command("list")
+@click.option("--status", help="only runs with this status")
+@click.option("--limit", default=50, show_default=True)
+@_async
+async def runs_list(status: str | None, limit: int) -> None:
+    async with Runtime(Settings()) as rt:
+        found = await services.list_runs(rt, limit=limit, status=status)
+    console.print(_line(["id", "status", "round", "rounds", "agents"]) + "  name", style="bold")
+    for r in found:
+        console.print(
+            _line([str(r.id), r.status, str(r.round), str(r.rounds), str(r.agents)]) + f"  {r.name}"
+        )
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@_async
+async def runs_show(run_id: int) -> None:
+    async with Runtime(Settings()) as rt:
+        r = await services.get_run(rt, run_id)
+        rows = await services.rounds(rt, run_id)
+    console.print(
+        f"run {r.id} {r.name!r}: {r.status}, round {r.round}/{r.rounds}, {r.agents:,} agents, seed {r.seed}"
+    )
+    if r.error:
+        console.print(f"error: {r.error}", markup=False)
+    if rows:
+        names = tuple(rows[0].stats)
+        console.print(_line(["round", *names, "time", "failed"]), style="bold")
+        for row in rows:
+            result = RoundResult(row.round, row.stats, time=row.time, failures=row.failures)
+            console.print(_line(_cells(result, names)), highlight=False)
+
+
+@runs.command("export")
+@click.argument("run_id", type=int)
+@click.option("--table", type=click.Choice(services.EXPORT_TABLES), default="rounds", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(services.EXPORT_FORMATS), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="file [run-ID-TABLE.FORMAT]")
+@_async
+async def runs_export(
+    run_id: int, table: services.ExportTable, fmt: services.ExportFormat, out: Path | None
+) -> None:
+    out = out or Path(f"run-{run_id}-{table}.{fmt}")
+    async with Runtime(Settings()) as rt:
+        count = await services.export(rt, run_id, table=table, format=fmt, out=out)
+    click.echo(f"{count} {table} rows written to {out}")
+
+
+def _control(action: str) -> click.Command:
+    @click.argument("run_id", type=int)
+    @_async
+    async def command(run_id: int) -> None:
+        async with Runtime(Settings()) as rt:
+            r = await services.control(rt, run_id, action)
+        click.echo(
+            f"run {run_id}: {action} {'done' if action == 'stop' and r.status == 'stopped' else 'sent'}"
+        )
+
+    command.__doc__ = f"{action.capitalize()} a run at its next round boundary."
+    return runs.command(action)(command)
+
+
+for _action in ("pause", "resume", "stop"):
+    _control(_action)
+
+
+@runs.command("inject")
+@click.argument("run_id", type=int)
+@click.argument("content")
+@click.option("--where", multiple=True, metavar="ATTR=VALUE", help="only agents with this attribute value")
+@click.option("--public", is_flag=True, help="add to everyone's public information instead of inboxes")
+@_async
+async def runs_inject(run_id: int, content: str, where: tuple[str, ...], public: bool) -> None:
+    """Deliver CONTENT to the run's agents in its next round."""
+    pairs = [w.split("=", 1) for w in where]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError("--where takes ATTR=VALUE")
+    async with Runtime(Settings()) as rt:
+        await services.control(
+            rt, run_id, "inject", content=content, where=dict(pairs) or None, public=public
+        )
+    click.echo(f"run {run_id}: injection sent")
+
+
+# -- db -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Migrate the database at DATABASE_URL to REVISION."""
+    settings = Settings()
+    migrate(settings.database_url, revision)
+    click.echo(f"database migrated to {revision}")
 
 
 if __name__ == "__main__":

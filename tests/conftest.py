@@ -1,13 +1,23 @@
-"""Shared factories for specs and agents."""
+"""Shared fixtures: spec factories, and the real Postgres and Redis the service tests use."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from agents.spec import RunSpec
+from backend.runtime import Runtime
+from backend.settings import Settings
+from backend.store.db import migrate
 
 BASE_SPEC: dict[str, Any] = {
     "name": "test",
@@ -50,3 +60,74 @@ def make_spec():
         return RunSpec.parse(spec_data(**changes))
 
     return make
+
+
+# -- services: a real Postgres and Redis (CI has both; elsewhere they may be missing) -------------
+
+POSTGRES_URL = os.environ.get("MYRIAD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MYRIAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def missing(service: str, error: Exception) -> None:
+    """In CI a missing service fails the test; on a developer's machine it skips, saying why."""
+    message = f"{service} is not reachable: {error}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test database, emptied and migrated to head once per session."""
+
+    async def reset() -> None:
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    try:
+        asyncio.run(reset())
+    except (OSError, SQLAlchemyError) as e:
+        missing("PostgreSQL", e)
+    migrate(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.RedisError as e:
+        missing("Redis", e)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'myriad.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url, redis_url) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        lease_seconds=3,
+        poll_seconds=0.2,
+        worker_id="test-worker",
+    )
+
+
+@pytest.fixture
+async def runtime(settings) -> AsyncIterator[Runtime]:
+    async with Runtime(settings) as rt:
+        yield rt

@@ -1,0 +1,102 @@
+"""Live state, events and control commands over the Redis protocol (redis-py's asyncio client).
+
+Keys, per run:
+- `myriad:run:{id}:state`    hash: status, round, rounds, agents done / failed, updated time
+- `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
+- `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`
+- `myriad:run:{id}:commands` list of control commands, consumed by the run's worker
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+
+__all__ = ["LiveChannel"]
+
+
+def _key(run_id: int, part: str) -> str:
+    return f"myriad:run:{run_id}:{part}"
+
+
+class LiveChannel:
+    """What is happening now in every run, and the commands sent to running runs.
+
+    Args:
+        url: a redis:// URL (a real Redis, or the embedded server).
+        events_kept: newest events kept per run; older ones are trimmed.
+    """
+
+    def __init__(self, url: str, *, events_kept: int = 10_000) -> None:
+        self.url = url
+        self.events_kept = events_kept
+        self.redis = Redis.from_url(url, decode_responses=True)
+
+    def __repr__(self) -> str:
+        return f"LiveChannel({self.url!r})"
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # -- state --------------------------------------------------------------------------------
+
+    async def set_state(self, run_id: int, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        await self.redis.hset(_key(run_id, "state"), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    async def state(self, run_id: int) -> dict[str, Any]:
+        raw = await self.redis.hgetall(_key(run_id, "state"))
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def set_hosts(self, run_id: int, hosts: list[Mapping[str, Any]], ttl: float = 60) -> None:
+        await self.redis.set(_key(run_id, "hosts"), json.dumps(hosts), px=int(ttl * 1000))
+
+    async def hosts(self, run_id: int) -> list[dict[str, Any]]:
+        raw = await self.redis.get(_key(run_id, "hosts"))
+        return json.loads(raw) if raw else []
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def emit(self, run_id: int, kind: str, round: int, payload: Mapping[str, Any] | None = None) -> str:
+        """Append an event to the run's stream; returns its stream id."""
+        entry = {"kind": kind, "round": round, "payload": json.dumps(payload or {}), "time": time.time()}
+        return await self.redis.xadd(_key(run_id, "events"), entry, maxlen=self.events_kept, approximate=True)
+
+    async def events(
+        self, run_id: int, *, after: str = "0-0", block_ms: int | None = None, count: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after stream id `after` (waiting up to `block_ms` for one, when given)."""
+        replies = await self.redis.xread({_key(run_id, "events"): after}, count=count, block=block_ms)
+        events = []
+        for _, entries in replies or []:
+            for event_id, entry in entries:
+                event = dict(entry)
+                event["payload"] = json.loads(event["payload"])
+                event["round"] = int(event["round"])
+                event["time"] = float(event["time"])
+                events.append((event_id, event))
+        return events
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def send(self, run_id: int, command: Mapping[str, Any]) -> None:
+        await self.redis.rpush(_key(run_id, "commands"), json.dumps(command))
+
+    async def take_commands(self, run_id: int) -> list[dict[str, Any]]:
+        """Every command waiting for the run, removed atomically (a command is taken once)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(_key(run_id, "commands"), 0, -1)
+            pipe.delete(_key(run_id, "commands"))
+            waiting, _ = await pipe.execute()
+        return [json.loads(c) for c in waiting]
+
+    async def forget(self, run_id: int) -> None:
+        """Drop everything live about a run (after it is deleted)."""
+        await self.redis.delete(*(_key(run_id, part) for part in ("state", "hosts", "events", "commands")))

@@ -1,0 +1,205 @@
+"""The operations that the CLI, the REST API and the dashboard share.
+
+None of them talks to the store or the live layer directly: they call these.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from agents.spec import RunSpec
+from backend.runtime import Runtime
+from backend.store import records, runs
+from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
+from backend.workflow.lifecycle import FINAL, IllegalTransition, check_transition
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "EXPORT_TABLES",
+    "RunNotFound",
+    "control",
+    "export",
+    "get_run",
+    "list_runs",
+    "rounds",
+    "submit",
+]
+
+ExportTable = Literal["rounds", "actions", "agents", "events"]
+ExportFormat = Literal["csv", "json", "parquet"]
+EXPORT_TABLES: tuple[ExportTable, ...] = ("rounds", "actions", "agents", "events")
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
+_BATCH = 50_000
+
+
+class RunNotFound(LookupError):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} not found")
+        self.run_id = run_id
+
+
+async def submit(rt: Runtime, spec: RunSpec) -> Run:
+    """Queue a run; a worker will claim it."""
+    async with rt.sessions() as session:
+        run = await runs.create_run(session, spec=spec)
+    await rt.live.set_state(
+        run.id, status=RunStatus.QUEUED, round=0, rounds=spec.rounds, agents=spec.population.total
+    )
+    await rt.live.emit(run.id, "queued", 0, {"name": spec.name})
+    return run
+
+
+async def get_run(rt: Runtime, run_id: int) -> Run:
+    async with rt.sessions() as session:
+        run = await runs.get_run(session, run_id=run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+async def list_runs(
+    rt: Runtime, *, limit: int = 50, offset: int = 0, status: str | None = None
+) -> Sequence[Run]:
+    async with rt.sessions() as session:
+        return await runs.list_runs(session, limit=limit, offset=offset, status=status)
+
+
+async def rounds(rt: Runtime, run_id: int) -> Sequence[RoundRow]:
+    await get_run(rt, run_id)
+    async with rt.sessions() as session:
+        return await records.list_rounds(session, run_id=run_id)
+
+
+_TARGET = {"pause": RunStatus.PAUSED, "resume": RunStatus.RUNNING, "stop": RunStatus.STOPPED}
+
+
+async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
+    """Pause, resume, stop or inject into a run. Commands reach the run's worker through the live
+    layer and take effect at the next round boundary; a queued run is stopped at once."""
+    run = await get_run(rt, run_id)
+    if action == "inject":
+        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.QUEUED):
+            raise IllegalTransition(f"run {run_id} is {run.status}; only an unfinished run takes injections")
+        if "content" not in params:
+            raise ValueError("inject needs a content")
+        await rt.live.send(run_id, {"action": "inject", **params})
+        return run
+    if action not in _TARGET:
+        raise ValueError(f"unknown action {action!r}; known: pause, resume, stop, inject")
+    check_transition(run_id, run.status, _TARGET[action])
+    if action == "stop" and run.status == RunStatus.QUEUED:
+        async with rt.sessions() as session:
+            await runs.set_status(session, run_id=run_id, status=RunStatus.STOPPED)
+        await rt.live.set_state(run_id, status=RunStatus.STOPPED)
+        await rt.live.emit(run_id, "stopped", run.round, {})
+        return await get_run(rt, run_id)
+    await rt.live.send(run_id, {"action": action})
+    return run
+
+
+def is_final(run: Run) -> bool:
+    return RunStatus(run.status) in FINAL
+
+
+_EXPORTS: dict[ExportTable, tuple[type, tuple[str, ...], Any]] = {
+    "rounds": (RoundRow, ("round", "stats", "details", "time", "failures"), RoundRow.round),
+    "actions": (
+        ActionRow,
+        ("round", "agent_id", "value", "payload", "error", "tokens"),
+        (ActionRow.round, ActionRow.agent_id),
+    ),
+    "agents": (
+        AgentRow,
+        ("agent_id", "name", "kind", "attributes", "background", "host", "node"),
+        AgentRow.agent_id,
+    ),
+    "events": (EventRow, ("id", "round", "kind", "payload", "created_at"), EventRow.id),
+}
+
+
+async def _rows(rt: Runtime, run_id: int, table: ExportTable) -> AsyncIterator[list[dict[str, Any]]]:
+    model, columns, order = _EXPORTS[table]
+    order_by = order if isinstance(order, tuple) else (order,)
+    query = select(*(getattr(model, c) for c in columns)).where(model.run_id == run_id).order_by(*order_by)
+    async with rt.sessions() as session:
+        result = await session.stream(query.execution_options(yield_per=_BATCH))
+        async for partition in result.partitions(_BATCH):
+            yield [dict(row._mapping) for row in partition]
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """One level of columns for CSV and Parquet: a round's stats become columns of their own,
+    other nested values JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if key == "stats" and isinstance(value, dict):
+            flat.update(value)
+        elif isinstance(value, dict | list):
+            flat[key] = json.dumps(value)
+        else:
+            flat[key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return flat
+
+
+async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat, out: Path) -> int:
+    """Write one table of a run to `out` (streamed in batches); returns the number of rows."""
+    await get_run(rt, run_id)
+    writers = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}
+    return await writers[format](_rows(rt, run_id, table), out)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+async def _write_json(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    count = 0
+    with out.open("w", encoding="utf-8") as f:
+        f.write("[")
+        async for batch in batches:
+            for row in batch:
+                f.write(",\n" if count else "\n")
+                f.write(json.dumps(_jsonable(row)))
+                count += 1
+        f.write("\n]\n")
+    return count
+
+
+async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    count = 0
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer: csv.DictWriter[str] | None = None
+        async for batch in batches:
+            rows = [_flat(r) for r in batch]
+            if writer is None:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+            writer.writerows(rows)
+            count += len(rows)
+    return count
+
+
+async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    count = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        async for batch in batches:
+            frame = pa.Table.from_pylist([_flat(r) for r in batch])
+            if writer is None:
+                writer = pq.ParquetWriter(out, frame.schema)
+            writer.write_table(frame.cast(writer.schema))
+            count += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        pq.write_table(pa.table({}), out)
+    return count

@@ -1,0 +1,142 @@
+"""The database schema: runs, their agents, rounds, actions, events and checkpoints.
+
+One schema for Postgres and SQLite: JSON columns are JSONB on Postgres, and the one index only
+Postgres can build (GIN over agent attributes) is declared for Postgres alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["ActionRow", "AgentRow", "Base", "CheckpointRow", "EventRow", "RoundRow", "Run", "RunStatus"]
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY columns, not BIGINT ones.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: Json, datetime: DateTime(timezone=True)}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED, index=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    agents: Mapped[int] = mapped_column(BigInteger)
+    rounds: Mapped[int] = mapped_column(Integer)
+    round: Mapped[int] = mapped_column(Integer, default=0, doc="the last round completed and stored")
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="how many times a worker claimed it")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(id={self.id}, name={self.name!r}, status={self.status}, round={self.round}/{self.rounds})"
+        )
+
+
+class AgentRow(Base):
+    __tablename__ = "agents"
+    __table_args__ = (
+        Index("ix_agents_run_kind", "run_id", "kind"),
+        Index("ix_agents_run_name", "run_id", "name"),
+        Index("ix_agents_run_host", "run_id", "host"),
+        Index(
+            "ix_agents_attributes", "attributes", postgresql_using="gin", info={"only": "postgresql"}
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]]
+    background: Mapped[str] = mapped_column(Text)
+    host: Mapped[int | None] = mapped_column(Integer)
+    node: Mapped[str | None] = mapped_column(String(64))
+
+
+class RoundRow(Base):
+    __tablename__ = "rounds"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stats: Mapped[dict[str, Any]]
+    details: Mapped[dict[str, Any]]
+    time: Mapped[float] = mapped_column(Float)
+    failures: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ActionRow(Base):
+    """One agent's action in one round. Numeric payloads go to `value`, others to `payload`."""
+
+    __tablename__ = "actions"
+
+    # (run, agent, round): the primary key serves "the actions of an agent" and forbids duplicates.
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    payload: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CheckpointRow(Base):
+    """Everything needed to continue a run after `round`: agent and scenario state, compressed."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,153 @@
+"""What a run produces: agents' profiles, rounds, actions, events and checkpoints.
+
+Large writes go through `copy_rows`: COPY on Postgres (asyncpg's binary protocol), one prepared
+`executemany` on SQLite. Callers pass rows as tuples in column order; JSON values as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from agents.core import ActionBatch, Profile
+from agents.scenarios import RoundResult
+from backend.store.models import ActionRow, CheckpointRow, EventRow, RoundRow
+
+__all__ = [
+    "ACTION_COLUMNS",
+    "AGENT_COLUMNS",
+    "action_rows",
+    "add_event",
+    "agent_rows",
+    "copy_rows",
+    "count_actions",
+    "latest_checkpoint",
+    "list_events",
+    "list_rounds",
+    "save_checkpoint",
+    "save_round",
+]
+
+AGENT_COLUMNS = ("run_id", "agent_id", "name", "kind", "attributes", "background", "host", "node")
+ACTION_COLUMNS = ("run_id", "agent_id", "round", "value", "payload", "error", "tokens")
+
+
+async def copy_rows(
+    connection: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[tuple]
+) -> None:
+    """Bulk-insert `rows` into `table` within the connection's transaction."""
+    raw = (await connection.get_raw_connection()).driver_connection
+    if connection.dialect.name == "postgresql":
+        await raw.copy_records_to_table(table, records=rows, columns=list(columns))
+    else:
+        marks = ", ".join("?" * len(columns))
+        await raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def agent_rows(run_id: int, profiles: Sequence[Profile], host: int, node: str | None) -> Iterable[tuple]:
+    attributes: dict[int, str] = {}  # profiles share attribute mappings: encode each once
+    for p in profiles:
+        encoded = attributes.get(id(p.attributes))
+        if encoded is None:
+            encoded = attributes[id(p.attributes)] = json.dumps(dict(p.attributes))
+        yield (run_id, p.id, p.name, p.kind, encoded, p.background, host, node)
+
+
+def action_rows(
+    run_id: int, round: int, batch: ActionBatch, agent_ids: Iterable[int] | None = None
+) -> Iterable[tuple]:
+    """Rows for the actions of `agent_ids` (default: all) in `batch`; numeric payloads go to
+    `value`, anything else to `payload` as JSON."""
+    first, payloads, errors, tokens = batch.ids.start, batch.payloads, batch.errors, batch.tokens
+    ids: Iterable[int] = batch.ids if agent_ids is None else agent_ids
+    if isinstance(payloads, np.ndarray):
+        values = payloads.astype(np.float64).tolist()
+        for agent_id in ids:
+            yield (
+                run_id,
+                agent_id,
+                round,
+                values[agent_id - first],
+                None,
+                errors.get(agent_id),
+                tokens.get(agent_id, 0),
+            )
+        return
+    for agent_id in ids:
+        payload = payloads[agent_id - first]
+        if type(payload) in (int, float):
+            value, text = float(payload), None
+        else:
+            value, text = None, None if payload is None else json.dumps(payload, default=str)
+        yield (run_id, agent_id, round, value, text, errors.get(agent_id), tokens.get(agent_id, 0))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe stats: NaN and infinities (a round without valid answers) become None."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+async def save_round(session: AsyncSession, *, run_id: int, result: RoundResult) -> None:
+    session.add(
+        RoundRow(
+            run_id=run_id,
+            round=result.round,
+            stats={k: _plain(v) for k, v in result.stats.items()},
+            details=result.details,
+            time=result.time,
+            failures=result.failures,
+        )
+    )
+
+
+async def list_rounds(session: AsyncSession, *, run_id: int) -> Sequence[RoundRow]:
+    return (
+        await session.scalars(select(RoundRow).where(RoundRow.run_id == run_id).order_by(RoundRow.round))
+    ).all()
+
+
+async def add_event(
+    session: AsyncSession, *, run_id: int, round: int, kind: str, payload: dict[str, Any]
+) -> None:
+    await session.execute(insert(EventRow).values(run_id=run_id, round=round, kind=kind, payload=payload))
+
+
+async def list_events(session: AsyncSession, *, run_id: int, limit: int = 100) -> Sequence[EventRow]:
+    query = select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def save_checkpoint(session: AsyncSession, *, run_id: int, round: int, data: bytes, keep: int) -> None:
+    """Store a checkpoint and drop all but the newest `keep`."""
+    session.add(CheckpointRow(run_id=run_id, round=round, data=data))
+    await session.flush()
+    newest = (
+        select(CheckpointRow.round).where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.round.desc())
+    )
+    kept = (await session.scalars(newest.limit(keep))).all()
+    await session.execute(
+        delete(CheckpointRow).where(CheckpointRow.run_id == run_id, CheckpointRow.round.not_in(kept))
+    )
+
+
+async def latest_checkpoint(session: AsyncSession, *, run_id: int, at_most: int) -> CheckpointRow | None:
+    query = (
+        select(CheckpointRow)
+        .where(CheckpointRow.run_id == run_id, CheckpointRow.round <= at_most)
+        .order_by(CheckpointRow.round.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).first()
+
+
+async def count_actions(session: AsyncSession, *, run_id: int) -> int:
+    return (
+        await session.execute(select(func.count()).select_from(ActionRow).where(ActionRow.run_id == run_id))
+    ).scalar_one()

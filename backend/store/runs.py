@@ -1,0 +1,182 @@
+"""Runs: creation, queries, and the leases that let exactly one worker drive each run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents.spec import RunSpec
+from backend.store.models import ActionRow, EventRow, RoundRow, Run, RunStatus
+
+__all__ = [
+    "LeaseLost",
+    "claim_run",
+    "count_runs",
+    "create_run",
+    "fence",
+    "forget_after",
+    "get_run",
+    "list_runs",
+    "release_run",
+    "renew_lease",
+    "set_status",
+]
+
+# A worker may take a run that is queued, or whose worker stopped renewing its lease.
+_ACTIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
+
+
+class LeaseLost(RuntimeError):
+    """This worker no longer holds the run's lease: another worker has taken it over."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_run(session: AsyncSession, *, spec: RunSpec) -> Run:
+    run = Run(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status=RunStatus.QUEUED,
+        seed=spec.seed,
+        agents=spec.population.total,
+        rounds=spec.rounds,
+        round=0,
+        attempts=0,
+    )
+    session.add(run)
+    await session.commit()
+    return run
+
+
+async def get_run(session: AsyncSession, *, run_id: int) -> Run | None:
+    return await session.get(Run, run_id, populate_existing=True)
+
+
+async def list_runs(
+    session: AsyncSession, *, limit: int = 50, offset: int = 0, status: str | None = None
+) -> Sequence[Run]:
+    query = select(Run).order_by(Run.id.desc()).limit(limit).offset(offset)
+    if status is not None:
+        query = query.where(Run.status == status)
+    return (await session.scalars(query)).all()
+
+
+async def count_runs(session: AsyncSession, *, status: str | None = None) -> int:
+    query = select(func.count()).select_from(Run)
+    if status is not None:
+        query = query.where(Run.status == status)
+    return (await session.execute(query)).scalar_one()
+
+
+def _claimable(at: datetime) -> Any:
+    return or_(
+        Run.status == RunStatus.QUEUED,
+        (Run.status.in_(_ACTIVE)) & (or_(Run.lease_expires.is_(None), Run.lease_expires < at)),
+    )
+
+
+async def claim_run(
+    session: AsyncSession, *, worker: str, lease_seconds: float, run_id: int | None = None
+) -> Run | None:
+    """Take the oldest claimable run (or run `run_id`) for `worker`, or None if there is none.
+
+    On Postgres the candidate row is locked with `FOR UPDATE SKIP LOCKED`, so racing workers each
+    get a different run. Everywhere the UPDATE repeats the claimability test, so of two workers that
+    read the same candidate only one changes it (SQLite serialises writers, which does the rest).
+    """
+    at = now()
+    query = select(Run.id).where(_claimable(at)).order_by(Run.id).limit(1)
+    if run_id is not None:
+        query = query.where(Run.id == run_id)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    candidate = (await session.execute(query)).scalar_one_or_none()
+    if candidate is None:
+        await session.rollback()
+        return None
+    claimed = await session.execute(
+        update(Run)
+        .where(Run.id == candidate, _claimable(at))
+        .values(
+            lease_owner=worker,
+            lease_expires=at + timedelta(seconds=lease_seconds),
+            attempts=Run.attempts + 1,
+            status=RunStatus.RUNNING,
+            started_at=func.coalesce(Run.started_at, at),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    if claimed.rowcount != 1:
+        return None
+    return await get_run(session, run_id=candidate)
+
+
+async def renew_lease(session: AsyncSession, *, run_id: int, worker: str, lease_seconds: float) -> None:
+    """Extend the lease; raise `LeaseLost` if another worker holds it now."""
+    renewed = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == worker)
+        .values(lease_expires=now() + timedelta(seconds=lease_seconds))
+    )
+    await session.commit()
+    if renewed.rowcount != 1:
+        raise LeaseLost(f"run {run_id} is no longer leased to {worker}")
+
+
+async def fence(session: AsyncSession, *, run_id: int, worker: str, **values: Any) -> None:
+    """Update the run only while `worker` holds its lease (inside the caller's transaction), so a
+    worker that lost the lease can never commit anything for the run."""
+    updated = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == worker)
+        .values(**(values or {"lease_owner": worker}))
+    )
+    if updated.rowcount != 1:
+        raise LeaseLost(f"run {run_id} is no longer leased to {worker}")
+
+
+async def set_status(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    status: RunStatus,
+    worker: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record a new status (fenced by `worker`'s lease when given); a final status ends the lease."""
+    values: dict[str, Any] = {"status": status}
+    if error is not None:
+        values["error"] = error
+    if status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED):
+        values |= {"finished_at": now(), "lease_owner": None, "lease_expires": None}
+    if worker is None:
+        await session.execute(update(Run).where(Run.id == run_id).values(**values))
+    else:
+        await fence(session, run_id=run_id, worker=worker, **values)
+    await session.commit()
+
+
+async def release_run(session: AsyncSession, *, run_id: int, worker: str) -> None:
+    """Give the lease back without changing the status, so another worker can continue the run."""
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == worker)
+        .values(lease_owner=None, lease_expires=None)
+    )
+    await session.commit()
+
+
+async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker: str) -> None:
+    """Delete what was recorded after `round` (the checkpoint a takeover resumes from), so the
+    rounds that are run again are not stored twice."""
+    await fence(session, run_id=run_id, worker=worker, round=round)
+    for table in (ActionRow, RoundRow, EventRow):
+        await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
+    await session.commit()

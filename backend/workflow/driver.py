@@ -1,0 +1,223 @@
+"""Driving one claimed run: rounds, control commands, checkpoints, and the lease's heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.core import Intervention
+from agents.scenarios import RoundResult
+from agents.simulation import Simulation
+from agents.spec import RunSpec
+from backend.live.channel import LiveChannel
+from backend.settings import Settings
+from backend.store import records
+from backend.store.models import Run, RunStatus
+from backend.store.runs import LeaseLost, forget_after, renew_lease, set_status
+from backend.workflow import checkpoint
+from backend.workflow.recorder import Recorder
+
+__all__ = ["RunDriver"]
+
+log = logging.getLogger(__name__)
+
+OnRound = Callable[[RoundResult], Awaitable[None] | None]
+_PAUSE_POLL = 0.2
+
+
+class RunDriver:
+    """Drives a run this worker has claimed until it completes, stops, fails or is taken over.
+
+    Args:
+        run: the claimed run.
+        sessions: the session factory.
+        live: the live channel.
+        settings: lease and retention settings; `settings.worker_id` owns the lease.
+        on_round: called after every round (the CLI prints it).
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveChannel,
+        settings: Settings,
+        on_round: OnRound | None = None,
+    ) -> None:
+        self.run = run
+        self.spec = RunSpec.parse(run.spec)
+        self.sessions = sessions
+        self.live = live
+        self.settings = settings
+        self.worker = settings.worker_id
+        self.on_round = on_round
+        self.status = RunStatus(run.status)
+
+    def __repr__(self) -> str:
+        return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
+
+    async def drive(self) -> RunStatus:
+        """Drive the run; return its final status, or raise `LeaseLost` if taken over."""
+        body = asyncio.create_task(self._drive())
+        heartbeat = asyncio.create_task(self._heartbeat(body))
+        try:
+            return await body
+        except asyncio.CancelledError:
+            if heartbeat.done() and isinstance(heartbeat.exception(), LeaseLost):
+                raise heartbeat.exception() from None  # type: ignore[misc]
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+                await heartbeat
+
+    async def _heartbeat(self, body: asyncio.Task[RunStatus]) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                async with self.sessions() as session:
+                    await renew_lease(
+                        session,
+                        run_id=self.run.id,
+                        worker=self.worker,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+            except LeaseLost:
+                log.warning("run %s: lease lost, abandoning it", self.run.id)
+                body.cancel()
+                raise
+
+    async def _drive(self) -> RunStatus:
+        run_id, spec = self.run.id, self.spec
+        try:
+            async with (
+                Simulation(spec) as sim,
+                Recorder(
+                    self.sessions,
+                    run_id=run_id,
+                    worker=self.worker,
+                    spec=spec,
+                    checkpoints_kept=self.settings.checkpoints_kept,
+                ) as recorder,
+            ):
+                await self._prepare(sim, recorder)
+                while not sim.done:
+                    if not await self._obey(sim, recorder):
+                        break
+                    result = await sim.step()
+                    assert sim.last_actions is not None
+                    await recorder.round(result, sim.last_actions)
+                    await self._publish(sim, result, recorder)
+                    if sim.round % spec.checkpoint_interval == 0 or sim.done:
+                        await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
+                    if self.on_round is not None and (pending := self.on_round(result)) is not None:
+                        await pending
+                final = RunStatus.COMPLETED if sim.done else RunStatus.STOPPED
+                await recorder.flush()
+                await self._finish(final, sim.round)
+                return final
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("run %s failed", run_id)
+            await self._finish(RunStatus.FAILED, self.run.round, error=f"{type(exc).__name__}: {exc}")
+            return RunStatus.FAILED
+
+    async def _prepare(self, sim: Simulation, recorder: Recorder) -> None:
+        """Resume from the last checkpoint after a takeover; store the profiles of a new run."""
+        run_id = self.run.id
+        hosts = await sim.host_stats()
+        nodes = {h.index: h.node_id for h in hosts}
+        await self.live.set_state(
+            run_id, status=RunStatus.RUNNING, round=self.run.round, rounds=self.spec.rounds
+        )
+        if self.run.attempts > 1 or self.run.round > 0:
+            async with self.sessions() as session:
+                saved = await records.latest_checkpoint(session, run_id=run_id, at_most=self.run.round)
+                resume_at = saved.round if saved is not None else 0
+                await forget_after(session, run_id=run_id, round=resume_at, worker=self.worker)
+            if saved is not None:
+                await sim.set_state(checkpoint.decode(saved.data))
+            await self._event(
+                recorder, resume_at, "resumed", {"worker": self.worker, "from_round": resume_at}
+            )
+        await recorder.profiles(sim.slots, nodes)
+        await self._event(recorder, sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
+
+    async def _obey(self, sim: Simulation, recorder: Recorder) -> bool:
+        """Apply the control commands sent since the last round; False if the run must stop.
+        While paused, wait here (the heartbeat keeps the lease) until resumed or stopped."""
+        paused = self.status == RunStatus.PAUSED
+        while True:
+            for command in await self.live.take_commands(self.run.id):
+                action = command.get("action")
+                if action == "stop":
+                    await self._event(recorder, sim.round, "stopped", {})
+                    return False
+                if action == "pause" and not paused:
+                    paused = True
+                    await self._set(RunStatus.PAUSED)
+                    await self._event(recorder, sim.round, "paused", {})
+                elif action == "resume" and paused:
+                    paused = False
+                    await self._set(RunStatus.RUNNING)
+                    await self._event(recorder, sim.round, "resumed", {})
+                elif action == "inject":
+                    sim.inject(
+                        Intervention(command["content"], command.get("where"), bool(command.get("public")))
+                    )
+                    await self._event(
+                        recorder, sim.round, "injected", {k: v for k, v in command.items() if k != "action"}
+                    )
+            if not paused:
+                return True
+            await asyncio.sleep(_PAUSE_POLL)
+
+    async def _publish(self, sim: Simulation, result: RoundResult, recorder: Recorder) -> None:
+        run_id = self.run.id
+        await self.live.set_state(
+            run_id,
+            status=self.status,
+            round=result.round,
+            rounds=self.spec.rounds,
+            agents=self.spec.population.total,
+            failed=result.failures,
+            time=result.time,
+        )
+        await self.live.emit(
+            run_id, "round", result.round, {"stats": result.stats, "failures": result.failures}
+        )
+        if result.failures:
+            assert sim.last_actions is not None
+            examples = dict(list(sim.last_actions.errors.items())[:5])
+            await self._event(
+                recorder, result.round, "failures", {"count": result.failures, "examples": examples}
+            )
+        if messages := len(sim.last_actions.messages) if sim.last_actions else 0:
+            await self._event(recorder, result.round, "messages", {"count": messages})
+        hosts = await sim.host_stats()
+        await self.live.set_hosts(run_id, [dataclasses.asdict(h) for h in hosts])
+
+    async def _event(self, recorder: Recorder, round: int, kind: str, payload: dict[str, Any]) -> None:
+        await recorder.event(round, kind, payload)
+        await self.live.emit(self.run.id, kind, round, payload)
+
+    async def _set(self, status: RunStatus) -> None:
+        async with self.sessions() as session:
+            await set_status(session, run_id=self.run.id, status=status, worker=self.worker)
+        self.status = status
+        await self.live.set_state(self.run.id, status=status)
+
+    async def _finish(self, status: RunStatus, round: int, error: str | None = None) -> None:
+        async with self.sessions() as session:
+            await set_status(session, run_id=self.run.id, status=status, worker=self.worker, error=error)
+        self.status = status
+        await self.live.set_state(self.run.id, status=status, error=error)
+        await self.live.emit(self.run.id, status.value, round, {"error": error} if error else {})

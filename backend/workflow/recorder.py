@@ -1,0 +1,172 @@
+"""The recorder: writes a run's results in the background, in order, fenced by the lease.
+
+The round loop hands each round to the recorder and goes on with the next one; the recorder
+writes rounds, actions, events and checkpoints in the order they were handed over, one
+transaction per round. A small queue bounds how far the loop may run ahead of the database.
+Every transaction first checks that this worker still holds the run's lease, so a worker that
+was taken over can never add a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.core import ActionBatch
+from agents.placement import Slot
+from agents.population import Population
+from agents.scenarios import RoundResult
+from agents.spec import RecordSample, RunSpec
+from backend.store import records
+from backend.store.models import AgentRow
+from backend.store.runs import fence
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+_PROFILE_CHUNK = 50_000
+_Job = Callable[[AsyncSession], Awaitable[None]]
+
+
+class Recorder:
+    """Writes one run's records for one worker.
+
+    Args:
+        sessions: the session factory.
+        run_id: the run.
+        worker: this worker's id (the lease owner).
+        spec: the run's spec (what to record).
+        checkpoints_kept: how many checkpoints to keep.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        run_id: int,
+        worker: str,
+        spec: RunSpec,
+        checkpoints_kept: int = 2,
+    ) -> None:
+        self.sessions = sessions
+        self.run_id = run_id
+        self.worker = worker
+        self.spec = spec
+        self.checkpoints_kept = checkpoints_kept
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2)
+        self._task: asyncio.Task[None] | None = None
+        self._sample = self._sampled_ids(spec)
+
+    def __repr__(self) -> str:
+        return f"Recorder(run={self.run_id}, pending={self._queue.qsize()})"
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._write_all(), name=f"recorder-{self.run_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, *exc: BaseException | TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            await self.flush()
+        elif self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @staticmethod
+    def _sampled_ids(spec: RunSpec) -> list[int] | None:
+        """The agents whose actions are stored: None for all, [] for none, else a seeded sample."""
+        if spec.record == "all":
+            return None
+        if spec.record == "none":
+            return []
+        assert isinstance(spec.record, RecordSample)
+        total = spec.population.total
+        size = min(spec.record.sample, total)
+        chosen = np.random.default_rng([spec.seed, 0x5A4D]).choice(total, size=size, replace=False)
+        return sorted(chosen.tolist())
+
+    async def _put(self, job: _Job) -> None:
+        if self._task is None:
+            raise RuntimeError("the recorder is not running")
+        if self._task.done():
+            await self._task  # raises what stopped the writer (e.g. LeaseLost)
+        await self._queue.put(job)
+
+    async def _write_all(self) -> None:
+        while (job := await self._queue.get()) is not None:
+            async with self.sessions() as session:
+                await job(session)
+                await session.commit()
+
+    async def flush(self) -> None:
+        """Wait until everything handed over is written; raise what failed, if anything."""
+        if self._task is None:
+            return
+        if not self._task.done():
+            await self._queue.put(None)
+        await self._task
+        self._task = asyncio.create_task(self._write_all(), name=f"recorder-{self.run_id}")
+
+    # -- what can be recorded -----------------------------------------------------------------
+
+    async def profiles(self, slots: Sequence[Slot], nodes: dict[int, str | None]) -> None:
+        """Store every agent's profile, once per run (a takeover finds them already there)."""
+        spec, run_id = self.spec, self.run_id
+
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=run_id, worker=self.worker)
+            stored = await session.scalar(select(exists().where(AgentRow.run_id == run_id)))
+            if stored:
+                return
+            population = await asyncio.to_thread(Population, spec.population, spec.seed)
+            connection = await session.connection()
+            for slot in slots:
+                for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
+                    ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
+                    rows = await asyncio.to_thread(
+                        lambda ids=ids, slot=slot: list(
+                            records.agent_rows(
+                                run_id, population.profiles(ids), slot.index, nodes.get(slot.index)
+                            )
+                        )
+                    )
+                    await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
+
+        await self._put(write)
+
+    async def round(self, result: RoundResult, actions: ActionBatch) -> None:
+        run_id, sample = self.run_id, self._sample
+
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=run_id, worker=self.worker, round=result.round)
+            await records.save_round(session, run_id=run_id, result=result)
+            if sample != []:
+                rows = records.action_rows(run_id, result.round, actions, sample)
+                await records.copy_rows(await session.connection(), "actions", records.ACTION_COLUMNS, rows)
+
+        await self._put(write)
+
+    async def event(self, round: int, kind: str, payload: dict[str, Any]) -> None:
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=self.run_id, worker=self.worker)
+            await records.add_event(session, run_id=self.run_id, round=round, kind=kind, payload=payload)
+
+        await self._put(write)
+
+    async def checkpoint(self, round: int, data: bytes) -> None:
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=self.run_id, worker=self.worker)
+            await records.save_checkpoint(
+                session, run_id=self.run_id, round=round, data=data, keep=self.checkpoints_kept
+            )
+
+        await self._put(write)

@@ -1,0 +1,65 @@
+"""Workers: claim runs with a lease and drive them, any number of them, on any machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from backend.runtime import Runtime
+from backend.store.models import Run, RunStatus
+from backend.store.runs import LeaseLost, claim_run
+from backend.workflow.driver import OnRound, RunDriver
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Claims queued runs (and runs whose worker died) and drives them, one at a time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.id = runtime.settings.worker_id
+
+    def __repr__(self) -> str:
+        return f"Worker({self.id!r})"
+
+    async def claim(self, run_id: int | None = None) -> Run | None:
+        async with self.runtime.sessions() as session:
+            return await claim_run(
+                session, worker=self.id, lease_seconds=self.runtime.settings.lease_seconds, run_id=run_id
+            )
+
+    async def drive(self, run: Run, on_round: OnRound | None = None) -> RunStatus | None:
+        """Drive a claimed run; None if another worker took it over meanwhile."""
+        log.info("worker %s drives run %s (attempt %s)", self.id, run.id, run.attempts)
+        driver = RunDriver(
+            run,
+            sessions=self.runtime.sessions,
+            live=self.runtime.live,
+            settings=self.runtime.settings,
+            on_round=on_round,
+        )
+        try:
+            return await driver.drive()
+        except LeaseLost:
+            log.warning("worker %s lost run %s to another worker", self.id, run.id)
+            return None
+
+    async def serve(self, stop: asyncio.Event, *, exit_when_idle: bool = False) -> int:
+        """Drive runs until `stop` is set (or, with `exit_when_idle`, until none is left);
+        returns how many runs were driven."""
+        driven = 0
+        while not stop.is_set():
+            run = await self.claim()
+            if run is not None:
+                await self.drive(run)
+                driven += 1
+                continue
+            if exit_when_idle:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
+        return driven

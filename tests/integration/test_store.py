@@ -1,0 +1,114 @@
+import asyncio
+from datetime import timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import select, update
+
+from agents.core import ActionBatch
+from agents.population import Population
+from agents.scenarios import RoundResult
+from agents.spec import RunSpec
+from backend.store import records, runs
+from backend.store.db import alembic_config
+from backend.store.models import ActionRow, AgentRow, Run, RunStatus
+from tests.conftest import spec_data
+
+
+def test_migrations_match_the_models(database_url):
+    command.check(alembic_config(database_url))  # raises if the models differ from the migrated schema
+
+
+async def new_run(rt, **changes) -> Run:
+    async with rt.sessions() as session:
+        return await runs.create_run(session, spec=RunSpec.parse(spec_data(**changes)))
+
+
+async def claim(rt, worker: str, run_id: int | None = None, lease: float = 30) -> Run | None:
+    async with rt.sessions() as session:
+        return await runs.claim_run(session, worker=worker, lease_seconds=lease, run_id=run_id)
+
+
+async def expire(rt, run_id: int) -> None:
+    async with rt.sessions() as session:
+        await session.execute(
+            update(Run).where(Run.id == run_id).values(lease_expires=runs.now() - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
+async def test_a_lease_belongs_to_one_worker_until_it_expires(runtime):
+    run = await new_run(runtime)
+    claimed = await claim(runtime, "a", run.id)
+    assert (claimed.status, claimed.lease_owner, claimed.attempts) == (RunStatus.RUNNING, "a", 1)
+    assert await claim(runtime, "b", run.id) is None
+    async with runtime.sessions() as session:
+        await runs.renew_lease(session, run_id=run.id, worker="a", lease_seconds=30)
+        with pytest.raises(runs.LeaseLost):
+            await runs.renew_lease(session, run_id=run.id, worker="b", lease_seconds=30)
+    await expire(runtime, run.id)
+    taken = await claim(runtime, "b", run.id)
+    assert (taken.lease_owner, taken.attempts) == ("b", 2)
+    async with runtime.sessions() as session:
+        with pytest.raises(runs.LeaseLost):
+            await runs.fence(session, run_id=run.id, worker="a", round=3)
+
+
+async def test_racing_workers_claim_a_run_once(runtime):
+    run = await new_run(runtime)
+    winners = await asyncio.gather(*(claim(runtime, f"w{i}", run.id) for i in range(8)))
+    assert [w.lease_owner for w in winners if w is not None] in ([f"w{i}"] for i in range(8))
+
+
+async def test_workers_claim_different_runs(runtime):
+    made = [await new_run(runtime) for _ in range(4)]
+    claimed = await asyncio.gather(*(claim(runtime, f"w{i}") for i in range(4)))
+    mine = {r.id for r in claimed if r is not None} & {r.id for r in made}
+    assert len([r for r in claimed if r is not None and r.id in mine]) == len(mine)
+
+
+async def test_finished_runs_cannot_be_claimed(runtime):
+    run = await new_run(runtime)
+    await claim(runtime, "a", run.id)
+    async with runtime.sessions() as session:
+        await runs.set_status(session, run_id=run.id, status=RunStatus.COMPLETED, worker="a")
+        finished = await runs.get_run(session, run_id=run.id)
+    assert (finished.status, finished.lease_owner) == (RunStatus.COMPLETED, None)
+    assert await claim(runtime, "b", run.id) is None
+
+
+async def test_bulk_rows_round_trip_and_forget_after(runtime):
+    run = await new_run(runtime, **{"population.total": 50})
+    await claim(runtime, "a", run.id)
+    spec = RunSpec.parse(run.spec)
+    profiles = Population(spec.population, spec.seed).profiles(range(50))
+    async with runtime.sessions() as session:
+        conn = await session.connection()
+        await records.copy_rows(
+            conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
+        )
+        for round in (1, 2, 3):
+            batch = ActionBatch(
+                range(50), [round] * 48 + [None, {"say": "hi"}], errors={48: "boom"}, tokens={49: 5}
+            )
+            await records.copy_rows(
+                conn, "actions", records.ACTION_COLUMNS, records.action_rows(run.id, round, batch)
+            )
+            await records.save_round(session, run_id=run.id, result=RoundResult(round, {"avg": float("nan")}))
+        await session.commit()
+    async with runtime.sessions() as session:
+        agents = (await session.scalars(select(AgentRow).where(AgentRow.run_id == run.id))).all()
+        assert len(agents) == 50
+        assert agents[7].attributes == dict(profiles[7].attributes)
+        assert agents[7].background == profiles[7].background
+        rows = (
+            await session.scalars(select(ActionRow).where(ActionRow.run_id == run.id, ActionRow.round == 2))
+        ).all()
+        by_agent = {r.agent_id: r for r in rows}
+        assert (by_agent[0].value, by_agent[0].payload, by_agent[0].error) == (2.0, None, None)
+        assert (by_agent[48].value, by_agent[48].error) == (None, "boom")
+        assert (by_agent[49].payload, by_agent[49].tokens) == ({"say": "hi"}, 5)
+        assert (await records.list_rounds(session, run_id=run.id))[0].stats == {"avg": None}
+        await runs.forget_after(session, run_id=run.id, round=1, worker="a")
+        assert await records.count_actions(session, run_id=run.id) == 50
+        assert [r.round for r in await records.list_rounds(session, run_id=run.id)] == [1]
