@@ -130,4 +130,5 @@ def settings(database_url, redis_url) -> Settings:
 @pytest.fixture
 async def runtime(settings) -> AsyncIterator[Runtime]:
     async with Runtime(settings) as rt:
+        await rt.live.redis.flushdb()  # run ids restart with each SQLite database
         yield rt

@@ -1,0 +1,241 @@
+"""The workflow service on a real Ray cluster, with SQLite and the real Postgres and Redis."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from agents.simulation import Simulation
+from agents.spec import RunSpec
+from backend import services
+from backend.runtime import Runtime
+from backend.store import records
+from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RunStatus
+from backend.workflow.lifecycle import IllegalTransition
+from backend.workflow.worker import Worker
+from tests.conftest import spec_data
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+PROBES = [{"kind": "probe", "share": 100, "params": {"delay": 0.3}}]
+
+
+def spec(**changes) -> RunSpec:
+    return RunSpec.parse(spec_data(**{"placement": {"hosts": 2}, **changes}))
+
+
+async def uninterrupted(run_spec: RunSpec) -> list[dict]:
+    async with Simulation(run_spec) as sim:
+        return [r.stats async for r in sim.rounds()]
+
+
+async def stored_stats(rt: Runtime, run_id: int) -> list[dict]:
+    return [r.stats for r in await services.rounds(rt, run_id)]
+
+
+async def wait_for(predicate, timeout: float = 120, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := await predicate():
+            return value
+        await asyncio.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+async def status_of(rt: Runtime, run_id: int) -> str:
+    return (await services.get_run(rt, run_id)).status
+
+
+async def test_a_worker_drives_a_run_to_completion_and_records_it(runtime):
+    run_spec = spec(rounds=3, record={"sample": 10})
+    run = await services.submit(runtime, run_spec)
+    worker = Worker(runtime)
+    status = await worker.drive(await worker.claim(run.id))
+    assert status == RunStatus.COMPLETED
+    done = await services.get_run(runtime, run.id)
+    assert (done.status, done.round, done.lease_owner) == ("completed", 3, None)
+    assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
+    async with runtime.sessions() as session:
+        assert await session.scalar(select(func.count()).where(AgentRow.run_id == run.id)) == 1000
+        assert await records.count_actions(session, run_id=run.id) == 3 * 10
+        kept = (
+            await session.scalars(select(CheckpointRow.round).where(CheckpointRow.run_id == run.id))
+        ).all()
+        assert sorted(kept) == [2, 3]  # every round, newest two kept
+    live = await runtime.live.state(run.id)
+    assert (live["status"], live["round"]) == ("completed", 3)
+    kinds = [e["kind"] for _, e in await runtime.live.events(run.id)]
+    assert kinds[:2] == ["queued", "started"]
+    assert kinds.count("round") == 3
+    assert kinds[-1] == "completed"
+
+
+async def test_record_none_stores_rounds_but_no_actions(runtime):
+    run = await services.submit(runtime, spec(rounds=2, record="none"))
+    worker = Worker(runtime)
+    await worker.drive(await worker.claim(run.id))
+    async with runtime.sessions() as session:
+        assert await records.count_actions(session, run_id=run.id) == 0
+    assert len(await stored_stats(runtime, run.id)) == 2
+
+
+async def test_a_run_taken_over_mid_way_ends_as_if_never_interrupted(runtime, settings):
+    """A worker vanishes after round 2 (its task is cancelled, leaving the lease behind); once the
+    lease expires another worker resumes from the checkpoint."""
+    run_spec = spec(rounds=5, **{"population.kinds": [{"kind": "adaptive", "share": 100}]})
+    run = await services.submit(runtime, run_spec)
+    async with Runtime(settings.model_copy(update={"worker_id": "first"})) as rt1:
+        first = Worker(rt1)
+        driving = asyncio.create_task(first.drive(await first.claim(run.id)))
+        await wait_for(lambda: _round_at_least(runtime, run.id, 2), every=0.01)
+        driving.cancel()
+        await asyncio.gather(driving, return_exceptions=True)
+
+    second_settings = settings.model_copy(update={"worker_id": "second"})
+    async with Runtime(second_settings) as rt2:
+        second = Worker(rt2)
+        assert await second.claim(run.id) is None  # the first lease still holds
+        taken = await wait_for(lambda: second.claim(run.id), timeout=30, every=0.5)
+        assert taken.attempts == 2
+        assert await second.drive(taken) == RunStatus.COMPLETED
+    assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
+    async with runtime.sessions() as session:
+        assert await records.count_actions(session, run_id=run.id) == 5 * 1000
+        kinds = (await session.scalars(select(EventRow.kind).where(EventRow.run_id == run.id))).all()
+        assert "resumed" in kinds
+
+
+async def _round_at_least(rt: Runtime, run_id: int, round: int) -> bool:
+    return (await services.get_run(rt, run_id)).round >= round
+
+
+def cli(settings, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_pause_resume_inject_and_stop_from_another_process(runtime, settings):
+    run = await services.submit(runtime, spec(rounds=200, **{"population.kinds": PROBES}))
+    worker = Worker(runtime)
+    driving = asyncio.create_task(worker.drive(await worker.claim(run.id)))
+    await wait_for(lambda: _round_at_least(runtime, run.id, 1))
+
+    paused = await asyncio.to_thread(cli, settings, "runs", "pause", str(run.id))
+    assert paused.returncode == 0, paused.stderr
+    await wait_for(lambda: _is(runtime, run.id, "paused"))
+    at = (await services.get_run(runtime, run.id)).round
+    await asyncio.sleep(1.5)  # five rounds' worth of time
+    assert (await services.get_run(runtime, run.id)).round == at
+
+    twice = await asyncio.to_thread(cli, settings, "runs", "pause", str(run.id))
+    assert twice.returncode == 1
+    assert "is paused; it cannot become paused" in twice.stderr
+
+    injected = await asyncio.to_thread(
+        cli, settings, "runs", "inject", str(run.id), "rates fall", "--where", "gender=female"
+    )
+    assert injected.returncode == 0, injected.stderr
+    resumed = await asyncio.to_thread(cli, settings, "runs", "resume", str(run.id))
+    assert resumed.returncode == 0, resumed.stderr
+    await wait_for(lambda: _round_at_least(runtime, run.id, at + 2))
+
+    stopped = await asyncio.to_thread(cli, settings, "runs", "stop", str(run.id))
+    assert stopped.returncode == 0, stopped.stderr
+    assert await asyncio.wait_for(driving, 60) == RunStatus.STOPPED
+    final = await services.get_run(runtime, run.id)
+    assert final.status == "stopped"
+    assert final.round < 200
+    async with runtime.sessions() as session:
+        events = (
+            await session.scalars(select(EventRow).where(EventRow.run_id == run.id).order_by(EventRow.id))
+        ).all()
+    kinds = [e.kind for e in events]
+    assert kinds.index("paused") < kinds.index("injected") < kinds.index("resumed") < kinds.index("stopped")
+    assert next(e for e in events if e.kind == "injected").payload["where"] == {"gender": "female"}
+    with pytest.raises(IllegalTransition, match="is stopped; it cannot become running"):
+        await services.control(runtime, run.id, "resume")
+
+
+async def _is(rt: Runtime, run_id: int, status: str) -> bool:
+    return await status_of(rt, run_id) == status
+
+
+async def test_a_queued_run_stops_at_once_and_unknown_runs_are_named(runtime):
+    run = await services.submit(runtime, spec())
+    stopped = await services.control(runtime, run.id, "stop")
+    assert stopped.status == "stopped"
+    with pytest.raises(services.RunNotFound, match="run 999999 not found"):
+        await services.control(runtime, 999_999, "pause")
+    with pytest.raises(ValueError, match="unknown action 'jump'"):
+        await services.control(runtime, run.id, "jump")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_killed_worker_is_taken_over_without_duplicate_actions(runtime, settings, ray_cluster):
+    """100,000 agents, every action recorded in Postgres; the driving worker is SIGKILLed after
+    round 2 and a second worker process finishes the run."""
+    run_spec = spec(
+        rounds=5,
+        **{
+            "population.total": 100_000,
+            "population.kinds": [{"kind": "adaptive", "share": 50}, {"kind": "level_k", "share": 50}],
+        },
+    )
+    run = await services.submit(runtime, run_spec)
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RAY_ADDRESS": ray_cluster.address,
+        "MYRIAD_LEASE_SECONDS": "3",
+        "MYRIAD_POLL_SECONDS": "0.2",
+    }
+
+    def start_worker(name: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker"],
+            env=env | {"MYRIAD_WORKER_ID": name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    first = start_worker("doomed")
+    try:
+        await wait_for(lambda: _round_at_least(runtime, run.id, 2), timeout=180, every=0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        second = start_worker("rescuer")
+        try:
+            await wait_for(lambda: _is(runtime, run.id, "completed"), timeout=300, every=0.5)
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    done = await services.get_run(runtime, run.id)
+    assert (done.attempts, done.lease_owner) == (2, None)
+    assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
+    async with runtime.sessions() as session:
+        total = await records.count_actions(session, run_id=run.id)
+        distinct = await session.scalar(
+            select(func.count()).select_from(
+                select(ActionRow.agent_id, ActionRow.round)
+                .where(ActionRow.run_id == run.id)
+                .distinct()
+                .subquery()
+            )
+        )
+    assert total == distinct == 5 * 100_000
