@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 AGENT_COLUMNS = ("run_id", "agent_id", "name", "kind", "attributes", "background", "host", "node")
-ACTION_COLUMNS = ("run_id", "agent_id", "round", "value", "payload", "error", "tokens")
+ACTION_COLUMNS = ("run_id", "round", "agent_id", "value", "payload", "error", "tokens")
 
 
 async def copy_rows(
@@ -70,8 +70,8 @@ def action_rows(
         for agent_id in ids:
             yield (
                 run_id,
-                agent_id,
                 round,
+                agent_id,
                 values[agent_id - first],
                 None,
                 errors.get(agent_id),
@@ -84,7 +84,7 @@ def action_rows(
             value, text = float(payload), None
         else:
             value, text = None, None if payload is None else json.dumps(payload, default=str)
-        yield (run_id, agent_id, round, value, text, errors.get(agent_id), tokens.get(agent_id, 0))
+        yield (run_id, round, agent_id, value, text, errors.get(agent_id), tokens.get(agent_id, 0))
 
 
 def _plain(value: Any) -> Any:

@@ -121,6 +121,11 @@ class RunDriver:
                         await pending
                 final = RunStatus.COMPLETED if sim.done else RunStatus.STOPPED
                 await recorder.flush()
+                await self.live.set_state(
+                    run_id,
+                    actions_written=recorder.actions_written,
+                    seconds_writing_actions=recorder.seconds_writing_actions,
+                )
                 await self._finish(final, sim.round)
                 return final
         except (LeaseLost, asyncio.CancelledError):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import ActionBatch
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 _PROFILE_CHUNK = 50_000
 _Job = Callable[[AsyncSession], Awaitable[None]]
+
+
+def _profile_rows(
+    population: Population, run_id: int, ids: range, host: int, node: str | None
+) -> list[tuple]:
+    return list(records.agent_rows(run_id, population.profiles(ids), host, node))
 
 
 class Recorder:
@@ -63,7 +70,10 @@ class Recorder:
         self.checkpoints_kept = checkpoints_kept
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2)
         self._task: asyncio.Task[None] | None = None
+        self._profiles: asyncio.Task[None] | None = None
         self._sample = self._sampled_ids(spec)
+        self.actions_written = 0
+        self.seconds_writing_actions = 0.0
 
     def __repr__(self) -> str:
         return f"Recorder(run={self.run_id}, pending={self._queue.qsize()})"
@@ -77,9 +87,11 @@ class Recorder:
     ) -> None:
         if exc_type is None:
             await self.flush()
-        elif self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        else:
+            tasks = [t for t in (self._task, self._profiles) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
     def _sampled_ids(spec: RunSpec) -> list[int] | None:
@@ -114,34 +126,39 @@ class Recorder:
         if not self._task.done():
             await self._queue.put(None)
         await self._task
+        if self._profiles is not None:
+            await self._profiles
         self._task = asyncio.create_task(self._write_all(), name=f"recorder-{self.run_id}")
 
     # -- what can be recorded -----------------------------------------------------------------
 
     async def profiles(self, slots: Sequence[Slot], nodes: dict[int, str | None]) -> None:
-        """Store every agent's profile, once per run (a takeover finds them already there)."""
-        spec, run_id = self.spec, self.run_id
+        """Store every agent's profile, once per run, beside the rounds rather than before them:
+        nothing in a round waits for profiles. A takeover finds them complete, or starts over."""
+        self._profiles = asyncio.create_task(
+            self._write_profiles(slots, nodes), name=f"profiles-{self.run_id}"
+        )
 
-        async def write(session: AsyncSession) -> None:
+    async def _write_profiles(self, slots: Sequence[Slot], nodes: dict[int, str | None]) -> None:
+        spec, run_id = self.spec, self.run_id
+        async with self.sessions() as session:
+            # Check the lease, then let go of the run's row: holding it for the whole COPY would
+            # make every round's write wait. A zombie's late rows would clash with the key anyway.
             await fence(session, run_id=run_id, worker=self.worker)
-            stored = await session.scalar(select(exists().where(AgentRow.run_id == run_id)))
-            if stored:
+            await session.commit()
+            stored = await session.scalar(select(func.count()).where(AgentRow.run_id == run_id))
+            if stored == spec.population.total:
                 return
+            await session.execute(delete(AgentRow).where(AgentRow.run_id == run_id))
             population = await asyncio.to_thread(Population, spec.population, spec.seed)
             connection = await session.connection()
             for slot in slots:
+                node = nodes.get(slot.index)
                 for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
                     ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
-                    rows = await asyncio.to_thread(
-                        lambda ids=ids, slot=slot: list(
-                            records.agent_rows(
-                                run_id, population.profiles(ids), slot.index, nodes.get(slot.index)
-                            )
-                        )
-                    )
+                    rows = await asyncio.to_thread(_profile_rows, population, run_id, ids, slot.index, node)
                     await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
-
-        await self._put(write)
+            await session.commit()
 
     async def round(self, result: RoundResult, actions: ActionBatch) -> None:
         run_id, sample = self.run_id, self._sample
@@ -150,8 +167,11 @@ class Recorder:
             await fence(session, run_id=run_id, worker=self.worker, round=result.round)
             await records.save_round(session, run_id=run_id, result=result)
             if sample != []:
+                started = time.perf_counter()
                 rows = records.action_rows(run_id, result.round, actions, sample)
                 await records.copy_rows(await session.connection(), "actions", records.ACTION_COLUMNS, rows)
+                self.actions_written += len(actions) if sample is None else len(sample)
+                self.seconds_writing_actions += time.perf_counter() - started
 
         await self._put(write)
 

@@ -1,8 +1,8 @@
-"""runs, agents, rounds, actions, events, checkpoints
+"""initial
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 23:18:51.292104
+Create Date: 2026-11-26 23:35:07.173477
 
 """
 
@@ -21,6 +21,21 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade schema."""
+    op.create_table(
+        "actions",
+        sa.Column("run_id", sa.BigInteger(), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
+        sa.Column("agent_id", sa.BigInteger(), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "round", "agent_id"),
+    )
     op.create_table(
         "runs",
         sa.Column(
@@ -54,22 +69,6 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_runs_status"), ["status"], unique=False)
 
-    op.create_table(
-        "actions",
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("agent_id", sa.BigInteger(), nullable=False),
-        sa.Column("round", sa.Integer(), nullable=False),
-        sa.Column("value", sa.Float(), nullable=True),
-        sa.Column(
-            "payload",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("tokens", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id", "agent_id", "round"),
-    )
     op.create_table(
         "agents",
         sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -176,8 +175,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_agents_attributes", table_name="agents")
     op.drop_table("agents")
-    op.drop_table("actions")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_runs_status"))
 
     op.drop_table("runs")
+    op.drop_table("actions")

@@ -1,0 +1,126 @@
+"""Stack benchmark: the cost of recording everything, against the engine alone, in the same run.
+
+A 100,000-agent guess-2/3 run (level-k agents) with every action recorded in Postgres, driven by
+a workflow worker, divided by the same run on the engine alone (target <= 1.3); and the rate at
+which the recorder writes actions (target >= 300,000 per second).
+
+Usage: python bench/stack.py [--agents 100000] [--rounds 10] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from agents.cluster import RayCluster
+from agents.simulation import Simulation
+from agents.spec import RunSpec
+from backend import services
+from backend.runtime import Runtime
+from backend.settings import Settings
+from backend.store.db import migrate
+from backend.workflow.worker import Worker
+
+RESULTS = Path(__file__).parent / "results"
+LEVEL_K = [{"kind": "level_k", "share": 25, "params": {"k": k}} for k in range(4)]
+
+
+def spec(agents: int, rounds: int) -> RunSpec:
+    return RunSpec.parse(
+        {
+            "name": f"stack-bench-{agents}",
+            "scenario": {"name": "guess_two_thirds"},
+            "rounds": rounds,
+            "seed": 3,
+            "record": "all",
+            "population": {
+                "total": agents,
+                "attributes": {"gender": {"female": 50, "male": 50}},
+                "kinds": LEVEL_K,
+            },
+        }
+    )
+
+
+async def fresh_database(url: str) -> str:
+    """An empty `myriad_bench` database beside the one in `url`, migrated to head."""
+    server = url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(server)
+    await conn.execute("DROP DATABASE IF EXISTS myriad_bench WITH (FORCE)")
+    await conn.execute("CREATE DATABASE myriad_bench")
+    await conn.close()
+    bench_url = url.rsplit("/", 1)[0] + "/myriad_bench"
+    await asyncio.to_thread(migrate, bench_url)
+    return bench_url
+
+
+async def engine_alone(run: RunSpec) -> float:
+    started = time.perf_counter()
+    async with Simulation(run) as sim:
+        async for _ in sim.rounds():
+            pass
+    return time.perf_counter() - started
+
+
+async def recorded(run: RunSpec, url: str) -> tuple[float, dict[str, Any]]:
+    """Seconds for a worker to drive the run, and the live state it left (the recorder's figures)."""
+    async with Runtime(Settings(database_url=url, worker_id="bench")) as rt:
+        queued = await services.submit(rt, run)
+        worker = Worker(rt)
+        claimed = await worker.claim(queued.id)
+        assert claimed is not None
+        started = time.perf_counter()
+        status = await worker.drive(claimed)
+        elapsed = time.perf_counter() - started
+        state = await rt.live.state(queued.id)
+    assert status == "completed", status
+    return elapsed, state
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    run = spec(args.agents, args.rounds)
+    url = await fresh_database(args.postgres)
+    alone = await engine_alone(run)
+    stacked, state = await recorded(run, url)
+    alone_again = await engine_alone(run)
+    baseline = min(alone, alone_again)
+    written, writing = state["actions_written"], state["seconds_writing_actions"]
+    rate = written / writing
+    print(
+        f"stack/engine: {stacked / baseline:.2f} ({args.agents:,} agents, {args.rounds} rounds: "
+        f"{stacked:.1f} s recorded in Postgres, {baseline:.1f} s engine alone)"
+    )
+    print(f"actions written: {rate:,.0f} per second ({written:,} in {writing:.1f} s)")
+    return {
+        "agents": args.agents,
+        "rounds": args.rounds,
+        "stack_s": stacked,
+        "engine_s": [alone, alone_again],
+        "ratio": stacked / baseline,
+        "actions_written": written,
+        "actions_per_s": rate,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    with RayCluster():
+        figures = asyncio.run(main(args))
+    figures["when"] = datetime.now(UTC).isoformat(timespec="seconds")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"stack-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(figures, indent=1))
+    print(f"written to {path}")
