@@ -19,8 +19,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/stack.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

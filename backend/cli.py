@@ -171,10 +171,11 @@ def worker(exit_when_idle: bool, address: str | None) -> None:
 
 async def _serve(settings: Settings, exit_when_idle: bool) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     async with Runtime(settings, ray=True) as rt:
+        # After Ray is up: connecting installs Ray's own handlers, which would replace ours.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
         driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
     click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agents.cluster import RayCluster
 from backend.live.channel import LiveChannel
-from backend.live.embedded import EmbeddedRedis
+from backend.live.embedded import EmbeddedRedis, running_at
 from backend.settings import Settings
 from backend.store.db import create_engine, migrate, session_factory
 
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Everything a process of the service needs, from `Settings` alone.
 
-    With no REDIS_URL it starts the embedded Redis-protocol server; on SQLite it migrates the
+    With no REDIS_URL it joins the embedded Redis-protocol server another process announced for
+    this database, or starts one and announces it; on SQLite it migrates the
     database first (the embedded default needs no setup); with `ray=True` it connects to Ray (or
     starts a local cluster). All of it is stopped on exit, in reverse order.
 
@@ -47,10 +48,10 @@ class Runtime:
         settings = self.settings
         if not settings.is_postgres:
             await asyncio.to_thread(migrate, settings.database_url)
-        redis_url = settings.redis_url
+        redis_url = settings.redis_url or running_at(settings.live_announce)
         if redis_url is None:
             self._embedded = EmbeddedRedis()
-            redis_url = self._embedded.start()
+            redis_url = self._embedded.start(announce=settings.live_announce)
         self.engine = create_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
         self.live = LiveChannel(redis_url, events_kept=settings.events_kept)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url.removeprefix(plain)
         return url
+
+    @property
+    def live_announce(self) -> Path:
+        """Where the process that starts the embedded Redis-protocol server writes its URL: beside
+        the SQLite file, so every `myriad` command on that database finds the same server."""
+        if self.database_url.startswith("sqlite"):
+            path = self.database_url.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                return Path(path).with_name(Path(path).name + ".live")
+        return Path("myriad.live")
 
     @property
     def is_postgres(self) -> bool:
