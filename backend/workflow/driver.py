@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,7 +19,7 @@ from backend.live.channel import LiveChannel
 from backend.settings import Settings
 from backend.store import records
 from backend.store.models import Run, RunStatus
-from backend.store.runs import LeaseLost, forget_after, renew_lease, set_status
+from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease, set_status
 from backend.workflow import checkpoint
 from backend.workflow.recorder import Recorder
 
@@ -40,6 +40,7 @@ class RunDriver:
         live: the live channel.
         settings: lease and retention settings; `settings.worker_id` owns the lease.
         on_round: called after every round (the CLI prints it).
+        shutdown: once set, the run is handed back at the next round boundary.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class RunDriver:
         live: LiveChannel,
         settings: Settings,
         on_round: OnRound | None = None,
+        shutdown: asyncio.Event | None = None,
     ) -> None:
         self.run = run
         self.spec = RunSpec.parse(run.spec)
@@ -58,6 +60,7 @@ class RunDriver:
         self.settings = settings
         self.worker = settings.worker_id
         self.on_round = on_round
+        self.shutdown = shutdown
         self.status = RunStatus(run.status)
 
     def __repr__(self) -> str:
@@ -109,8 +112,12 @@ class RunDriver:
             ):
                 await self._prepare(sim, recorder)
                 while not sim.done:
-                    if not await self._obey(sim, recorder):
+                    order = await self._obey(sim, recorder)
+                    if order == "stop":
                         break
+                    if order == "release":
+                        await self._release(sim, recorder)
+                        return self.status
                     result = await sim.step()
                     assert sim.last_actions is not None
                     await recorder.round(result, sim.last_actions)
@@ -156,16 +163,19 @@ class RunDriver:
         await recorder.profiles(sim.slots, nodes)
         await self._event(recorder, sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
 
-    async def _obey(self, sim: Simulation, recorder: Recorder) -> bool:
-        """Apply the control commands sent since the last round; False if the run must stop.
-        While paused, wait here (the heartbeat keeps the lease) until resumed or stopped."""
+    async def _obey(self, sim: Simulation, recorder: Recorder) -> Literal["go", "stop", "release"]:
+        """Apply the control commands sent since the last round, and say whether to go on, stop
+        the run, or hand it back because this worker is shutting down. While paused, wait here
+        (the heartbeat keeps the lease) until resumed or stopped."""
         paused = self.status == RunStatus.PAUSED
         while True:
+            if self.shutdown is not None and self.shutdown.is_set():
+                return "release"
             for command in await self.live.take_commands(self.run.id):
                 action = command.get("action")
                 if action == "stop":
                     await self._event(recorder, sim.round, "stopped", {})
-                    return False
+                    return "stop"
                 if action == "pause" and not paused:
                     paused = True
                     await self._set(RunStatus.PAUSED)
@@ -182,8 +192,18 @@ class RunDriver:
                         recorder, sim.round, "injected", {k: v for k, v in command.items() if k != "action"}
                     )
             if not paused:
-                return True
+                return "go"
             await asyncio.sleep(_PAUSE_POLL)
+
+    async def _release(self, sim: Simulation, recorder: Recorder) -> None:
+        """Hand the run back at a round boundary: checkpoint where it stands, write everything,
+        and give up the lease, so another worker continues at once."""
+        if sim.round % self.spec.checkpoint_interval:
+            await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
+        await self._event(recorder, sim.round, "released", {"worker": self.worker})
+        await recorder.flush()
+        async with self.sessions() as session:
+            await release_run(session, run_id=self.run.id, worker=self.worker)
 
     async def _publish(self, sim: Simulation, result: RoundResult, recorder: Recorder) -> None:
         run_id = self.run.id

@@ -32,8 +32,11 @@ class Worker:
                 session, worker=self.id, lease_seconds=self.runtime.settings.lease_seconds, run_id=run_id
             )
 
-    async def drive(self, run: Run, on_round: OnRound | None = None) -> RunStatus | None:
-        """Drive a claimed run; None if another worker took it over meanwhile."""
+    async def drive(
+        self, run: Run, on_round: OnRound | None = None, shutdown: asyncio.Event | None = None
+    ) -> RunStatus | None:
+        """Drive a claimed run; None if another worker took it over meanwhile. Once `shutdown` is
+        set, the run is handed back at the next round boundary (still running, lease released)."""
         log.info("worker %s drives run %s (attempt %s)", self.id, run.id, run.attempts)
         driver = RunDriver(
             run,
@@ -41,6 +44,7 @@ class Worker:
             live=self.runtime.live,
             settings=self.runtime.settings,
             on_round=on_round,
+            shutdown=shutdown,
         )
         try:
             return await driver.drive()
@@ -55,7 +59,7 @@ class Worker:
         while not stop.is_set():
             run = await self.claim()
             if run is not None:
-                await self.drive(run)
+                await self.drive(run, shutdown=stop)
                 driven += 1
                 continue
             if exit_when_idle:

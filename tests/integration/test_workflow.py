@@ -239,3 +239,35 @@ async def test_killed_worker_is_taken_over_without_duplicate_actions(runtime, se
             )
         )
     assert total == distinct == 5 * 100_000
+
+
+async def test_sigterm_hands_the_run_back_at_a_round_boundary(runtime, settings, ray_cluster):
+    run_spec = spec(rounds=12, **{"population.kinds": PROBES})
+    run = await services.submit(runtime, run_spec)
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RAY_ADDRESS": ray_cluster.address,
+        "MYRIAD_WORKER_ID": "leaving",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        await wait_for(lambda: _round_at_least(runtime, run.id, 2), timeout=120)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(worker.communicate, timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "drove 1 run(s)" in stderr
+    handed = await services.get_run(runtime, run.id)
+    assert (handed.status, handed.lease_owner) == ("running", None)
+    async with runtime.sessions() as session:
+        assert await records.latest_checkpoint(session, run_id=run.id, at_most=handed.round) is not None
+        kinds = (await session.scalars(select(EventRow.kind).where(EventRow.run_id == run.id))).all()
+    assert kinds[-1] == "released"
+    successor = Worker(runtime)
+    assert await successor.drive(await successor.claim(run.id)) == RunStatus.COMPLETED
+    assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
