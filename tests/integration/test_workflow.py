@@ -114,6 +114,16 @@ async def _round_at_least(rt: Runtime, run_id: int, round: int) -> bool:
     return (await services.get_run(rt, run_id)).round >= round
 
 
+def worker_env(settings, ray_cluster, **extra: str) -> dict[str, str]:
+    """The environment of a `myriad worker` process on the test's database, Redis and Ray cluster."""
+    return os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RAY_ADDRESS": ray_cluster.address,
+        **extra,
+    }
+
+
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     return subprocess.run(
@@ -194,13 +204,7 @@ async def test_killed_worker_is_taken_over_without_duplicate_actions(runtime, se
         },
     )
     run = await services.submit(runtime, run_spec)
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "RAY_ADDRESS": ray_cluster.address,
-        "MYRIAD_LEASE_SECONDS": "3",
-        "MYRIAD_POLL_SECONDS": "0.2",
-    }
+    env = worker_env(settings, ray_cluster, MYRIAD_LEASE_SECONDS="3", MYRIAD_POLL_SECONDS="0.2")
 
     def start_worker(name: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -244,12 +248,7 @@ async def test_killed_worker_is_taken_over_without_duplicate_actions(runtime, se
 async def test_sigterm_hands_the_run_back_at_a_round_boundary(runtime, settings, ray_cluster):
     run_spec = spec(rounds=12, **{"population.kinds": PROBES})
     run = await services.submit(runtime, run_spec)
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "RAY_ADDRESS": ray_cluster.address,
-        "MYRIAD_WORKER_ID": "leaving",
-    }
+    env = worker_env(settings, ray_cluster, MYRIAD_WORKER_ID="leaving")
     worker = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "worker"], env=env, stderr=subprocess.PIPE, text=True
     )
