@@ -19,7 +19,7 @@ from agents.spec import RunSpec
 from backend.runtime import Runtime
 from backend.store import records, runs
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
-from backend.workflow.lifecycle import FINAL, IllegalTransition, check_transition
+from backend.workflow.lifecycle import IllegalTransition, check_transition
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -103,10 +103,6 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
         return await get_run(rt, run_id)
     await rt.live.send(run_id, {"action": action})
     return run
-
-
-def is_final(run: Run) -> bool:
-    return RunStatus(run.status) in FINAL
 
 
 _EXPORTS: dict[ExportTable, tuple[type, tuple[str, ...], Any]] = {

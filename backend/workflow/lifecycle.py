@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backend.store.models import RunStatus
 
-__all__ = ["FINAL", "IllegalTransition", "check_transition"]
+__all__ = ["IllegalTransition", "check_transition"]
 
 _NEXT: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.STOPPED}),
@@ -16,7 +16,6 @@ _NEXT: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.STOPPED: frozenset(),
     RunStatus.FAILED: frozenset(),
 }
-FINAL = frozenset(status for status, following in _NEXT.items() if not following)
 
 
 class IllegalTransition(ValueError):
