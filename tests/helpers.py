@@ -98,3 +98,13 @@ class Waits(Agent):
         await asyncio.sleep(0.05)
         gauge.now -= 1
         return Action(self.id)
+
+
+class ReadsNews(Agent):
+    """Answers how many announcements the round's public information carries."""
+
+    __slots__ = ()
+    synchronous = True
+
+    def decide(self, observation: Observation) -> Action:
+        return Action(len(observation.public.get("announcements", ())))

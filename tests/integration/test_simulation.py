@@ -3,12 +3,13 @@ import asyncio
 import pytest
 import ray
 
+from agents.core import Intervention
 from agents.host import RemoteAgentHost
 from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import RunSpec
-from tests.helpers import Answers, Chatty, Hangs, Raises, build
+from tests.helpers import Answers, Chatty, Hangs, Raises, ReadsNews, build
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -98,3 +99,17 @@ def test_messages_are_routed_across_hosts(make_spec):
     first, second = asyncio.run(go())
     assert first.stats["avg"] == 0  # nobody had mail yet
     assert second.stats["avg"] == 1  # each received one message, sent from another host
+
+
+def test_public_injections_are_announced_for_one_round(make_spec):
+    async def go():
+        spec = make_spec(**{"population.total": 2, "placement": {"hosts": 1}, "rounds": 3})
+        async with Simulation(spec) as sim:
+            host = sim.hosts[0]
+            await host.populate.remote(spec.population, spec.seed, range(0, 0))
+            await host.add.remote(build([ReadsNews, ReadsNews]))
+            sim.inject(Intervention("rates fall", public=True))
+            sim.inject(Intervention("and rise", public=True))
+            return [(await sim.step()).stats["avg"] for _ in range(2)]
+
+    assert asyncio.run(go()) == [2, 0]

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from agents.core import Message
+from agents.core import Intervention, Message
 from agents.host import AgentHost
 from tests.helpers import (
     Answers,
@@ -96,3 +96,15 @@ def test_agent_state_round_trips(make_spec):
     public = {**PUBLIC, "last": last}
     resumed = asyncio.run(fresh.step(2, public, {})).payloads
     assert resumed.tolist() == asyncio.run(host.step(2, public, {})).payloads.tolist()
+
+
+def test_broadcasts_reach_the_agents_their_filter_matches():
+    host = AgentHost(0, agent_timeout=1)
+    people = build([Chatty] * 3, params=3)
+    people[1] = Chatty(people[1].profile._replace(attributes={"gender": "female"}), people[1].context)
+    host.add(people)
+    to_women = Intervention("rates fall", where={"gender": "female"})
+    to_all = Intervention("hello")
+    batch = asyncio.run(host.step(1, PUBLIC, {}, [to_women, to_all]))
+    assert batch.payloads.tolist() == [1, 2, 1]  # messages received
+    assert Intervention("x", where={"gender": "male"}).reaches(people[1].profile) is False
