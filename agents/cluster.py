@@ -5,14 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from types import TracebackType
+from typing import Any
 
 import ray
 
 __all__ = ["RayCluster"]
 
 log = logging.getLogger(__name__)
+
+
+def _current_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
 
 class RayCluster:
@@ -46,6 +55,17 @@ class RayCluster:
     def connect(self) -> None:
         if ray.is_initialized():
             return
+        # ray.init replaces the process's SIGTERM handler with one that only logs and dies; the
+        # service's own graceful shutdown (uvicorn, `myriad worker`) must keep working.
+        handlers = _current_handlers()
+        try:
+            self._init()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        self._owned = True
+
+    def _init(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if self.address:
             log.info("joining the Ray cluster at %s", self.address)
@@ -62,7 +82,6 @@ class RayCluster:
                 logging_level=logging.WARNING,
                 _temp_dir=self._temp_dir,
             )
-        self._owned = True
 
     def close(self) -> None:
         if self._owned:

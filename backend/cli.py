@@ -157,6 +157,27 @@ def _cells(result: RoundResult, stat_names: tuple[str, ...]) -> list[str]:
     return [str(result.round), *stats, f"{result.time:.2f}s", str(result.failures)]
 
 
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the REST API (and, on the embedded default, drive runs in this process)."""
+    import uvicorn
+
+    from backend.app import create_app
+
+    settings = Settings()
+    app = create_app(settings)
+    where = f"http://{host}:{port}"
+    console.print(f"Myriad at {where}   API docs: {where}/docs")
+    if settings.token is None:
+        console.print(f"API token (set MYRIAD_TOKEN to choose one): {app.state.token}", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 # -- worker ---------------------------------------------------------------------------------------
 
 
@@ -171,11 +192,10 @@ def worker(exit_when_idle: bool, address: str | None) -> None:
 
 async def _serve(settings: Settings, exit_when_idle: bool) -> None:
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     async with Runtime(settings, ray=True) as rt:
-        # After Ray is up: connecting installs Ray's own handlers, which would replace ours.
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
         driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
     click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)

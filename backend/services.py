@@ -26,9 +26,12 @@ __all__ = [
     "EXPORT_TABLES",
     "RunNotFound",
     "control",
+    "count_runs",
+    "delete_run",
     "export",
     "get_run",
     "list_runs",
+    "live_state",
     "rounds",
     "submit",
 ]
@@ -70,6 +73,26 @@ async def list_runs(
 ) -> Sequence[Run]:
     async with rt.sessions() as session:
         return await runs.list_runs(session, limit=limit, offset=offset, status=status)
+
+
+async def count_runs(rt: Runtime, *, status: str | None = None) -> int:
+    async with rt.sessions() as session:
+        return await runs.count_runs(session, status=status)
+
+
+async def live_state(rt: Runtime, run_id: int) -> dict[str, Any]:
+    """What the run's worker reports now (empty for a run no worker has touched)."""
+    return await rt.live.state(run_id)
+
+
+async def delete_run(rt: Runtime, run_id: int) -> None:
+    """Delete a run that is not running or paused, with everything it recorded."""
+    run = await get_run(rt, run_id)
+    if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+        raise IllegalTransition(f"run {run_id} is {run.status}; stop it before deleting it")
+    async with rt.sessions() as session:
+        await runs.delete_run(session, run_id=run_id)
+    await rt.live.forget(run_id)
 
 
 async def rounds(rt: Runtime, run_id: int) -> Sequence[RoundRow]:

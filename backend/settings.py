@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for runs")
     events_kept: int = Field(10_000, ge=100, description="events kept per run in the live stream")
     checkpoints_kept: int = Field(2, ge=1, description="checkpoints kept per run in the database")
+    token: str | None = Field(
+        None,
+        validation_alias="MYRIAD_TOKEN",
+        description="API and dashboard token; None: one is made at start",
+    )
+    in_process_worker: bool | None = Field(
+        None, description="drive runs inside `myriad serve`; default: on SQLite yes, on Postgres no"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -68,3 +76,7 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
+
+    @property
+    def runs_worker_in_process(self) -> bool:
+        return self.in_process_worker if self.in_process_worker is not None else not self.is_postgres

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import ray
+import ray.cloudpickle
 import redis
+from ray.cluster_utils import Cluster
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,6 +23,7 @@ from agents.spec import RunSpec
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
+from tests import helpers
 
 BASE_SPEC: dict[str, Any] = {
     "name": "test",
@@ -132,3 +138,29 @@ async def runtime(settings) -> AsyncIterator[Runtime]:
     async with Runtime(settings) as rt:
         await rt.live.redis.flushdb()  # run ids restart with each SQLite database
         yield rt
+
+
+# -- one Ray cluster of three nodes on this machine, shared by every test of the session ---------
+
+NODES = 3
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Cluster]:
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    # Everything Ray writes, its "current cluster" file included, stays in a folder of our own.
+    temp_dir = tempfile.mkdtemp(prefix="myriad-test-")
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(NODES - 1):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="WARNING")
+    # Test-only agent kinds travel to the workers by value: the workers cannot import tests/.
+    ray.cloudpickle.register_pickle_by_value(helpers)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

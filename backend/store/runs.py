@@ -17,6 +17,7 @@ __all__ = [
     "claim_run",
     "count_runs",
     "create_run",
+    "delete_run",
     "fence",
     "forget_after",
     "get_run",
@@ -179,4 +180,11 @@ async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker
     await fence(session, run_id=run_id, worker=worker, round=round)
     for table in (ActionRow, RoundRow, EventRow):
         await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
+    await session.commit()
+
+
+async def delete_run(session: AsyncSession, *, run_id: int) -> None:
+    """Delete a run and all it recorded (actions explicitly: they carry no foreign key)."""
+    await session.execute(delete(ActionRow).where(ActionRow.run_id == run_id))
+    await session.execute(delete(Run).where(Run.id == run_id))
     await session.commit()

@@ -1,0 +1,34 @@
+"""Dependencies of the API routes: the runtime, and the token that guards every route."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backend.runtime import Runtime
+
+__all__ = ["RuntimeDep", "require_token"]
+
+_bearer = HTTPBearer(auto_error=False, description="the MYRIAD_TOKEN, or the one printed at start")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    expected: str = request.app.state.token
+    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong token: send `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

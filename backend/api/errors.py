@@ -1,0 +1,57 @@
+"""One JSON shape for every error (`ErrorOut`): a sentence, and the bad fields when there are some."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.api.schemas import ErrorOut, FieldError
+from backend.services import RunNotFound
+from backend.workflow.lifecycle import IllegalTransition
+
+__all__ = ["install"]
+
+
+def _error(code: int, detail: str, errors: list[FieldError] | None = None, headers=None) -> JSONResponse:  # type: ignore[no-untyped-def]
+    body = ErrorOut(detail=detail, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=code, headers=headers)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    # ("body", "population", "total") -> "population.total"; query and path keep their names.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(field=_field(tuple(e["loc"])), message=str(e["msg"]).removeprefix("Value error, "))
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return _error(status.HTTP_404_NOT_FOUND, str(exc))
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return _error(status.HTTP_409_CONFLICT, str(exc))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(IllegalTransition, _conflict)

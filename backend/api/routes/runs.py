@@ -1,0 +1,114 @@
+"""/api/v1/runs: create, list, read, control, delete and export runs, and read their rounds."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, status
+from fastapi.responses import FileResponse
+
+from agents.spec import RunSpec
+from backend import services
+from backend.api.deps import RuntimeDep
+from backend.api.schemas import ErrorOut, InjectIn, RoundPublic, RoundsPublic, RunPublic, RunsPublic
+from backend.runtime import Runtime
+from backend.store.models import Run, RunStatus
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
+CONFLICT = {409: {"model": ErrorOut, "description": "not allowed in the run's current status"}}
+_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
+
+
+async def _public(rt: Runtime, run: Run) -> RunPublic:
+    public = RunPublic.model_validate(run)
+    public.live = await services.live_state(rt, run.id)
+    return public
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_run(rt: RuntimeDep, spec: RunSpec) -> RunPublic:
+    """Queue a run of `spec`; a worker claims it."""
+    return await _public(rt, await services.submit(rt, spec))
+
+
+@router.get("")
+async def list_runs(
+    rt: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: RunStatus | None = None,
+) -> RunsPublic:
+    """Runs, newest first."""
+    found = await services.list_runs(rt, limit=limit, offset=offset, status=status)
+    count = await services.count_runs(rt, status=status)
+    return RunsPublic(data=[await _public(rt, r) for r in found], count=count)
+
+
+@router.get("/{run_id}", responses=NOT_FOUND)
+async def get_run(rt: RuntimeDep, run_id: int) -> RunPublic:
+    return await _public(rt, await services.get_run(rt, run_id))
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND | CONFLICT)
+async def delete_run(rt: RuntimeDep, run_id: int) -> None:
+    """Delete a run that is not running or paused, with everything it recorded."""
+    await services.delete_run(rt, run_id)
+
+
+def _control(action: str, summary: str) -> None:
+    async def control(rt: RuntimeDep, run_id: int) -> RunPublic:
+        return await _public(rt, await services.control(rt, run_id, action))
+
+    control.__name__ = f"{action}_run"
+    router.add_api_route(
+        f"/{{run_id}}/{action}",
+        control,
+        methods=["POST"],
+        summary=summary,
+        responses=NOT_FOUND | CONFLICT,
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+_control("pause", "Pause a running run at its next round boundary")
+_control("resume", "Resume a paused run")
+_control("stop", "Stop a run (a queued one at once, a running one at its next round boundary)")
+
+
+@router.post("/{run_id}/inject", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)
+async def inject(rt: RuntimeDep, run_id: int, body: InjectIn) -> RunPublic:
+    """Deliver a message (or public information) to the run's agents in its next round."""
+    run = await services.control(rt, run_id, "inject", **body.model_dump())
+    return await _public(rt, run)
+
+
+@router.get("/{run_id}/rounds", responses=NOT_FOUND)
+async def list_rounds(rt: RuntimeDep, run_id: int) -> RoundsPublic:
+    """Every stored round of the run: the scenario's statistics, histogram, winners, timings."""
+    rows = await services.rounds(rt, run_id)
+    return RoundsPublic(data=[RoundPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/{run_id}/export", responses=NOT_FOUND, response_class=FileResponse)
+async def export_run(
+    rt: RuntimeDep,
+    run_id: int,
+    background: BackgroundTasks,
+    table: services.ExportTable = "rounds",
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    """Download one table of the run (rounds, actions, agents or events) as CSV, JSON or Parquet."""
+    folder = Path(tempfile.mkdtemp(prefix="myriad-export-"))
+    path = folder / f"run-{run_id}-{table}.{format}"
+    try:
+        await services.export(rt, run_id, table=table, format=format, out=path)
+    except Exception:
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+        raise
+    background.add_task(lambda: (path.unlink(missing_ok=True), folder.rmdir()))
+    return FileResponse(path, media_type=_MEDIA[format], filename=path.name)

@@ -1,0 +1,68 @@
+"""The FastAPI application: REST API under /api/v1, documented at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
+
+from backend.api import errors
+from backend.api.deps import require_token
+from backend.api.routes import health, runs
+from backend.runtime import Runtime
+from backend.settings import Settings
+from backend.workflow.worker import Worker
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for `settings` (default: from the environment).
+
+    Its lifespan opens the runtime and, when `settings.runs_worker_in_process` (the embedded
+    default), drives runs in this process too; production runs `myriad worker`s beside it.
+    The token is `settings.token`, or a fresh one kept in `app.state.token` for `serve` to print.
+    """
+    settings = settings or Settings()
+    in_process = settings.runs_worker_in_process
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime(settings, ray=in_process) as rt:
+            app.state.runtime = rt
+            stop = asyncio.Event()
+            worker = asyncio.create_task(Worker(rt).serve(stop)) if in_process else None
+            try:
+                yield
+            finally:
+                stop.set()
+                if worker is not None:
+                    await worker
+
+    app = FastAPI(
+        title="Myriad",
+        version=version("myriad-sim"),
+        description="Very large multi-agent simulations: create, watch and steer runs.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        responses={401: {"description": "missing or wrong token"}},
+    )
+    app.state.token = settings.token or secrets.token_urlsafe(24)
+    errors.install(app)
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api.include_router(runs.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app
