@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from backend.api import errors
 from backend.api.deps import require_token
-from backend.api.routes import health, runs
+from backend.api.routes import agents, cluster, health, runs
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.workflow.worker import Worker
@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token = settings.token or secrets.token_urlsafe(24)
     errors.install(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-    api.include_router(runs.router)
+    for module in (runs, agents, cluster):
+        api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
     return app

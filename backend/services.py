@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from agents.kinds import KINDS
 from agents.spec import RunSpec
 from backend.runtime import Runtime
 from backend.store import records, runs
@@ -24,12 +25,18 @@ from backend.workflow.lifecycle import IllegalTransition, check_transition
 __all__ = [
     "EXPORT_FORMATS",
     "EXPORT_TABLES",
+    "AgentNotFound",
     "RunNotFound",
+    "cluster",
     "control",
     "count_runs",
     "delete_run",
+    "events",
     "export",
+    "get_agent",
     "get_run",
+    "interview",
+    "list_agents",
     "list_runs",
     "live_state",
     "rounds",
@@ -93,6 +100,72 @@ async def delete_run(rt: Runtime, run_id: int) -> None:
     async with rt.sessions() as session:
         await runs.delete_run(session, run_id=run_id)
     await rt.live.forget(run_id)
+
+
+class AgentNotFound(LookupError):
+    def __init__(self, run_id: int, agent_id: int) -> None:
+        super().__init__(f"agent {agent_id} not found in run {run_id}")
+
+
+async def list_agents(rt: Runtime, run_id: int, **filters: Any) -> tuple[Sequence[AgentRow], int]:
+    """A page of the run's agents and how many match (see `records.list_agents` for filters);
+    `failed=True` means: failed in the run's last stored round."""
+    run = await get_run(rt, run_id)
+    if filters.pop("failed", False):
+        filters["failed_in"] = run.round
+    async with rt.sessions() as session:
+        return await records.list_agents(session, run_id=run_id, **filters)
+
+
+async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, Sequence[ActionRow]]:
+    """An agent's profile and its stored actions, round by round."""
+    run = await get_run(rt, run_id)
+    async with rt.sessions() as session:
+        agent = await records.get_agent(session, run_id=run_id, agent_id=agent_id)
+        if agent is None:
+            raise AgentNotFound(run_id, agent_id)
+        return agent, await records.agent_actions(session, run_id=run_id, agent_id=agent_id, rounds=run.round)
+
+
+async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> str:
+    """Ask an agent a question. A rule-based agent answers from its profile, its kind's rule and
+    its recorded answers; LLM agents will answer in character."""
+    agent, actions = await get_agent(rt, run_id, agent_id)
+    run = await get_run(rt, run_id)
+    spec = RunSpec.parse(run.spec)
+    part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
+    rule = ""
+    if part is not None:
+        doc = (KINDS.get(part.kind).__doc__ or "").strip().splitlines()
+        rule = f" My rule: {doc[0].rstrip('.')}." if doc else ""
+    answers = ", ".join(f"round {a.round}: {_answer(a)}" for a in actions[-5:])
+    history = f" My latest answers — {answers}." if answers else " I have not answered yet."
+    return (
+        f"You asked: “{question}”. I am {agent.name}, a {agent.kind} agent. {agent.background}{rule}{history}"
+    )
+
+
+def _answer(action: ActionRow) -> str:
+    if action.error is not None:
+        return f"no answer ({action.error})"
+    value = action.value if action.value is not None else action.payload
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value)
+
+
+async def events(rt: Runtime, run_id: int, limit: int = 100) -> Sequence[EventRow]:
+    await get_run(rt, run_id)
+    async with rt.sessions() as session:
+        return await records.list_events(session, run_id=run_id, limit=limit)
+
+
+async def cluster(rt: Runtime) -> dict[str, Any]:
+    """The Ray nodes and the hosts of active runs, as the workers last reported them."""
+    nodes = await rt.live.nodes()
+    hosts = await rt.live.all_hosts()
+    return {
+        "nodes": nodes,
+        "hosts": [{"run_id": run_id, **h} for run_id, found in hosts.items() for h in found],
+    }
 
 
 async def rounds(rt: Runtime, run_id: int) -> Sequence[RoundRow]:

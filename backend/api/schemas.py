@@ -8,9 +8,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ActionPublic",
+    "AgentDetail",
+    "AgentPublic",
+    "AgentsPublic",
+    "ClusterPublic",
     "ErrorOut",
+    "EventPublic",
+    "EventsPublic",
     "FieldError",
+    "HostPublic",
     "InjectIn",
+    "InterviewIn",
+    "InterviewOut",
+    "NodePublic",
     "RoundPublic",
     "RoundsPublic",
     "RunPublic",
@@ -75,3 +86,88 @@ class InjectIn(BaseModel):
     content: str = Field(min_length=1, max_length=10_000)
     where: dict[str, str] | None = Field(None, description="only agents with these attribute values")
     public: bool = Field(False, description="add to everyone's public information instead of inboxes")
+
+
+class AgentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    agent_id: int
+    name: str
+    kind: str
+    attributes: dict[str, str]
+    host: int | None
+    node: str | None
+
+
+class AgentsPublic(BaseModel):
+    data: list[AgentPublic]
+    count: int
+
+
+class ActionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    value: float | None
+    payload: Any = None
+    error: str | None
+    tokens: int
+
+
+class AgentDetail(AgentPublic):
+    background: str
+    actions: list[ActionPublic]
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    round: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class EventsPublic(BaseModel):
+    data: list[EventPublic]
+    count: int
+
+
+class InterviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2_000)
+
+
+class InterviewOut(BaseModel):
+    agent_id: int
+    question: str
+    answer: str
+
+
+class NodePublic(BaseModel):
+    node_id: str
+    address: str
+    cpus: float
+    gpus: float
+    memory_bytes: int
+
+
+class HostPublic(BaseModel):
+    run_id: int
+    index: int
+    node_id: str | None
+    hostname: str
+    pid: int
+    agents: int
+    steps: int
+    failures: int
+    rounds: int
+    last_round_seconds: float
+    rss_bytes: int
+
+
+class ClusterPublic(BaseModel):
+    nodes: list[NodePublic]
+    hosts: list[HostPublic]

@@ -5,6 +5,7 @@ Keys, per run:
 - `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
 - `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`
 - `myriad:run:{id}:commands` list of control commands, consumed by the run's worker
+and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ class LiveChannel:
     async def hosts(self, run_id: int) -> list[dict[str, Any]]:
         raw = await self.redis.get(_key(run_id, "hosts"))
         return json.loads(raw) if raw else []
+
+    async def set_nodes(self, nodes: list[Mapping[str, Any]], ttl: float = 60) -> None:
+        """The Ray nodes a worker sees; expires when no worker is left to refresh it."""
+        await self.redis.set("myriad:cluster:nodes", json.dumps(nodes), px=int(ttl * 1000))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        raw = await self.redis.get("myriad:cluster:nodes")
+        return json.loads(raw) if raw else []
+
+    async def all_hosts(self) -> dict[int, list[dict[str, Any]]]:
+        """The hosts of every run that reported some lately, by run id."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        async for key in self.redis.scan_iter(match="myriad:run:*:hosts", count=500):
+            if raw := await self.redis.get(key):
+                found[int(key.split(":")[2])] = json.loads(raw)
+        return found
 
     # -- events -------------------------------------------------------------------------------
 

@@ -11,22 +11,27 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agents.core import ActionBatch, Profile
 from agents.scenarios import RoundResult
-from backend.store.models import ActionRow, CheckpointRow, EventRow, RoundRow
+from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow
 
 __all__ = [
     "ACTION_COLUMNS",
     "AGENT_COLUMNS",
+    "AGENT_SORTS",
     "action_rows",
     "add_event",
+    "agent_actions",
     "agent_rows",
     "copy_rows",
     "count_actions",
+    "get_agent",
     "latest_checkpoint",
+    "list_agents",
     "list_events",
     "list_rounds",
     "save_checkpoint",
@@ -151,3 +156,82 @@ async def count_actions(session: AsyncSession, *, run_id: int) -> int:
     return (
         await session.execute(select(func.count()).select_from(ActionRow).where(ActionRow.run_id == run_id))
     ).scalar_one()
+
+
+AGENT_SORTS = {"id": AgentRow.agent_id, "name": AgentRow.name, "kind": AgentRow.kind, "host": AgentRow.host}
+
+
+async def list_agents(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    kind: str | None = None,
+    attributes: dict[str, str] | None = None,
+    host: int | None = None,
+    node: str | None = None,
+    name: str | None = None,
+    failed_in: int | None = None,
+    sort: str = "id",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[AgentRow], int]:
+    """A page of a run's agents, filtered, and how many match.
+
+    `name` matches from the start (an index range, so it stays fast with a million agents);
+    `attributes` uses JSONB containment on Postgres (the GIN index); `failed_in` keeps the agents
+    whose action failed in that round.
+    """
+    conditions: list[Any] = [AgentRow.run_id == run_id]
+    if kind is not None:
+        conditions.append(AgentRow.kind == kind)
+    if host is not None:
+        conditions.append(AgentRow.host == host)
+    if node is not None:
+        conditions.append(AgentRow.node == node)
+    if name:
+        conditions += [AgentRow.name >= name, AgentRow.name < name + "\U0010ffff"]
+    if attributes and session.bind.dialect.name == "postgresql":
+        conditions.append(type_coerce(AgentRow.attributes, JSONB).contains(attributes))
+    elif attributes:
+        conditions += [AgentRow.attributes[key].as_string() == value for key, value in attributes.items()]
+    if failed_in is not None:
+        failed = select(ActionRow.agent_id).where(
+            ActionRow.run_id == run_id, ActionRow.round == failed_in, ActionRow.error.is_not(None)
+        )
+        conditions.append(AgentRow.agent_id.in_(failed))
+    order = AGENT_SORTS[sort]
+    query = (
+        select(AgentRow)
+        .where(*conditions)
+        .order_by(order.desc() if descending else order, AgentRow.agent_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = (await session.scalars(query)).all()
+    count = (
+        await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
+    ).scalar_one()
+    return rows, count
+
+
+async def get_agent(session: AsyncSession, *, run_id: int, agent_id: int) -> AgentRow | None:
+    return await session.get(AgentRow, (run_id, agent_id))
+
+
+async def agent_actions(
+    session: AsyncSession, *, run_id: int, agent_id: int, rounds: int
+) -> Sequence[ActionRow]:
+    """One agent's actions in rounds 1..`rounds`: one index probe per round on (run, round, agent)."""
+    if rounds < 1:
+        return []
+    query = (
+        select(ActionRow)
+        .where(
+            ActionRow.run_id == run_id,
+            ActionRow.round.in_(range(1, rounds + 1)),
+            ActionRow.agent_id == agent_id,
+        )
+        .order_by(ActionRow.round)
+    )
+    return (await session.scalars(query)).all()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import Intervention
+from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import RunSpec
@@ -23,12 +24,18 @@ from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease
 from backend.workflow import checkpoint
 from backend.workflow.recorder import Recorder
 
-__all__ = ["RunDriver"]
+__all__ = ["RunDriver", "publish_nodes"]
 
 log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
 _PAUSE_POLL = 0.2
+
+
+async def publish_nodes(live: LiveChannel) -> None:
+    """Tell the dashboard which Ray nodes there are (the API process need not join Ray)."""
+    nodes = await asyncio.to_thread(alive_nodes)
+    await live.set_nodes([dataclasses.asdict(n) for n in nodes])
 
 
 class RunDriver:
@@ -229,6 +236,7 @@ class RunDriver:
             await self._event(recorder, result.round, "messages", {"count": messages})
         hosts = await sim.host_stats()
         await self.live.set_hosts(run_id, [dataclasses.asdict(h) for h in hosts])
+        await publish_nodes(self.live)
 
     async def _event(self, recorder: Recorder, round: int, kind: str, payload: dict[str, Any]) -> None:
         await recorder.event(round, kind, payload)

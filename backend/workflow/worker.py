@@ -9,7 +9,7 @@ import logging
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
 from backend.store.runs import LeaseLost, claim_run
-from backend.workflow.driver import OnRound, RunDriver
+from backend.workflow.driver import OnRound, RunDriver, publish_nodes
 
 __all__ = ["Worker"]
 
@@ -64,6 +64,7 @@ class Worker:
                 continue
             if exit_when_idle:
                 break
+            await publish_nodes(self.runtime.live)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
         return driven
