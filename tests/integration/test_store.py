@@ -97,7 +97,8 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
             await records.save_round(session, run_id=run.id, result=RoundResult(round, {"avg": float("nan")}))
         await session.commit()
     async with runtime.sessions() as session:
-        agents = (await session.scalars(select(AgentRow).where(AgentRow.run_id == run.id))).all()
+        query = select(AgentRow).where(AgentRow.run_id == run.id).order_by(AgentRow.agent_id)
+        agents = (await session.scalars(query)).all()
         assert len(agents) == 50
         assert agents[7].attributes == dict(profiles[7].attributes)
         assert agents[7].background == profiles[7].background
