@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from backend.api import errors
 from backend.api.deps import require_token
 from backend.api.routes import agents, cluster, health, runs
+from backend.api.schemas import ErrorOut
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.workflow.worker import Worker
@@ -57,7 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Very large multi-agent simulations: create, watch and steer runs.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        responses={401: {"description": "missing or wrong token"}},
+        # Every error has one shape, ErrorOut, and the schema says so (FastAPI's default 422 differs).
+        responses={
+            400: {"model": ErrorOut, "description": "a body that cannot be parsed"},
+            401: {"model": ErrorOut, "description": "missing or wrong token"},
+            422: {"model": ErrorOut, "description": "invalid input; `errors` names each bad field"},
+        },
     )
     app.state.token = settings.token or secrets.token_urlsafe(24)
     errors.install(app)

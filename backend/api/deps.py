@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.runtime import Runtime
 
-__all__ = ["RuntimeDep", "require_token"]
+__all__ = ["AgentId", "RunId", "RuntimeDep", "require_token"]
 
 _bearer = HTTPBearer(auto_error=False, description="the MYRIAD_TOKEN, or the one printed at start")
 
@@ -32,3 +32,6 @@ def require_token(
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+# Ids fit the database's 64-bit integers; larger ones are a 422, not a driver overflow.
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a run's id")]
+AgentId = Annotated[int, Path(ge=0, le=2**63 - 1, description="an agent's id within its run")]

@@ -80,8 +80,16 @@ class RunDriver:
         try:
             return await body
         except asyncio.CancelledError:
-            if heartbeat.done() and isinstance(heartbeat.exception(), LeaseLost):
-                raise heartbeat.exception() from None  # type: ignore[misc]
+            # Wait for the body to clean up (roll back its transactions, stop its hosts) before
+            # giving up: a transaction left open would keep the run's row locked.
+            body.cancel()
+            await asyncio.gather(body, return_exceptions=True)
+            if (
+                heartbeat.done()
+                and not heartbeat.cancelled()
+                and isinstance(heartbeat.exception(), LeaseLost)
+            ):
+                raise LeaseLost(f"run {self.run.id} was taken over") from None
             raise
         finally:
             heartbeat.cancel()

@@ -84,28 +84,40 @@ async def test_record_none_stores_rounds_but_no_actions(runtime):
     assert len(await stored_stats(runtime, run.id)) == 2
 
 
-async def test_a_run_taken_over_mid_way_ends_as_if_never_interrupted(runtime, settings):
-    """A worker vanishes after round 2 (its task is cancelled, leaving the lease behind); once the
-    lease expires another worker resumes from the checkpoint."""
-    run_spec = spec(rounds=5, **{"population.kinds": [{"kind": "adaptive", "share": 100}]})
+async def test_a_run_taken_over_mid_way_ends_as_if_never_interrupted(runtime, settings, ray_cluster):
+    """A worker process is SIGKILLed after round 2, leaving its lease behind; once the lease
+    expires another worker resumes from the checkpoint."""
+    run_spec = spec(
+        rounds=6,
+        **{
+            "population.kinds": [
+                {"kind": "adaptive", "share": 50},
+                {"kind": "probe", "share": 50, "params": {"delay": 0.3}},
+            ]
+        },
+    )
     run = await services.submit(runtime, run_spec)
-    async with Runtime(settings.model_copy(update={"worker_id": "first"})) as rt1:
-        first = Worker(rt1)
-        driving = asyncio.create_task(first.drive(await first.claim(run.id)))
-        await wait_for(lambda: _round_at_least(runtime, run.id, 2), every=0.01)
-        driving.cancel()
-        await asyncio.gather(driving, return_exceptions=True)
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker"],
+        env=worker_env(settings, ray_cluster, MYRIAD_WORKER_ID="first", MYRIAD_LEASE_SECONDS="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        await wait_for(lambda: _round_at_least(runtime, run.id, 2), every=0.02)
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+    assert (await services.get_run(runtime, run.id)).round < 6, "the run ended before the kill"
 
-    second_settings = settings.model_copy(update={"worker_id": "second"})
-    async with Runtime(second_settings) as rt2:
-        second = Worker(rt2)
-        assert await second.claim(run.id) is None  # the first lease still holds
-        taken = await wait_for(lambda: second.claim(run.id), timeout=30, every=0.5)
-        assert taken.attempts == 2
-        assert await second.drive(taken) == RunStatus.COMPLETED
+    second = Worker(runtime)  # the runtime's worker id is "test-worker"
+    taken = await wait_for(lambda: second.claim(run.id), timeout=30, every=0.5)
+    assert taken.attempts == 2
+    assert await second.drive(taken) == RunStatus.COMPLETED
     assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
     async with runtime.sessions() as session:
-        assert await records.count_actions(session, run_id=run.id) == 5 * 1000
+        assert await records.count_actions(session, run_id=run.id) == 6 * 1000
         kinds = (await session.scalars(select(EventRow.kind).where(EventRow.run_id == run.id))).all()
         assert "resumed" in kinds
 

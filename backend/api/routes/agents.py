@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import StringConstraints
 
 from backend import services
-from backend.api.deps import RuntimeDep
+from backend.api.deps import AgentId, RunId, RuntimeDep
 from backend.api.schemas import (
     ActionPublic,
     AgentDetail,
@@ -28,13 +28,13 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run or agent"}}
 @router.get("/agents", responses=NOT_FOUND)
 async def list_agents(
     rt: RuntimeDep,
-    run_id: int,
+    run_id: RunId,
     kind: str | None = None,
     attribute: Annotated[
         list[Annotated[str, StringConstraints(pattern=r"^[^=]+=.*$")]] | None,
         Query(description="ATTR=VALUE; repeat to require several"),
     ] = None,
-    host: Annotated[int | None, Query(ge=0)] = None,
+    host: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     node: str | None = None,
     name: Annotated[str | None, Query(max_length=200, description="names starting with this")] = None,
     failed: Annotated[bool, Query(description="only agents that failed in the last stored round")] = False,
@@ -63,7 +63,7 @@ async def list_agents(
 
 
 @router.get("/agents/{agent_id}", responses=NOT_FOUND)
-async def get_agent(rt: RuntimeDep, run_id: int, agent_id: int) -> AgentDetail:
+async def get_agent(rt: RuntimeDep, run_id: RunId, agent_id: AgentId) -> AgentDetail:
     """One agent: profile, background, and its recorded answers round by round."""
     agent, actions = await services.get_agent(rt, run_id, agent_id)
     return AgentDetail(
@@ -74,7 +74,7 @@ async def get_agent(rt: RuntimeDep, run_id: int, agent_id: int) -> AgentDetail:
 
 
 @router.post("/agents/{agent_id}/interview", responses=NOT_FOUND)
-async def interview(rt: RuntimeDep, run_id: int, agent_id: int, body: InterviewIn) -> InterviewOut:
+async def interview(rt: RuntimeDep, run_id: RunId, agent_id: AgentId, body: InterviewIn) -> InterviewOut:
     """Ask one agent a question."""
     answer = await services.interview(rt, run_id, agent_id, body.question)
     return InterviewOut(agent_id=agent_id, question=body.question, answer=answer)
@@ -82,7 +82,7 @@ async def interview(rt: RuntimeDep, run_id: int, agent_id: int, body: InterviewI
 
 @router.get("/events", responses=NOT_FOUND)
 async def list_events(
-    rt: RuntimeDep, run_id: int, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    rt: RuntimeDep, run_id: RunId, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> EventsPublic:
     """The run's recorded events, newest first: starts, pauses, injections, failures, takeovers."""
     rows = await services.events(rt, run_id, limit=limit)

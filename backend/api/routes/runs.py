@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 
 from agents.spec import RunSpec
 from backend import services
-from backend.api.deps import RuntimeDep
+from backend.api.deps import RunId, RuntimeDep
 from backend.api.schemas import ErrorOut, InjectIn, RoundPublic, RoundsPublic, RunPublic, RunsPublic
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
@@ -39,7 +39,7 @@ async def create_run(rt: RuntimeDep, spec: RunSpec) -> RunPublic:
 async def list_runs(
     rt: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     status: RunStatus | None = None,
 ) -> RunsPublic:
     """Runs, newest first."""
@@ -49,18 +49,18 @@ async def list_runs(
 
 
 @router.get("/{run_id}", responses=NOT_FOUND)
-async def get_run(rt: RuntimeDep, run_id: int) -> RunPublic:
+async def get_run(rt: RuntimeDep, run_id: RunId) -> RunPublic:
     return await _public(rt, await services.get_run(rt, run_id))
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND | CONFLICT)
-async def delete_run(rt: RuntimeDep, run_id: int) -> None:
+async def delete_run(rt: RuntimeDep, run_id: RunId) -> None:
     """Delete a run that is not running or paused, with everything it recorded."""
     await services.delete_run(rt, run_id)
 
 
 def _control(action: str, summary: str) -> None:
-    async def control(rt: RuntimeDep, run_id: int) -> RunPublic:
+    async def control(rt: RuntimeDep, run_id: RunId) -> RunPublic:
         return await _public(rt, await services.control(rt, run_id, action))
 
     control.__name__ = f"{action}_run"
@@ -80,14 +80,14 @@ _control("stop", "Stop a run (a queued one at once, a running one at its next ro
 
 
 @router.post("/{run_id}/inject", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)
-async def inject(rt: RuntimeDep, run_id: int, body: InjectIn) -> RunPublic:
+async def inject(rt: RuntimeDep, run_id: RunId, body: InjectIn) -> RunPublic:
     """Deliver a message (or public information) to the run's agents in its next round."""
     run = await services.control(rt, run_id, "inject", **body.model_dump())
     return await _public(rt, run)
 
 
 @router.get("/{run_id}/rounds", responses=NOT_FOUND)
-async def list_rounds(rt: RuntimeDep, run_id: int) -> RoundsPublic:
+async def list_rounds(rt: RuntimeDep, run_id: RunId) -> RoundsPublic:
     """Every stored round of the run: the scenario's statistics, histogram, winners, timings."""
     rows = await services.rounds(rt, run_id)
     return RoundsPublic(data=[RoundPublic.model_validate(r) for r in rows], count=len(rows))
@@ -96,7 +96,7 @@ async def list_rounds(rt: RuntimeDep, run_id: int) -> RoundsPublic:
 @router.get("/{run_id}/export", responses=NOT_FOUND, response_class=FileResponse)
 async def export_run(
     rt: RuntimeDep,
-    run_id: int,
+    run_id: RunId,
     background: BackgroundTasks,
     table: services.ExportTable = "rounds",
     format: services.ExportFormat = "csv",
