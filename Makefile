@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= examples/guess-10k.yaml
+VENDOR := frontend/static/vendor
 
 .PHONY: run test bench lint format clean
 
@@ -13,10 +14,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Browser libraries come from the npm registry (pinned in frontend/package-lock.json) and are
+# served from frontend/static/vendor: no CDN, nothing third-party committed.
+$(VENDOR)/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp frontend/node_modules/htmx.org/dist/htmx.min.js \
+	   frontend/node_modules/htmx-ext-sse/dist/sse.min.js \
+	   frontend/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
+	touch $@
+
+run: $(STAMP) $(VENDOR)/.installed
 	$(BIN)/myriad run $(SPEC)
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)

@@ -1,8 +1,10 @@
-"""The FastAPI application: REST API under /api/v1, documented at /docs."""
+"""The FastAPI application: the dashboard, and the REST API under /api/v1 (documented at /docs)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -11,6 +13,9 @@ from importlib.metadata import version
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 
 from backend.api import errors
 from backend.api.deps import require_token
@@ -18,6 +23,10 @@ from backend.api.routes import agents, cluster, health, runs
 from backend.api.schemas import ErrorOut
 from backend.runtime import Runtime
 from backend.settings import Settings
+from backend.web import auth, pages
+from backend.web.auth import LoginRequired, login_redirect
+from backend.web.csrf import CsrfFailed, csrf_refused
+from backend.web.render import FRONTEND
 from backend.workflow.worker import Worker
 
 __all__ = ["create_app"]
@@ -52,12 +61,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if worker is not None:
                     await worker
 
+    token = settings.token or secrets.token_urlsafe(24)
+    session_key = (
+        settings.secret_key or hmac.new(token.encode(), b"myriad-session", hashlib.sha256).hexdigest()
+    )
     app = FastAPI(
         title="Myriad",
         version=version("myriad-sim"),
         description="Very large multi-agent simulations: create, watch and steer runs.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_key,
+                session_cookie="myriad_session",
+                same_site="lax",
+                https_only=settings.secure_cookies,
+            )
+        ],
         # Every error has one shape, ErrorOut, and the schema says so (FastAPI's default 422 differs).
         responses={
             400: {"model": ErrorOut, "description": "a body that cannot be parsed"},
@@ -65,11 +87,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             422: {"model": ErrorOut, "description": "invalid input; `errors` names each bad field"},
         },
     )
-    app.state.token = settings.token or secrets.token_urlsafe(24)
+    app.state.token = token
     errors.install(app)
+    app.add_exception_handler(LoginRequired, login_redirect)
+    app.add_exception_handler(CsrfFailed, csrf_refused)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
     for module in (runs, agents, cluster):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

@@ -172,9 +172,10 @@ def serve(host: str, port: int) -> None:
     settings = Settings()
     app = create_app(settings)
     where = f"http://{host}:{port}"
-    console.print(f"Myriad at {where}   API docs: {where}/docs")
+    console.print(f"Myriad dashboard: {where}/login?token={app.state.token}", highlight=False)
+    console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
     if settings.token is None:
-        console.print(f"API token (set MYRIAD_TOKEN to choose one): {app.state.token}", highlight=False)
+        console.print("The token was made for this start; set MYRIAD_TOKEN to keep one.", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         validation_alias="MYRIAD_TOKEN",
         description="API and dashboard token; None: one is made at start",
     )
+    secret_key: str | None = Field(
+        None, description="signs dashboard sessions; default: derived from the token"
+    )
+    secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only")
     in_process_worker: bool | None = Field(
         None, description="drive runs inside `myriad serve`; default: on SQLite yes, on Postgres no"
     )

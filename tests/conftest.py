@@ -14,12 +14,14 @@ import pytest
 import ray
 import ray.cloudpickle
 import redis
+from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agents.spec import RunSpec
+from backend.app import create_app
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
@@ -164,3 +166,25 @@ def ray_cluster() -> Iterator[Cluster]:
     ray.shutdown()
     cluster.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# -- the app: settings for a service on a fresh SQLite file and the real Redis, and a client ------
+
+TOKEN = "test-token"
+
+
+@pytest.fixture
+def api_settings(tmp_path, redis_url) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        redis_url=redis_url,
+        token=TOKEN,
+        in_process_worker=False,
+    )
+
+
+@pytest.fixture
+def client(api_settings):
+    with TestClient(create_app(api_settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        client.app.state.runtime  # noqa: B018 - the lifespan has run
+        yield client

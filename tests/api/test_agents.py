@@ -7,8 +7,7 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import Settings
-from tests.api.conftest import TOKEN
-from tests.conftest import spec_data
+from tests.conftest import TOKEN, spec_data
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 
 from backend.app import create_app
 from backend.settings import Settings
-from tests.api.conftest import TOKEN
+from tests.conftest import TOKEN
 
 
 def free_port() -> int:

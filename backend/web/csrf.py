@@ -1,0 +1,41 @@
+"""CSRF tokens: one per session, in every form (and in htmx's headers), checked on every change."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import Request, status
+from starlette.responses import Response
+
+__all__ = ["CsrfFailed", "csrf_refused", "csrf_token", "verify_csrf"]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use; templates put it in every form."""
+    token = request.session.get("csrf")
+    if token is None:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+async def verify_csrf(request: Request) -> None:
+    """Refuse a state-changing request whose form field or X-CSRF-Token header does not carry the
+    session's token (htmx sends the header; plain forms the field)."""
+    expected = request.session.get("csrf")
+    sent = request.headers.get("X-CSRF-Token")
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        sent = (await request.form()).get("csrf")
+    if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
+        raise CsrfFailed
+
+
+def csrf_refused(_: Request, __: Exception) -> Response:
+    return Response(
+        "This form has expired: reload the page and try again.", status_code=status.HTTP_403_FORBIDDEN
+    )
