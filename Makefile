@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= examples/guess-10k.yaml
 VENDOR := frontend/static/vendor
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test bench lint format clean
 
@@ -27,7 +29,12 @@ $(VENDOR)/.installed: frontend/package.json frontend/package-lock.json
 run: $(STAMP) $(VENDOR)/.installed
 	$(BIN)/myriad run $(SPEC)
 
-test: $(STAMP) $(VENDOR)/.installed
+# The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)

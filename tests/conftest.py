@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +18,7 @@ import pytest
 import ray
 import ray.cloudpickle
 import redis
+import uvicorn
 from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 from sqlalchemy import text
@@ -188,3 +193,36 @@ def client(api_settings):
     with TestClient(create_app(api_settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         client.app.state.runtime  # noqa: B018 - the lifespan has run
         yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(settings: Settings) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start in time"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API leaves an event loop running in the main
+    thread for the rest of the session, where `asyncio.run` would refuse to start."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))

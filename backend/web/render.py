@@ -1,7 +1,8 @@
 """Templates, and the one rule for pages and fragments.
 
 A URL answers with its full page, or with just the fragment an htmx request targets: a fragment
-only for a targeted htmx request that is not a history restore; `Vary` names the headers read.
+only for a targeted htmx request that is neither boosted navigation nor a history restore; `Vary`
+names the headers read.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ def wants_fragment(request: Request) -> bool:
     return (
         headers.get("HX-Request") == "true"
         and "HX-Target" in headers
+        and headers.get("HX-Boosted") != "true"
         and headers.get("HX-History-Restore-Request") != "true"
     )
 
 
 def page_or_fragment(request: Request, page: str, fragment: str, context: dict[str, Any]) -> Response:
     response = templates.TemplateResponse(request, fragment if wants_fragment(request) else page, context)
-    response.headers["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
+    response.headers["Vary"] = "HX-Request, HX-Target, HX-Boosted, HX-History-Restore-Request"
     return response

@@ -1,13 +1,8 @@
 """schemathesis over /api/v1: generated requests against the real server (uvicorn on loopback),
 with zero server errors and zero responses that break the published schema."""
 
-import socket
-import threading
-import time
-
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
@@ -19,13 +14,7 @@ from schemathesis.specs.openapi.checks import (
 
 from backend.app import create_app
 from backend.settings import Settings
-from tests.conftest import TOKEN
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import TOKEN, serve_app
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +25,8 @@ def api_url(tmp_path_factory, redis_url):
         token=TOKEN,
         in_process_worker=False,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(settings) as url:
+        yield url
 
 
 # The schema the app publishes (building the app starts nothing; its lifespan does).

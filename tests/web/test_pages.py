@@ -62,7 +62,7 @@ def test_runs_page_and_its_live_fragment(browser):
     assert fragment.template.name == "runs_rows.html"
     assert "<html" not in fragment.text
     vary = {v.strip() for v in fragment.headers["Vary"].split(",")}
-    assert vary >= {"HX-Request", "HX-Target", "HX-History-Restore-Request", "Cookie"}
+    assert vary >= {"HX-Request", "HX-Target", "HX-Boosted", "HX-History-Restore-Request", "Cookie"}
     restored = browser.get(
         "/", headers={"HX-Request": "true", "HX-Target": "x", "HX-History-Restore-Request": "true"}
     )
