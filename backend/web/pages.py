@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from backend import services
 from backend.api.deps import RunId, RuntimeDep
 from backend.web.auth import require_login
-from backend.web.render import page_or_fragment
+from backend.web.csrf import verify_csrf
+from backend.web.render import page_or_fragment, templates
+from backend.workflow.lifecycle import IllegalTransition
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
@@ -26,3 +30,23 @@ async def run_page(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
     rounds = await services.rounds(rt, run_id)
     context = {"run": run, "live": await services.live_state(rt, run_id), "rounds": rounds}
     return page_or_fragment(request, "run.html", "run_progress.html", context)
+
+
+@router.post("/runs/{run_id}/{action}", name="control", dependencies=[Depends(verify_csrf)])
+async def control(
+    request: Request, rt: RuntimeDep, run_id: RunId, action: Literal["pause", "resume", "stop"]
+) -> Response:
+    """The run page's buttons: send the command, answer with the refreshed live part."""
+    try:
+        await services.control(rt, run_id, action)
+        notice = f"{action} sent: it takes effect at the next round boundary"
+    except IllegalTransition as e:
+        notice = str(e)
+    run = await services.get_run(rt, run_id)
+    context = {
+        "run": run,
+        "live": await services.live_state(rt, run_id),
+        "rounds": await services.rounds(rt, run_id),
+        "notice": notice,
+    }
+    return templates.TemplateResponse(request, "run_progress.html", context)

@@ -8,14 +8,14 @@ from tests.conftest import TOKEN, spec_data
 
 
 @pytest.fixture
-def browser(api_settings):
+def visitor(api_settings):
     """A client with no token: it signs in like a person would."""
     with TestClient(create_app(api_settings), follow_redirects=False) as client:
         yield client
 
 
-def sign_in(browser) -> None:
-    response = browser.post("/login", data={"token": TOKEN, "next": "/"})
+def sign_in(visitor) -> None:
+    response = visitor.post("/login", data={"token": TOKEN, "next": "/"})
     assert response.status_code == 303
 
 
@@ -23,19 +23,19 @@ def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
 
 
-def test_pages_need_a_session(browser):
-    response = browser.get("/")
+def test_pages_need_a_session(visitor):
+    response = visitor.get("/")
     assert (response.status_code, response.headers["location"]) == (303, "/login?next=/")
-    htmx = browser.get("/runs/1", headers={"HX-Request": "true"})
+    htmx = visitor.get("/runs/1", headers={"HX-Request": "true"})
     assert (htmx.status_code, htmx.headers["HX-Redirect"]) == (204, "/login?next=/runs/1")
 
 
-def test_sign_in_with_the_token(browser):
-    assert "Sign in" in browser.get("/login").text
-    wrong = browser.post("/login", data={"token": "nope"})
+def test_sign_in_with_the_token(visitor):
+    assert "Sign in" in visitor.get("/login").text
+    wrong = visitor.post("/login", data={"token": "nope"})
     assert wrong.status_code == 401
     assert "That is not the token." in wrong.text
-    right = browser.post("/login", data={"token": TOKEN, "next": "/runs/7"})
+    right = visitor.post("/login", data={"token": TOKEN, "next": "/runs/7"})
     assert (right.status_code, right.headers["location"]) == (303, "/runs/7")
     cookie = right.headers["set-cookie"]
     assert "myriad_session=" in cookie
@@ -43,47 +43,64 @@ def test_sign_in_with_the_token(browser):
     assert "samesite=lax" in cookie.lower()
 
 
-def test_the_printed_link_signs_in_and_never_redirects_off_site(browser):
-    assert browser.get("/login", params={"token": "bad"}).status_code == 200
-    linked = browser.get("/login", params={"token": TOKEN, "next": "//evil.example"})
+def test_the_printed_link_signs_in_and_never_redirects_off_site(visitor):
+    assert visitor.get("/login", params={"token": "bad"}).status_code == 200
+    linked = visitor.get("/login", params={"token": TOKEN, "next": "//evil.example"})
     assert (linked.status_code, linked.headers["location"]) == (303, "/")
-    assert browser.get("/").status_code == 200
+    assert visitor.get("/").status_code == 200
 
 
-def test_runs_page_and_its_live_fragment(browser):
-    sign_in(browser)
+def test_runs_page_and_its_live_fragment(visitor):
+    sign_in(visitor)
     api = {"Authorization": f"Bearer {TOKEN}"}
-    run = browser.post("/api/v1/runs", json=spec_data(name="dashboard run"), headers=api).json()
-    page = browser.get("/")
+    run = visitor.post("/api/v1/runs", json=spec_data(name="dashboard run"), headers=api).json()
+    page = visitor.get("/")
     assert page.template.name == "runs.html"
     assert "dashboard run" in page.text
     assert 'hx-trigger="every 1s"' in page.text  # a queued run: the table keeps itself fresh
-    fragment = browser.get("/", headers={"HX-Request": "true", "HX-Target": "runs-rows"})
+    fragment = visitor.get("/", headers={"HX-Request": "true", "HX-Target": "runs-rows"})
     assert fragment.template.name == "runs_rows.html"
     assert "<html" not in fragment.text
     vary = {v.strip() for v in fragment.headers["Vary"].split(",")}
     assert vary >= {"HX-Request", "HX-Target", "HX-Boosted", "HX-History-Restore-Request", "Cookie"}
-    restored = browser.get(
+    restored = visitor.get(
         "/", headers={"HX-Request": "true", "HX-Target": "x", "HX-History-Restore-Request": "true"}
     )
     assert restored.template.name == "runs.html"
-    detail = browser.get(f"/runs/{run['id']}")
+    detail = visitor.get(f"/runs/{run['id']}")
     assert detail.template.name == "run.html"
     assert "1,000 agents" in detail.text
-    assert browser.get("/runs/999").status_code == 404
+    assert visitor.get("/runs/999").status_code == 404
 
 
-def test_sign_out_needs_the_csrf_token(browser):
-    sign_in(browser)
-    assert browser.post("/logout").status_code == 403
-    assert browser.post("/logout", data={"csrf": "forged"}).status_code == 403
-    token = csrf_of(browser.get("/").text)
-    assert browser.post("/logout", data={"csrf": token}).status_code == 303
-    assert browser.get("/").status_code == 303
+def test_sign_out_needs_the_csrf_token(visitor):
+    sign_in(visitor)
+    assert visitor.post("/logout").status_code == 403
+    assert visitor.post("/logout", data={"csrf": "forged"}).status_code == 403
+    token = csrf_of(visitor.get("/").text)
+    assert visitor.post("/logout", data={"csrf": token}).status_code == 303
+    assert visitor.get("/").status_code == 303
 
 
-def test_browser_libraries_are_served_locally(browser):
-    page = browser.get("/login").text
+def test_browser_libraries_are_served_locally(visitor):
+    page = visitor.get("/login").text
     assert "/static/vendor/htmx.min.js" in page
     assert "https://" not in page
-    assert browser.get("/static/vendor/htmx.min.js").status_code == 200
+    assert visitor.get("/static/vendor/htmx.min.js").status_code == 200
+
+
+def test_run_controls_need_csrf_and_follow_the_lifecycle(visitor):
+    sign_in(visitor)
+    api = {"Authorization": f"Bearer {TOKEN}"}
+    run = visitor.post("/api/v1/runs", json=spec_data(), headers=api).json()
+    page = visitor.get(f"/runs/{run['id']}").text
+    assert f'/runs/{run["id"]}/stop"' in page
+    assert "Pause</button>" not in page  # a queued run can only be stopped
+    assert visitor.post(f"/runs/{run['id']}/stop").status_code == 403
+    csrf = {"X-CSRF-Token": csrf_of(page)}
+    stopped = visitor.post(f"/runs/{run['id']}/stop", headers=csrf)
+    assert stopped.template.name == "run_progress.html"
+    assert 'class="status stopped"' in stopped.text
+    refused = visitor.post(f"/runs/{run['id']}/resume", headers=csrf)
+    assert f"run {run['id']} is stopped; it cannot become running" in refused.text
+    assert visitor.post(f"/runs/{run['id']}/jump", headers=csrf).status_code == 422
