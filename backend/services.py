@@ -119,19 +119,27 @@ async def list_agents(rt: Runtime, run_id: int, **filters: Any) -> tuple[Sequenc
 
 async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, Sequence[ActionRow]]:
     """An agent's profile and its stored actions, round by round."""
+    _, agent, actions = await _agent_of(rt, run_id, agent_id)
+    return agent, actions
+
+
+async def _agent_of(rt: Runtime, run_id: int, agent_id: int) -> tuple[Run, AgentRow, Sequence[ActionRow]]:
     run = await get_run(rt, run_id)
     async with rt.sessions() as session:
         agent = await records.get_agent(session, run_id=run_id, agent_id=agent_id)
         if agent is None:
             raise AgentNotFound(run_id, agent_id)
-        return agent, await records.agent_actions(session, run_id=run_id, agent_id=agent_id, rounds=run.round)
+        return (
+            run,
+            agent,
+            await records.agent_actions(session, run_id=run_id, agent_id=agent_id, rounds=run.round),
+        )
 
 
 async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> str:
     """Ask an agent a question. A rule-based agent answers from its profile, its kind's rule and
     its recorded answers; LLM agents will answer in character."""
-    agent, actions = await get_agent(rt, run_id, agent_id)
-    run = await get_run(rt, run_id)
+    run, agent, actions = await _agent_of(rt, run_id, agent_id)
     spec = RunSpec.parse(run.spec)
     part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
     rule = ""
