@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SPEC ?= examples/guess-10k.yaml
 VENDOR := frontend/static/vendor
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -26,8 +25,10 @@ $(VENDOR)/.installed: frontend/package.json frontend/package-lock.json
 	   frontend/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
 	touch $@
 
+# The dashboard on the embedded default; it prints its sign-in link. `myriad run SPEC` runs a spec
+# in the terminal instead.
 run: $(STAMP) $(VENDOR)/.installed
-	$(BIN)/myriad run $(SPEC)
+	$(BIN)/myriad serve
 
 # The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here.
 $(CHROMIUM):
@@ -40,6 +41,7 @@ test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM)
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/stack.py
+	$(BIN)/python bench/dashboard.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -23,7 +23,10 @@ from backend.api.routes import agents, cluster, health, runs
 from backend.api.schemas import ErrorOut
 from backend.runtime import Runtime
 from backend.settings import Settings
-from backend.web import auth, pages
+from backend.web import agents as agent_pages
+from backend.web import auth, live, new_run
+from backend.web import cluster as cluster_page
+from backend.web import runs as run_pages
 from backend.web.auth import LoginRequired, login_redirect
 from backend.web.csrf import CsrfFailed, csrf_refused
 from backend.web.render import FRONTEND
@@ -96,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(pages.router)
+    # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
+    for module in (auth, new_run, run_pages, agent_pages, cluster_page, live):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

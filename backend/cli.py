@@ -159,6 +159,8 @@ def _cells(result: RoundResult, stat_names: tuple[str, ...]) -> list[str]:
 
 # -- serve ----------------------------------------------------------------------------------------
 
+STREAMS_GRACE = 3  # seconds the dashboard's live streams get to end when the service stops
+
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -176,7 +178,10 @@ def serve(host: str, port: int) -> None:
     console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
     if settings.token is None:
         console.print("The token was made for this start; set MYRIAD_TOKEN to keep one.", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if settings.runs_worker_in_process:
+        console.print("Starting the embedded database, live layer and Ray cluster…", highlight=False)
+    # Open event streams never end by themselves: give them a moment, then close them.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=STREAMS_GRACE)
 
 
 # -- worker ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from agents.core import Profile
 from agents.kinds import KINDS
+from agents.population import Population
 from agents.spec import RunSpec
 from backend.runtime import Runtime
 from backend.store import records, runs
@@ -24,6 +27,7 @@ from backend.workflow.lifecycle import IllegalTransition, check_transition
 
 __all__ = [
     "EXPORT_FORMATS",
+    "EXPORT_MEDIA",
     "EXPORT_TABLES",
     "AgentNotFound",
     "RunNotFound",
@@ -33,12 +37,19 @@ __all__ = [
     "delete_run",
     "events",
     "export",
+    "export_file",
+    "feed",
+    "follow",
     "get_agent",
     "get_run",
     "interview",
     "list_agents",
     "list_runs",
     "live_state",
+    "messages",
+    "preview",
+    "remove_export",
+    "round_detail",
     "rounds",
     "submit",
 ]
@@ -47,6 +58,7 @@ ExportTable = Literal["rounds", "actions", "agents", "events"]
 ExportFormat = Literal["csv", "json", "parquet"]
 EXPORT_TABLES: tuple[ExportTable, ...] = ("rounds", "actions", "agents", "events")
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
+EXPORT_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
 _BATCH = 50_000
 
 
@@ -166,6 +178,54 @@ async def events(rt: Runtime, run_id: int, limit: int = 100) -> Sequence[EventRo
         return await records.list_events(session, run_id=run_id, limit=limit)
 
 
+async def feed(rt: Runtime, run_id: int, count: int = 50) -> list[tuple[str, dict[str, Any]]]:
+    """The run's newest live events (rounds included), newest first, with their stream ids."""
+    return await rt.live.recent_events(run_id, count)
+
+
+async def follow(rt: Runtime, run_id: int, after: str, wait: float) -> list[tuple[str, dict[str, Any]]]:
+    """The run's live events after stream id `after`, waiting up to `wait` seconds for one."""
+    return await rt.live.events(run_id, after=after, block_ms=max(1, int(wait * 1000)))
+
+
+async def messages(rt: Runtime, run_id: int, agent: AgentRow) -> list[dict[str, Any]]:
+    """What was injected into the run and reached `agent`: the round it arrived in, its text, and
+    whether it was public information or a message to the agent."""
+    async with rt.sessions() as session:
+        injected = await records.list_events(session, run_id=run_id, kind="injected", limit=1_000)
+    reached = []
+    for event in reversed(injected):
+        where = event.payload.get("where") or {}
+        if all(agent.attributes.get(k) == v for k, v in where.items()):
+            reached.append(
+                {
+                    "round": event.round + 1,
+                    "content": event.payload["content"],
+                    "public": event.payload["public"],
+                }
+            )
+    return reached
+
+
+async def round_detail(rt: Runtime, run_id: int, round: int) -> RoundRow | None:
+    """One stored round with its details (the histogram of answers, the winners)."""
+    async with rt.sessions() as session:
+        return await records.get_round(session, run_id=run_id, round=round)
+
+
+PREVIEW_CAP = 1_000_000
+
+
+def preview(spec: RunSpec, count: int = 5) -> list[Profile]:
+    """The first `count` profiles the spec's population would have. Above `PREVIEW_CAP` agents
+    they come from a population of that size with the same distributions (dealing out a hundred
+    million agents for a preview would take seconds)."""
+    population = spec.population
+    if population.total > PREVIEW_CAP:
+        population = population.model_copy(update={"total": PREVIEW_CAP})
+    return Population(population, spec.seed).profiles(range(min(count, population.total)))
+
+
 async def cluster(rt: Runtime) -> dict[str, Any]:
     """The Ray nodes and the hosts of active runs, as the workers last reported them."""
     nodes = await rt.live.nodes()
@@ -176,10 +236,10 @@ async def cluster(rt: Runtime) -> dict[str, Any]:
     }
 
 
-async def rounds(rt: Runtime, run_id: int) -> Sequence[RoundRow]:
+async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:
     await get_run(rt, run_id)
     async with rt.sessions() as session:
-        return await records.list_rounds(session, run_id=run_id)
+        return await records.list_rounds(session, run_id=run_id, details=details)
 
 
 _TARGET = {"pause": RunStatus.PAUSED, "resume": RunStatus.RUNNING, "stop": RunStatus.STOPPED}
@@ -254,6 +314,24 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
     await get_run(rt, run_id)
     writers = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}
     return await writers[format](_rows(rt, run_id, table), out)
+
+
+async def export_file(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat) -> Path:
+    """Export one table of a run into a file of its own in a new temporary folder, for a download;
+    the caller removes both with `remove_export` once it is sent."""
+    folder = Path(tempfile.mkdtemp(prefix="myriad-export-"))
+    path = folder / f"run-{run_id}-{table}.{format}"
+    try:
+        await export(rt, run_id, table=table, format=format, out=path)
+    except BaseException:
+        remove_export(path)
+        raise
+    return path
+
+
+def remove_export(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.parent.rmdir()
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

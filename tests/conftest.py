@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agents.spec import RunSpec
 from backend.app import create_app
+from backend.cli import STREAMS_GRACE
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
@@ -206,7 +207,13 @@ def serve_app(settings: Settings) -> Iterator[str]:
     """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=STREAMS_GRACE,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

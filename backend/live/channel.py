@@ -24,6 +24,15 @@ def _key(run_id: int, part: str) -> str:
     return f"myriad:run:{run_id}:{part}"
 
 
+def _event(entry: tuple[str, dict[str, str]]) -> tuple[str, dict[str, Any]]:
+    event_id, fields = entry
+    event: dict[str, Any] = dict(fields)
+    event["payload"] = json.loads(event["payload"])
+    event["round"] = int(event["round"])
+    event["time"] = float(event["time"])
+    return event_id, event
+
+
 class LiveChannel:
     """What is happening now in every run, and the commands sent to running runs.
 
@@ -91,15 +100,11 @@ class LiveChannel:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events after stream id `after` (waiting up to `block_ms` for one, when given)."""
         replies = await self.redis.xread({_key(run_id, "events"): after}, count=count, block=block_ms)
-        events = []
-        for _, entries in replies or []:
-            for event_id, entry in entries:
-                event = dict(entry)
-                event["payload"] = json.loads(event["payload"])
-                event["round"] = int(event["round"])
-                event["time"] = float(event["time"])
-                events.append((event_id, event))
-        return events
+        return [_event(entry) for _, entries in replies or [] for entry in entries]
+
+    async def recent_events(self, run_id: int, count: int = 50) -> list[tuple[str, dict[str, Any]]]:
+        """The newest `count` events, newest first."""
+        return [_event(entry) for entry in await self.redis.xrevrange(_key(run_id, "events"), count=count)]
 
     # -- commands -----------------------------------------------------------------------------
 

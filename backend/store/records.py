@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import defer
 
 from agents.core import ActionBatch, Profile
 from agents.scenarios import RoundResult
@@ -112,10 +113,12 @@ async def save_round(session: AsyncSession, *, run_id: int, result: RoundResult)
     )
 
 
-async def list_rounds(session: AsyncSession, *, run_id: int) -> Sequence[RoundRow]:
-    return (
-        await session.scalars(select(RoundRow).where(RoundRow.run_id == run_id).order_by(RoundRow.round))
-    ).all()
+async def list_rounds(session: AsyncSession, *, run_id: int, details: bool = True) -> Sequence[RoundRow]:
+    """The run's rounds in order; without `details` (histograms, winners) when not needed."""
+    query = select(RoundRow).where(RoundRow.run_id == run_id).order_by(RoundRow.round)
+    if not details:
+        query = query.options(defer(RoundRow.details, raiseload=True))
+    return (await session.scalars(query)).all()
 
 
 async def add_event(
@@ -124,9 +127,18 @@ async def add_event(
     await session.execute(insert(EventRow).values(run_id=run_id, round=round, kind=kind, payload=payload))
 
 
-async def list_events(session: AsyncSession, *, run_id: int, limit: int = 100) -> Sequence[EventRow]:
-    query = select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
+async def get_round(session: AsyncSession, *, run_id: int, round: int) -> RoundRow | None:
+    return await session.get(RoundRow, (run_id, round))
+
+
+async def list_events(
+    session: AsyncSession, *, run_id: int, limit: int = 100, kind: str | None = None
+) -> Sequence[EventRow]:
+    """The run's newest events first, of one `kind` if given."""
+    query = select(EventRow).where(EventRow.run_id == run_id)
+    if kind is not None:
+        query = query.where(EventRow.kind == kind)
+    return (await session.scalars(query.order_by(EventRow.id.desc()).limit(limit))).all()
 
 
 async def save_checkpoint(session: AsyncSession, *, run_id: int, round: int, data: bytes, keep: int) -> None:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from backend.web.csrf import csrf_token
 
-__all__ = ["FRONTEND", "page_or_fragment", "templates"]
+__all__ = ["FRONTEND", "page_or_fragment", "render", "templates"]
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 
@@ -42,3 +42,8 @@ def page_or_fragment(request: Request, page: str, fragment: str, context: dict[s
     response = templates.TemplateResponse(request, fragment if wants_fragment(request) else page, context)
     response.headers["Vary"] = "HX-Request, HX-Target, HX-Boosted, HX-History-Restore-Request"
     return response
+
+
+def render(request: Request, name: str, context: dict[str, Any]) -> str:
+    """A template rendered to text, for a server-sent event."""
+    return templates.get_template(name).render({"request": request, **_csrf(request), **context})

@@ -1,26 +1,5 @@
-import re
-
-import pytest
-from fastapi.testclient import TestClient
-
-from backend.app import create_app
 from tests.conftest import TOKEN, spec_data
-
-
-@pytest.fixture
-def visitor(api_settings):
-    """A client with no token: it signs in like a person would."""
-    with TestClient(create_app(api_settings), follow_redirects=False) as client:
-        yield client
-
-
-def sign_in(visitor) -> None:
-    response = visitor.post("/login", data={"token": TOKEN, "next": "/"})
-    assert response.status_code == 303
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+from tests.web.conftest import csrf_of, sign_in
 
 
 def test_pages_need_a_session(visitor):
@@ -57,7 +36,7 @@ def test_runs_page_and_its_live_fragment(visitor):
     page = visitor.get("/")
     assert page.template.name == "runs.html"
     assert "dashboard run" in page.text
-    assert 'hx-trigger="every 1s"' in page.text  # a queued run: the table keeps itself fresh
+    assert 'sse-connect="http://testserver/live/runs"' in page.text  # the table follows the runs
     fragment = visitor.get("/", headers={"HX-Request": "true", "HX-Target": "runs-rows"})
     assert fragment.template.name == "runs_rows.html"
     assert "<html" not in fragment.text
@@ -99,7 +78,7 @@ def test_run_controls_need_csrf_and_follow_the_lifecycle(visitor):
     assert visitor.post(f"/runs/{run['id']}/stop").status_code == 403
     csrf = {"X-CSRF-Token": csrf_of(page)}
     stopped = visitor.post(f"/runs/{run['id']}/stop", headers=csrf)
-    assert stopped.template.name == "run_progress.html"
+    assert stopped.template.name == "run_live.html"
     assert 'class="status stopped"' in stopped.text
     refused = visitor.post(f"/runs/{run['id']}/resume", headers=csrf)
     assert f"run {run['id']} is stopped; it cannot become running" in refused.text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, status
@@ -20,7 +18,6 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "not allowed in the run's current status"}}
-_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
 
 
 async def _public(rt: Runtime, run: Run) -> RunPublic:
@@ -102,13 +99,6 @@ async def export_run(
     format: services.ExportFormat = "csv",
 ) -> FileResponse:
     """Download one table of the run (rounds, actions, agents or events) as CSV, JSON or Parquet."""
-    folder = Path(tempfile.mkdtemp(prefix="myriad-export-"))
-    path = folder / f"run-{run_id}-{table}.{format}"
-    try:
-        await services.export(rt, run_id, table=table, format=format, out=path)
-    except Exception:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
-        raise
-    background.add_task(lambda: (path.unlink(missing_ok=True), folder.rmdir()))
-    return FileResponse(path, media_type=_MEDIA[format], filename=path.name)
+    path = await services.export_file(rt, run_id, table=table, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)

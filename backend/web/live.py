@@ -1,0 +1,89 @@
+"""Server-sent events that keep open pages current: each sends a page's fragments again when
+they change, read from the live layer, so a page left open follows its run without reloading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from backend import services
+from backend.api.deps import RunId, RuntimeDep
+from backend.web import cluster, runs
+from backend.web.auth import require_login
+from backend.web.render import render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/live", include_in_schema=False, dependencies=[Depends(require_login)])
+
+TICK = 1.0  # seconds between looks at the live layer
+REFRESH = 5.0  # a run's page is rendered again at least this often, event or not
+
+
+async def _changes(render_once: Callable[[], Awaitable[str]], event: str) -> AsyncIterator[ServerSentEvent]:
+    """`render_once()` every tick, sent as `event` whenever it differs from what was sent."""
+    sent = None
+    while True:
+        html = await render_once()
+        if html != sent:
+            sent = html
+            yield ServerSentEvent(raw_data=html, event=event)
+        await asyncio.sleep(TICK)
+
+
+@router.get("/runs", name="runs_stream", response_class=EventSourceResponse)
+async def runs_stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
+    async def rows() -> str:
+        return render(request, "runs_rows.html", await runs.runs_context(rt))
+
+    async for event in _changes(rows, "rows"):
+        yield event
+
+
+@router.get("/cluster", name="cluster_stream", response_class=EventSourceResponse)
+async def cluster_stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
+    async def nodes() -> str:
+        return render(request, "cluster_nodes.html", await cluster.cluster_context(rt))
+
+    async for event in _changes(nodes, "nodes"):
+        yield event
+
+
+@router.get("/runs/{run_id}", name="run_stream", response_class=EventSourceResponse)
+async def run_stream(
+    request: Request,
+    rt: RuntimeDep,
+    run_id: RunId,
+    after: str = "0-0",
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """A run's page: new events for the feed (with their stream ids, so a reconnecting browser
+    resumes where it was), and its live part and chart whenever a round or a command lands;
+    "done" once the run is finished."""
+    after = last_event_id or after
+    sent: dict[str, str] = {}
+    waited = REFRESH
+    while True:
+        feed = await services.follow(rt, run_id, after, wait=TICK)
+        if feed:
+            after = feed[-1][0]
+            html = render(request, "run_feed.html", {"feed": feed[::-1]})
+            yield ServerSentEvent(raw_data=html, event="feed", id=after)
+        waited += TICK
+        if not feed and waited < REFRESH and sent:
+            continue
+        waited = 0
+        context = await runs.live_context(rt, run_id)
+        context |= await runs.chart_context(rt, context["run"], context["rounds"], None)
+        for event, template in (("progress", "run_live.html"), ("chart", "run_chart.html")):
+            html = render(request, template, context)
+            if sent.get(event) != html:
+                sent[event] = html
+                yield ServerSentEvent(raw_data=html, event=event)
+        if not context["unfinished"]:
+            yield ServerSentEvent(raw_data="", event="done")
+            return

@@ -1,0 +1,161 @@
+"""Dashboard pages of runs: the list, one run (progress, statistics, chart, events, controls) and
+its downloads. Each page also answers htmx with the fragment it targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
+from fastapi.responses import FileResponse
+from starlette.responses import Response
+
+from backend import services
+from backend.api.deps import RunId, RuntimeDep
+from backend.runtime import Runtime
+from backend.store.models import RoundRow, Run, RunStatus
+from backend.web.auth import require_login
+from backend.web.csrf import verify_csrf
+from backend.web.render import page_or_fragment, templates
+from backend.workflow.lifecycle import IllegalTransition
+
+__all__ = ["UNFINISHED", "chart_context", "live_context", "router"]
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
+
+UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
+TABLE_ROUNDS = 50  # the statistics table shows the newest rounds; the export has them all
+
+
+async def runs_context(rt: Runtime) -> dict[str, Any]:
+    found = await services.list_runs(rt, limit=100)
+    return {"runs": found, "live": {r.id: await services.live_state(rt, r.id) for r in found}}
+
+
+@router.get("/", name="runs")
+async def runs_page(request: Request, rt: RuntimeDep) -> Response:
+    return page_or_fragment(request, "runs.html", "runs_rows.html", await runs_context(rt))
+
+
+async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
+    """The live part of a run's page: status, progress, controls and the statistics table."""
+    run = await services.get_run(rt, run_id)
+    rounds = await services.rounds(rt, run_id, details=False)
+    return {
+        "run": run,
+        "live": await services.live_state(rt, run_id),
+        "rounds": rounds,
+        "table": rounds[-TABLE_ROUNDS:],
+        "unfinished": run.status in UNFINISHED,
+    }
+
+
+async def chart_context(
+    rt: Runtime, run: Run, rounds: Sequence[RoundRow], chosen: int | None
+) -> dict[str, Any]:
+    """The paper's figure for round `chosen` (None: the newest, following the run as it goes):
+    the histogram of answers with the mean and the target, and both over the rounds."""
+    shown = chosen if chosen is not None else (rounds[-1].round if rounds else None)
+    detail = await services.round_detail(rt, run.id, shown) if shown is not None else None
+    chart = None
+    if detail is not None and "histogram" in detail.details:
+        chart = {
+            "round": detail.round,
+            "histogram": detail.details["histogram"],
+            "mean": detail.stats.get("avg"),
+            "target": detail.stats.get("win"),
+            "rounds": [r.round for r in rounds],
+            "means": [r.stats.get("avg") for r in rounds],
+            "targets": [r.stats.get("win") for r in rounds],
+        }
+    return {"run": run, "chart": chart, "following": chosen is None, "last_round": len(rounds)}
+
+
+@router.get("/runs/{run_id}", name="run")
+async def run_page(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
+    context = await live_context(rt, run_id)
+    feed = await services.feed(rt, run_id)
+    context |= await chart_context(rt, context["run"], context["rounds"], None)
+    context |= {
+        "feed": feed,
+        "after": feed[0][0] if feed else "0-0",
+        "exports": (services.EXPORT_TABLES, services.EXPORT_FORMATS),
+    }
+    return page_or_fragment(request, "run.html", "run_live.html", context)
+
+
+@router.get("/runs/{run_id}/chart", name="run_chart")
+async def run_chart(
+    request: Request, rt: RuntimeDep, run_id: RunId, round: Annotated[int | None, Query(ge=1)] = None
+) -> Response:
+    """The chart for one round (no round: the newest, following the run)."""
+    run = await services.get_run(rt, run_id)
+    rounds = await services.rounds(rt, run_id, details=False)
+    if round is not None and round > len(rounds):
+        round = None
+    context = await chart_context(rt, run, rounds, round)
+    return templates.TemplateResponse(request, "run_chart.html", context)
+
+
+@router.post("/runs/{run_id}/inject", name="inject", dependencies=[Depends(verify_csrf)])
+async def inject(
+    request: Request,
+    rt: RuntimeDep,
+    run_id: RunId,
+    content: Annotated[str, Form(max_length=10_000)] = "",
+    where: Annotated[str, Form(max_length=1_000)] = "",
+    public: Annotated[bool, Form()] = False,
+) -> Response:
+    """The inject form: a message to the agents (those matching `where`, as ATTR=VALUE pairs
+    separated by commas) or public information, delivered in the next round."""
+    run = await services.get_run(rt, run_id)
+    context: dict[str, Any] = {"run": run, "content": content, "where": where, "public": public}
+    try:
+        conditions = _conditions(where)
+        if not content.strip():
+            raise ValueError("write something to deliver")
+        await services.control(rt, run_id, "inject", content=content, where=conditions or None, public=public)
+    except (ValueError, IllegalTransition) as e:
+        return templates.TemplateResponse(
+            request, "run_inject.html", context | {"error": str(e)}, status_code=422
+        )
+    notice = "Delivered to everyone's public information" if public else "Sent to the agents"
+    context |= {"content": "", "notice": f"{notice} in the next round."}
+    return templates.TemplateResponse(request, "run_inject.html", context)
+
+
+def _conditions(where: str) -> dict[str, str]:
+    conditions = {}
+    for part in filter(None, (p.strip() for p in where.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"“{part}” is not ATTR=VALUE")
+        conditions[key.strip()] = value.strip()
+    return conditions
+
+
+@router.post("/runs/{run_id}/{action}", name="control", dependencies=[Depends(verify_csrf)])
+async def control(
+    request: Request, rt: RuntimeDep, run_id: RunId, action: Literal["pause", "resume", "stop"]
+) -> Response:
+    """The run page's buttons: send the command, answer with the refreshed live part."""
+    try:
+        await services.control(rt, run_id, action)
+        notice = f"{action} sent: it takes effect at the next round boundary"
+    except IllegalTransition as e:
+        notice = str(e)
+    context = await live_context(rt, run_id) | {"notice": notice}
+    return templates.TemplateResponse(request, "run_live.html", context)
+
+
+@router.get("/runs/{run_id}/export", name="export")
+async def export(
+    rt: RuntimeDep,
+    run_id: RunId,
+    background: BackgroundTasks,
+    table: services.ExportTable = "rounds",
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    path = await services.export_file(rt, run_id, table=table, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)

@@ -1,0 +1,110 @@
+"""The new-run form: presets, the population editor, the live preview and errors in place."""
+
+import re
+
+import pytest
+
+from backend.web.new_run import PRESETS
+from tests.conftest import TOKEN
+from tests.web.conftest import csrf_of
+
+FORM = {
+    "name": "from the form",
+    "rounds": "3",
+    "seed": "11",
+    "record": "all",
+    "scenario": "guess_two_thirds",
+    "param.ratio": "1/2",
+    "param.max_value": "50",
+    "total": "1,000",
+    "attr.0.name": "gender",
+    "attr.0.shares": "female=60, male=40",
+    "kind.0.kind": "level_k",
+    "kind.0.share": "75",
+    "kind.0.params": "k=2",
+    "kind.1.kind": "uniform",
+    "kind.1.share": "25",
+    "kind.1.params": "",
+}
+
+
+def slot(html: str, path: str) -> str:
+    """The text of the error slot of `path`."""
+    found = re.search(rf'id="err-{path.replace(".", "-")}"[^>]*>([^<]*)<', html)
+    assert found, f"no error slot for {path}"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_fills_a_valid_form(member, preset):
+    page = member.get("/runs/new", params={"preset": preset})
+    assert page.status_code == 200
+    assert page.context["errors"] == {}
+    assert len(page.context["preview"]["profiles"]) == 5
+    total = {"paper-1k": "1000", "paper-10k": "10000", "paper-100k": "100000", "probe": "100000"}[preset]
+    assert f'name="total" value="{total}"' in page.text
+
+
+def test_preview_shows_profiles_and_kind_counts(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    preview = member.post("/runs/new/preview", data=FORM | {"csrf": csrf})
+    assert preview.status_code == 200
+    assert "1,000 agents:" in preview.text
+    assert "750 level_k(k=2), 250 uniform" in preview.text
+    assert preview.text.count("<li>") == 5
+    assert "gender: female." in preview.text or "gender: male." in preview.text
+    assert slot(preview.text, "population.attributes.0") == ""  # every slot is refreshed, empty
+
+
+def test_preview_puts_each_error_beside_its_field(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    bad = FORM | {"csrf": csrf, "attr.0.shares": "female=60, male=30", "kind.1.share": "20", "rounds": "0"}
+    preview = member.post("/runs/new/preview", data=bad)
+    assert "The spec has problems" in preview.text
+    assert 'hx-swap-oob="true"' in preview.text
+    assert "percentages add up to 90, not 100" in slot(preview.text, "population.attributes")
+    assert "kind percentages add up to 95, not 100" in slot(preview.text, "population.kinds")
+    assert "greater than or equal to 1" in slot(preview.text, "rounds")
+    unreadable = member.post("/runs/new/preview", data=FORM | {"csrf": csrf, "total": "many"})
+    assert slot(unreadable.text, "population.total") == "“many” is not a number"
+    wrong_param = member.post("/runs/new/preview", data=FORM | {"csrf": csrf, "kind.0.params": "k=9"})
+    assert "k: Input should be less than or equal to 3" in slot(wrong_param.text, "population.kinds.0")
+
+
+def test_submitting_the_form_queues_the_run_it_describes(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    refused = member.post("/runs/new", data=FORM | {"csrf": csrf, "param.ratio": "3/2"})
+    assert refused.status_code == 422
+    assert "ratio must lie strictly between 0 and 1" in slot(refused.text, "scenario")
+    assert 'value="3/2"' in refused.text  # what was typed comes back
+    created = member.post("/runs/new", data=FORM | {"csrf": csrf})
+    assert created.status_code == 303
+    run_id = int(created.headers["location"].rsplit("/", 1)[1])
+    run = member.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert run["status"] == "queued"
+    assert (run["name"], run["agents"], run["rounds"], run["seed"]) == ("from the form", 1000, 3, 11)
+    assert run["spec"]["scenario"]["params"] == {"ratio": "1/2", "max_value": 50, "show_last_result": False}
+    assert run["spec"]["population"]["attributes"] == {"gender": {"female": 60.0, "male": 40.0}}
+    assert [(k["label"], k["share"]) for k in run["spec"]["population"]["kinds"]] == [
+        ("level_k(k=2)", 75.0),
+        ("uniform", 25.0),
+    ]
+    htmx = member.post("/runs/new", data=FORM | {"csrf": csrf}, headers={"HX-Request": "true"})
+    assert htmx.status_code == 204
+    assert htmx.headers["HX-Location"].startswith("http://testserver/runs/")
+
+
+def test_the_editor_adds_rows_and_drops_cleared_ones(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    added = member.post("/runs/new/form", data=FORM | {"csrf": csrf, "add": "attribute"})
+    assert 'name="attr.1.name" value=""' in added.text
+    added = member.post("/runs/new/form", data=FORM | {"csrf": csrf, "add": "kind"})
+    assert 'name="kind.2.kind"' in added.text
+    cleared = member.post("/runs/new/form", data=FORM | {"csrf": csrf, "attr.0.name": "", "kind.1.share": ""})
+    assert 'name="attr.0.name"' not in cleared.text
+    assert 'name="kind.1.kind"' not in cleared.text
+
+
+def test_the_form_needs_csrf(member):
+    assert member.post("/runs/new", data=FORM).status_code == 403
+    assert member.post("/runs/new/preview", data=FORM).status_code == 403

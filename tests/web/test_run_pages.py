@@ -1,0 +1,165 @@
+"""A run's pages on a run the embedded service drove itself: the chart, the event feed, the live
+stream, exports, the agents table, one agent with its messages and interview, and the cluster."""
+
+import json
+import re
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.app import create_app
+from backend.settings import Settings
+from tests.conftest import TOKEN, spec_data
+from tests.web.conftest import csrf_of, sign_in
+
+API = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, redis_url, ray_cluster):
+    """(signed-in client, run) for a 1,000-agent, 3-round run with a message to the women."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path_factory.mktemp('pages') / 'site.db'}",
+        redis_url=redis_url,
+        token=TOKEN,
+        in_process_worker=True,
+        poll_seconds=0.2,
+    )
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        sign_in(client)
+        run = client.post("/api/v1/runs", json=spec_data(placement={"hosts": 2}), headers=API).json()
+        inject = {"content": "Most players answer low.", "where": {"gender": "female"}}
+        assert client.post(f"/api/v1/runs/{run['id']}/inject", json=inject, headers=API).status_code == 202
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        yield client, run
+
+
+def chart_of(html: str) -> dict:
+    found = re.search(r'<script type="application/json" class="chart-data">(.*?)</script>', html, re.S)
+    return json.loads(found[1])
+
+
+def test_run_page_draws_the_papers_figure(finished):
+    client, run = finished
+    page = client.get(f"/runs/{run['id']}")
+    rounds = client.get(f"/api/v1/runs/{run['id']}/rounds", headers=API).json()["data"]
+    chart = chart_of(page.text)
+    assert chart["round"] == 3
+    assert chart["histogram"] == rounds[-1]["details"]["histogram"]
+    assert sum(chart["histogram"]) == 1000
+    assert (chart["mean"], chart["target"]) == (rounds[-1]["stats"]["avg"], rounds[-1]["stats"]["win"])
+    assert chart["rounds"] == [1, 2, 3]
+    assert chart["means"] == [r["stats"]["avg"] for r in rounds]
+    assert "sse-connect" not in page.text  # a finished run has nothing to follow
+    first = client.get(f"/runs/{run['id']}/chart", params={"round": 1})
+    assert chart_of(first.text)["histogram"] == rounds[0]["details"]["histogram"]
+    assert "sse-swap" not in first.text  # a chosen round stays put
+    assert 'sse-swap="chart"' in client.get(f"/runs/{run['id']}/chart").text
+
+
+def test_run_page_lists_events_and_exports(finished):
+    client, run = finished
+    page = client.get(f"/runs/{run['id']}").text
+    feed = page[page.index('id="feed"') :]
+    for kind in ("completed", "round", "injected", "started"):
+        assert f'class="event {kind}"' in feed
+    assert "“Most players answer low.” to gender=female" in feed
+    download = client.get(f"/runs/{run['id']}/export", params={"table": "rounds", "format": "csv"})
+    assert download.status_code == 200
+    assert download.text.splitlines()[0].startswith("round,win,cnt,avg")
+    assert len(download.text.splitlines()) == 4
+
+
+def test_live_stream_of_a_finished_run_sends_its_parts_then_done(finished):
+    client, run = finished
+    with client.stream("GET", f"/live/runs/{run['id']}") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = re.findall(r"^event: (\w+)$", stream.read().decode(), re.M)
+    assert events == ["feed", "progress", "chart", "done"]
+
+
+def test_live_stream_follows_a_run_as_it_changes(member):
+    run = member.post("/api/v1/runs", json=spec_data(), headers=API).json()
+    page = member.get(f"/runs/{run['id']}").text
+    after = re.search(r"\?after=([0-9-]+)", page)[1]
+    csrf = csrf_of(page)
+    stop = {"headers": {"X-CSRF-Token": csrf}}
+    stopper = threading.Timer(1.5, member.post, [f"/runs/{run['id']}/stop"], stop)
+    stopper.start()
+    with member.stream("GET", f"/live/runs/{run['id']}", params={"after": after}) as stream:
+        text = stream.read().decode()
+    stopper.join()
+    events = re.findall(r"^event: (\w+)$", text, re.M)
+    assert events[:2] == ["progress", "chart"]  # as the page already shows it
+    assert events[2:] == ["feed", "progress", "done"]  # then the stop, as it happens
+    assert "<strong>stopped</strong>" in text
+    assert 'class="status stopped"' in text
+
+
+def test_agents_page_filters_and_pages_in_the_database(finished):
+    client, run = finished
+    url = f"/runs/{run['id']}/agents"
+    page = client.get(url, params={"limit": 25})
+    assert page.template.name == "agents.html"
+    assert "1–25 of 1,000 agents" in page.text
+    assert page.text.count("<tr><td>") == 25
+    assert f'href="http://testserver{url}?sort=id&amp;limit=25&amp;offset=25"' in page.text
+    filtered = client.get(
+        url,
+        params={"kind": "level_k(k=2)", "attribute": ["gender=female", ""], "offset": 50},
+        headers={"HX-Request": "true", "HX-Target": "agents-table"},
+    )
+    assert filtered.template.name == "agents_table.html"
+    api = client.get(
+        f"/api/v1/runs/{run['id']}/agents",
+        params={"kind": "level_k(k=2)", "attribute": "gender=female", "offset": 50},
+        headers=API,
+    ).json()
+    assert f"51–{min(api['count'], 100)} of {api['count']} agents" in filtered.text
+    shown = [int(i) for i in re.findall(r"<tr><td>(\d+)</td>", filtered.text)]
+    assert shown == [a["agent_id"] for a in api["data"]]
+    assert 'rel="prev"' in filtered.text
+    named = client.get(url, params={"name": api["data"][0]["name"]})
+    assert api["data"][0]["name"] in named.text
+    assert "No agent matches." in client.get(url, params={"name": "Zzz"}).text
+
+
+def test_agent_page_shows_answers_messages_and_answers_an_interview(finished):
+    client, run = finished
+    api = f"/api/v1/runs/{run['id']}/agents"
+    women = client.get(api, params={"attribute": "gender=female"}, headers=API).json()["data"]
+    agent = client.get(f"{api}/{women[0]['agent_id']}", headers=API).json()
+    page = client.get(f"/runs/{run['id']}/agents/{agent['agent_id']}")
+    assert page.status_code == 200
+    assert agent["background"] in page.text
+    answers = re.findall(r"<tr><td>(\d+)</td>\s*<td>([^<]*)</td>", page.text)
+    assert [int(r) for r, _ in answers] == [1, 2, 3]
+    assert [float(v) for _, v in answers] == [a["value"] for a in agent["actions"]]
+    assert "round 1</span> Most players answer low." in page.text
+    men = client.get(api, params={"attribute": "gender=male"}, headers=API).json()["data"]
+    other = client.get(f"/runs/{run['id']}/agents/{men[0]['agent_id']}")
+    assert "No message has reached this agent." in other.text
+    csrf = csrf_of(page.text)
+    url = f"/runs/{run['id']}/agents/{agent['agent_id']}/interview"
+    assert client.post(url, data={"question": "Why?"}).status_code == 403
+    reply = client.post(url, data={"question": "Why that number?", "csrf": csrf})
+    assert reply.template.name == "interview.html"
+    assert '<p class="q">Why that number?</p>' in reply.text
+    assert f"I am {agent['name']}" in reply.text
+    assert client.get(f"/runs/{run['id']}/agents/5000").status_code == 404
+
+
+def test_cluster_page_shows_the_nodes_the_worker_reports(finished):
+    client, _ = finished
+    page = client.get("/cluster")
+    assert page.status_code == 200
+    nodes = client.get("/api/v1/cluster", headers=API).json()["nodes"]
+    assert nodes
+    for node in nodes:
+        assert f"Node {node['address']}" in page.text
+    assert 'sse-connect="http://testserver/live/cluster"' in page.text
