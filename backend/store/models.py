@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,9 +75,10 @@ class Run(Base):
 class AgentRow(Base):
     __tablename__ = "agents"
     __table_args__ = (
-        Index("ix_agents_run_kind", "run_id", "kind"),
+        # Ending in agent_id, the table's order within a filter: a page is a range of the index.
+        Index("ix_agents_run_kind", "run_id", "kind", "agent_id"),
         Index("ix_agents_run_name", "run_id", "name"),
-        Index("ix_agents_run_host", "run_id", "host"),
+        Index("ix_agents_run_host", "run_id", "host", "agent_id"),
         Index(
             "ix_agents_attributes", "attributes", postgresql_using="gin", info={"only": "postgresql"}
         ).ddl_if(dialect="postgresql"),
@@ -114,6 +116,17 @@ class ActionRow(Base):
     """
 
     __tablename__ = "actions"
+    # Failures are few: a partial index finds them without scanning the round.
+    __table_args__ = (
+        Index(
+            "ix_actions_failed",
+            "run_id",
+            "round",
+            "agent_id",
+            postgresql_where=text("error IS NOT NULL"),
+            sqlite_where=text("error IS NOT NULL"),
+        ),
+    )
 
     run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
