@@ -32,7 +32,7 @@ async def agents_page(
     run_id: RunId,
     kind: str = "",
     attribute: Annotated[list[str] | None, Query(max_length=50)] = None,
-    host: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    host: Annotated[str, Query(max_length=20)] = "",
     node: str = "",
     name: Annotated[str, Query(max_length=200)] = "",
     failed: bool = False,
@@ -43,13 +43,16 @@ async def agents_page(
 ) -> Response:
     run = await services.get_run(rt, run_id)
     spec = RunSpec.parse(run.spec)
+    # The form sends what was typed; a host that is not a number is said so, not a 422 page.
+    host_index = int(host) if host.strip().isdigit() and len(host.strip()) <= 7 else None
+    problem = "Host is a host's number, e.g. 0." if host.strip() and host_index is None else None
     chosen = dict(a.split("=", 1) for a in attribute or [] if "=" in a)
     rows, count = await services.list_agents(
         rt,
         run_id,
         kind=kind or None,
         attributes=chosen or None,
-        host=host,
+        host=host_index,
         node=node or None,
         name=name or None,
         failed=failed,
@@ -60,12 +63,12 @@ async def agents_page(
         count_limit=offset + limit + COUNT_AHEAD,
     )
     exact = count < offset + limit + COUNT_AHEAD
-    if not exact and not (kind or chosen or host is not None or node or name or failed):
+    if not exact and not (kind or chosen or host_index is not None or node or name or failed):
         count, exact = run.agents, True  # every agent matches: the run knows how many
     filters: dict[str, Any] = {
         "kind": kind,
         "attribute": [f"{k}={v}" for k, v in chosen.items()],
-        "host": "" if host is None else host,
+        "host": host.strip(),
         "node": node,
         "name": name,
         "failed": failed,
@@ -91,6 +94,7 @@ async def agents_page(
         "agents": rows,
         "count": count,
         "exact": exact,
+        "problem": problem,
         "offset": offset,
         "limit": limit,
     }
@@ -122,7 +126,7 @@ async def agent_page(request: Request, rt: RuntimeDep, run_id: RunId, agent_id: 
 
 
 @router.post(
-    "/runs/{run_id}/agents/{agent_id}/interview", name="interview", dependencies=[Depends(verify_csrf)]
+    "/runs/{run_id}/agents/{agent_id}/interview", name="agent_interview", dependencies=[Depends(verify_csrf)]
 )
 async def interview(
     request: Request,

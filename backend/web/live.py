@@ -79,7 +79,7 @@ async def run_stream(
         waited = 0
         context = await runs.live_context(rt, run_id)
         context |= await runs.chart_context(rt, context["run"], context["rounds"], None)
-        for event, template in (("progress", "run_live.html"), ("chart", "run_chart.html")):
+        for event, template in (("progress", "run_live.html"), ("chart", "run_chart_body.html")):
             html = render(request, template, context)
             if sent.get(event) != html:
                 sent[event] = html

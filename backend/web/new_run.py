@@ -292,7 +292,7 @@ async def new_run_preview(request: Request) -> Response:
     return templates.TemplateResponse(request, "new_run_preview.html", context)
 
 
-@router.post("/runs/new", dependencies=[Depends(verify_csrf)])
+@router.post("/runs/new", name="new_run_submit", dependencies=[Depends(verify_csrf)])
 async def create_run(request: Request, rt: RuntimeDep) -> Response:
     draft = Draft.of_form(await request.form())
     spec, errors = _check(draft)

@@ -97,7 +97,7 @@ async def run_chart(
     return templates.TemplateResponse(request, "run_chart.html", context)
 
 
-@router.post("/runs/{run_id}/inject", name="inject", dependencies=[Depends(verify_csrf)])
+@router.post("/runs/{run_id}/inject", name="run_inject", dependencies=[Depends(verify_csrf)])
 async def inject(
     request: Request,
     rt: RuntimeDep,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
 _PAUSE_POLL = 0.2
+_HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
 
 
 async def publish_nodes(live: LiveChannel) -> None:
@@ -69,6 +71,7 @@ class RunDriver:
         self.on_round = on_round
         self.shutdown = shutdown
         self.status = RunStatus(run.status)
+        self._hosts_published = 0.0
 
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
@@ -162,6 +165,7 @@ class RunDriver:
         run_id = self.run.id
         hosts = await sim.host_stats()
         nodes = {h.index: h.node_id for h in hosts}
+        await self._publish_hosts(sim)
         await self.live.set_state(
             run_id, status=RunStatus.RUNNING, round=self.run.round, rounds=self.spec.rounds
         )
@@ -208,6 +212,8 @@ class RunDriver:
                     )
             if not paused:
                 return "go"
+            if time.monotonic() - self._hosts_published > _HOSTS_TTL / 3:
+                await self._publish_hosts(sim)  # a paused run's hosts are still there
             await asyncio.sleep(_PAUSE_POLL)
 
     async def _release(self, sim: Simulation, recorder: Recorder) -> None:
@@ -242,9 +248,14 @@ class RunDriver:
             )
         if messages := len(sim.last_actions.messages) if sim.last_actions else 0:
             await self._event(recorder, result.round, "messages", {"count": messages})
-        hosts = await sim.host_stats()
-        await self.live.set_hosts(run_id, [dataclasses.asdict(h) for h in hosts])
+        await self._publish_hosts(sim)
         await publish_nodes(self.live)
+
+    async def _publish_hosts(self, sim: Simulation) -> None:
+        """Show the run's hosts on the cluster page (they expire unless refreshed)."""
+        hosts = await sim.host_stats()
+        await self.live.set_hosts(self.run.id, [dataclasses.asdict(h) for h in hosts], ttl=_HOSTS_TTL)
+        self._hosts_published = time.monotonic()
 
     async def _event(self, recorder: Recorder, round: int, kind: str, payload: dict[str, Any]) -> None:
         await recorder.event(round, kind, payload)

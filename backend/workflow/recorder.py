@@ -86,7 +86,7 @@ class Recorder:
         self, exc_type: type[BaseException] | None, *exc: BaseException | TracebackType | None
     ) -> None:
         if exc_type is None:
-            await self.flush()
+            await self._drain()
         else:
             tasks = [t for t in (self._task, self._profiles) if t is not None]
             for task in tasks:
@@ -121,6 +121,11 @@ class Recorder:
 
     async def flush(self) -> None:
         """Wait until everything handed over is written; raise what failed, if anything."""
+        await self._drain()
+        self._task = asyncio.create_task(self._write_all(), name=f"recorder-{self.run_id}")
+
+    async def _drain(self) -> None:
+        """Write everything handed over and stop the writer."""
         if self._task is None:
             return
         if not self._task.done():
@@ -128,7 +133,6 @@ class Recorder:
         await self._task
         if self._profiles is not None:
             await self._profiles
-        self._task = asyncio.create_task(self._write_all(), name=f"recorder-{self.run_id}")
 
     # -- what can be recorded -----------------------------------------------------------------
 

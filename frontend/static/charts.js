@@ -77,10 +77,10 @@
 
   const DRAW = { histogram, series };
 
-  function draw(root) {
+  function draw() {
     // Charts whose canvas a swap removed are destroyed, or Chart.js would keep them forever.
     Object.values(Chart.instances).forEach((chart) => chart.canvas.isConnected || chart.destroy());
-    root.querySelectorAll("script.chart-data").forEach((script) => {
+    document.querySelectorAll("script.chart-data").forEach((script) => {
       const data = JSON.parse(script.textContent);
       script.parentElement.querySelectorAll("canvas[data-chart]").forEach((canvas) => {
         if (!Chart.getChart(canvas)) DRAW[canvas.dataset.chart](canvas, data);
@@ -88,5 +88,7 @@
     });
   }
 
-  document.addEventListener("htmx:load", (event) => draw(event.detail.elt));
+  // Any swap may bring a chart's canvas and its data as siblings: look over the whole page (only
+  // canvases without a chart are drawn).
+  document.addEventListener("htmx:load", draw);
 })();

@@ -83,3 +83,16 @@ def test_run_controls_need_csrf_and_follow_the_lifecycle(visitor):
     refused = visitor.post(f"/runs/{run['id']}/resume", headers=csrf)
     assert f"run {run['id']} is stopped; it cannot become running" in refused.text
     assert visitor.post(f"/runs/{run['id']}/jump", headers=csrf).status_code == 422
+
+
+def test_every_route_has_its_own_name():
+    """Templates find URLs by route name: a page named like an API route would link to the API."""
+    from backend.api.routes import agents, cluster, health, runs
+    from backend.web import agents as agent_pages
+    from backend.web import auth, live, new_run
+    from backend.web import cluster as cluster_page
+    from backend.web import runs as run_pages
+
+    modules = (agents, cluster, health, runs, agent_pages, auth, live, new_run, cluster_page, run_pages)
+    names = [route.name for module in modules for route in module.router.routes]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

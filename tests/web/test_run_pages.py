@@ -127,6 +127,12 @@ def test_agents_page_filters_and_pages_in_the_database(finished):
     named = client.get(url, params={"name": api["data"][0]["name"]})
     assert api["data"][0]["name"] in named.text
     assert "No agent matches." in client.get(url, params={"name": "Zzz"}).text
+    for typed in ("", "  ", "two", "99999999999999999999"):
+        page = client.get(url, params={"host": typed, "limit": 10})
+        assert page.status_code == 200
+        assert "1–10 of 1,000 agents" in page.text  # no host filter
+        assert ("Host is a host" in page.text) == bool(typed.strip())
+    assert "1–10 of 500 agents" in client.get(url, params={"host": "1", "limit": 10}).text
 
 
 def test_agent_page_shows_answers_messages_and_answers_an_interview(finished):
