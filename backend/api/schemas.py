@@ -21,6 +21,7 @@ __all__ = [
     "InjectIn",
     "InterviewIn",
     "InterviewOut",
+    "MessagePublic",
     "NodePublic",
     "RoundPublic",
     "RoundsPublic",
@@ -114,9 +115,16 @@ class ActionPublic(BaseModel):
     tokens: int
 
 
+class MessagePublic(BaseModel):
+    round: int = Field(description="the round it reached the agent in")
+    content: str
+    public: bool = Field(description="public information for everyone, not a message to the agent")
+
+
 class AgentDetail(AgentPublic):
     background: str
     actions: list[ActionPublic]
+    messages: list[MessagePublic]
 
 
 class EventPublic(BaseModel):

@@ -26,6 +26,8 @@ def finished(request, tmp_path_factory, redis_url, ray_cluster):
     )
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = client.post("/api/v1/runs", json=spec_data(rounds=3, placement={"hosts": 2})).json()
+        news = {"content": "The mean fell.", "public": True}
+        assert client.post(f"/api/v1/runs/{run['id']}/inject", json=news).status_code == 202
         deadline = time.monotonic() + 120
         while client.get(f"/api/v1/runs/{run['id']}").json()["status"] != "completed":
             assert time.monotonic() < deadline
@@ -82,6 +84,7 @@ def test_one_agent_with_its_answers_and_an_interview(finished):
     assert agent["background"].startswith(agent["name"])
     assert [a["round"] for a in agent["actions"]] == [1, 2, 3]
     assert all(0 <= a["value"] <= 100 for a in agent["actions"])
+    assert agent["messages"] == [{"round": 1, "content": "The mean fell.", "public": True}]
     answer = client.post(f"/api/v1/runs/{run['id']}/agents/7/interview", json={"question": "Why?"}).json()
     assert agent["name"] in answer["answer"]
     assert "round 3:" in answer["answer"]

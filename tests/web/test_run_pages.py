@@ -1,6 +1,7 @@
 """A run's pages on a run the embedded service drove itself: the chart, the event feed, the live
 stream, exports, the agents table, one agent with its messages and interview, and the cluster."""
 
+import asyncio
 import json
 import re
 import threading
@@ -184,3 +185,43 @@ def test_agents_page_counts_only_as_far_as_it_needs(finished, monkeypatch):
     assert 'rel="last"' in everyone
     few = client.get(url, params={"kind": "uniform", "limit": 25, "offset": 75}).text
     assert "76–100 of 100 agents" in few
+
+
+def test_inject_form_checks_what_it_sends(member):
+    run = member.post("/api/v1/runs", json=spec_data(), headers=API).json()
+    page = member.get(f"/runs/{run['id']}").text
+    assert 'id="inject"' in page
+    url = f"/runs/{run['id']}/inject"
+    csrf = {"X-CSRF-Token": csrf_of(page)}
+    assert member.post(url, data={"content": "hi"}).status_code == 403
+    unclear = member.post(url, data={"content": "hi", "where": "gender"}, headers=csrf)
+    assert unclear.status_code == 422
+    assert "“gender” is not ATTR=VALUE" in unclear.text
+    assert ">hi</textarea>" in unclear.text  # the message is kept to fix and send again
+    empty = member.post(url, data={"content": "  "}, headers=csrf)
+    assert "write something to deliver" in empty.text
+    sent = member.post(url, data={"content": "hi", "where": "gender=female, education=school"}, headers=csrf)
+    assert sent.status_code == 200
+    assert "Sent to the agents in the next round." in sent.text
+    commands = asyncio.run(_commands(member, run["id"]))
+    assert commands == [
+        {
+            "action": "inject",
+            "content": "hi",
+            "where": {"gender": "female", "education": "school"},
+            "public": False,
+        }
+    ]
+    member.post(f"/runs/{run['id']}/stop", headers=csrf)
+    refused = member.post(url, data={"content": "hi"}, headers=csrf)
+    assert refused.status_code == 422
+    assert "only an unfinished run takes injections" in refused.text
+
+
+async def _commands(client, run_id: int) -> list:
+    rt = client.app.state.runtime
+    live = type(rt.live)(rt.live.url)
+    try:
+        return await live.take_commands(run_id)
+    finally:
+        await live.close()

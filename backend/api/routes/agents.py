@@ -19,6 +19,7 @@ from backend.api.schemas import (
     EventsPublic,
     InterviewIn,
     InterviewOut,
+    MessagePublic,
 )
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["agents"])
@@ -64,12 +65,14 @@ async def list_agents(
 
 @router.get("/agents/{agent_id}", responses=NOT_FOUND)
 async def get_agent(rt: RuntimeDep, run_id: RunId, agent_id: AgentId) -> AgentDetail:
-    """One agent: profile, background, and its recorded answers round by round."""
+    """One agent: profile, background, its recorded answers round by round, and the messages
+    that reached it."""
     agent, actions = await services.get_agent(rt, run_id, agent_id)
     return AgentDetail(
         **AgentPublic.model_validate(agent).model_dump(),
         background=agent.background,
         actions=[ActionPublic.model_validate(a) for a in actions],
+        messages=[MessagePublic.model_validate(m) for m in await services.messages(rt, run_id, agent)],
     )
 
 
