@@ -179,6 +179,18 @@ def ray_cluster() -> Iterator[Cluster]:
 TOKEN = "test-token"
 
 
+def driving_settings(database_url: str, redis_url: str) -> Settings:
+    """The service as `myriad serve` runs embedded: it drives runs itself (also on Postgres here:
+    one process is enough), looking for new ones every 0.2 s."""
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        token=TOKEN,
+        in_process_worker=True,
+        poll_seconds=0.2,
+    )
+
+
 @pytest.fixture
 def api_settings(tmp_path, redis_url) -> Settings:
     return Settings(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import BackgroundTasks, Depends, HTTPException, Path, Request, status
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from backend import services
 from backend.runtime import Runtime
 
-__all__ = ["AgentId", "RunId", "RuntimeDep", "require_token"]
+__all__ = ["AgentId", "Download", "RunId", "RuntimeDep", "require_token"]
 
 _bearer = HTTPBearer(auto_error=False, description="the MYRIAD_TOKEN, or the one printed at start")
 
@@ -35,3 +37,19 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # Ids fit the database's 64-bit integers; larger ones are a 422, not a driver overflow.
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a run's id")]
 AgentId = Annotated[int, Path(ge=0, le=2**63 - 1, description="an agent's id within its run")]
+
+
+async def download(
+    rt: RuntimeDep,
+    run_id: RunId,
+    background: BackgroundTasks,
+    table: services.ExportTable = "rounds",
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    """One table of a run as a file to download (removed once sent), for the API and the pages."""
+    path = await services.export_file(rt, run_id, table=table, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+
+
+Download = Annotated[FileResponse, Depends(download)]

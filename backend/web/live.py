@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend import services
 from backend.api.deps import RunId, RuntimeDep
+from backend.runtime import Runtime
 from backend.web import cluster, runs
 from backend.web.auth import require_login
 from backend.web.render import render
@@ -20,37 +21,29 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/live", include_in_schema=False, dependencies=[Depends(require_login)])
 
+Context = Callable[[Runtime], Awaitable[dict[str, Any]]]
 TICK = 1.0  # seconds between looks at the live layer
 REFRESH = 5.0  # a run's page is rendered again at least this often, event or not
 
 
-async def _changes(render_once: Callable[[], Awaitable[str]], event: str) -> AsyncIterator[ServerSentEvent]:
-    """`render_once()` every tick, sent as `event` whenever it differs from what was sent."""
-    sent = None
-    while True:
-        html = await render_once()
-        if html != sent:
-            sent = html
-            yield ServerSentEvent(raw_data=html, event=event)
-        await asyncio.sleep(TICK)
+def _page_stream(path: str, name: str, template: str, event: str, context: Context) -> None:
+    """A stream at `path` that renders `template` every tick and sends it as `event` whenever it
+    differs from what was sent."""
+
+    async def stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
+        sent = None
+        while True:
+            html = render(request, template, await context(rt))
+            if html != sent:
+                sent = html
+                yield ServerSentEvent(raw_data=html, event=event)
+            await asyncio.sleep(TICK)
+
+    router.add_api_route(path, stream, name=name, response_class=EventSourceResponse)
 
 
-@router.get("/runs", name="runs_stream", response_class=EventSourceResponse)
-async def runs_stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
-    async def rows() -> str:
-        return render(request, "runs_rows.html", await runs.runs_context(rt))
-
-    async for event in _changes(rows, "rows"):
-        yield event
-
-
-@router.get("/cluster", name="cluster_stream", response_class=EventSourceResponse)
-async def cluster_stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
-    async def nodes() -> str:
-        return render(request, "cluster_nodes.html", await cluster.cluster_context(rt))
-
-    async for event in _changes(nodes, "nodes"):
-        yield event
+_page_stream("/runs", "runs_stream", "runs_rows.html", "rows", runs.runs_context)
+_page_stream("/cluster", "cluster_stream", "cluster_nodes.html", "nodes", cluster.cluster_context)
 
 
 @router.get("/runs/{run_id}", name="run_stream", response_class=EventSourceResponse)

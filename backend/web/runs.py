@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from backend import services
-from backend.api.deps import RunId, RuntimeDep
+from backend.api.deps import Download, RunId, RuntimeDep
 from backend.runtime import Runtime
 from backend.store.models import RoundRow, Run, RunStatus
 from backend.web.auth import require_login
@@ -149,13 +149,5 @@ async def control(
 
 
 @router.get("/runs/{run_id}/export", name="export")
-async def export(
-    rt: RuntimeDep,
-    run_id: RunId,
-    background: BackgroundTasks,
-    table: services.ExportTable = "rounds",
-    format: services.ExportFormat = "csv",
-) -> FileResponse:
-    path = await services.export_file(rt, run_id, table=table, format=format)
-    background.add_task(services.remove_export, path)
-    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+async def export(file: Download) -> FileResponse:
+    return file

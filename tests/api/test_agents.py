@@ -6,8 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.settings import Settings
-from tests.conftest import TOKEN, spec_data
+from tests.conftest import TOKEN, driving_settings, spec_data
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -17,13 +16,7 @@ def finished(request, tmp_path_factory, redis_url, ray_cluster):
         database_url = request.getfixturevalue("postgres_url")
     else:
         database_url = f"sqlite:///{tmp_path_factory.mktemp('agents') / 'api.db'}"
-    settings = Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        token=TOKEN,
-        in_process_worker=True,  # also on Postgres: one process is enough here
-        poll_seconds=0.2,
-    )
+    settings = driving_settings(database_url, redis_url)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = client.post("/api/v1/runs", json=spec_data(rounds=3, placement={"hosts": 2})).json()
         news = {"content": "The mean fell.", "public": True}

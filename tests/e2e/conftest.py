@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import Settings
-from tests.conftest import TOKEN, serve_app
+from tests.conftest import driving_settings, serve_app
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -33,13 +32,7 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_url, ray_cluster):
     """The embedded service (it drives runs itself) on a loopback port."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}",
-        redis_url=redis_url,
-        token=TOKEN,
-        in_process_worker=True,
-        poll_seconds=0.2,
-    )
+    settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}", redis_url)
     with serve_app(settings) as url:
         yield url
 

@@ -11,8 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.settings import Settings
-from tests.conftest import TOKEN, spec_data
+from tests.conftest import TOKEN, driving_settings, spec_data
 from tests.web.conftest import csrf_of, sign_in
 
 API = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,13 +20,7 @@ API = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, redis_url, ray_cluster):
     """(signed-in client, run) for a 1,000-agent, 3-round run with a message to the women."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path_factory.mktemp('pages') / 'site.db'}",
-        redis_url=redis_url,
-        token=TOKEN,
-        in_process_worker=True,
-        poll_seconds=0.2,
-    )
+    settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('pages') / 'site.db'}", redis_url)
     with TestClient(create_app(settings), follow_redirects=False) as client:
         sign_in(client)
         run = client.post("/api/v1/runs", json=spec_data(placement={"hosts": 2}), headers=API).json()
@@ -225,3 +218,30 @@ async def _commands(client, run_id: int) -> list:
         return await live.take_commands(run_id)
     finally:
         await live.close()
+
+
+def first_event(client, url: str) -> tuple[str, str]:
+    """The first event of a stream that never ends by itself: (name, data)."""
+    name, data = None, []
+    with client.stream("GET", url) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data.append(line.removeprefix("data: "))
+            elif not line and name:
+                return name, "\n".join(data)
+    raise AssertionError("the stream ended")
+
+
+def test_runs_and_cluster_pages_have_streams_of_their_parts(finished):
+    client, run = finished
+    name, rows = first_event(client, "/live/runs")
+    assert name == "rows"
+    assert f"#{run['id']} test" in rows
+    assert "<tbody" not in rows  # the rows alone: they go inside the table's body
+    name, nodes = first_event(client, "/live/cluster")
+    assert name == "nodes"
+    assert nodes.count('<section class="card node">') == len(
+        client.get("/api/v1/cluster", headers=API).json()["nodes"]
+    )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
 from agents.spec import RunSpec
 from backend import services
-from backend.api.deps import RunId, RuntimeDep
+from backend.api.deps import Download, RunId, RuntimeDep
 from backend.api.schemas import ErrorOut, InjectIn, RoundPublic, RoundsPublic, RunPublic, RunsPublic
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
@@ -91,14 +91,6 @@ async def list_rounds(rt: RuntimeDep, run_id: RunId) -> RoundsPublic:
 
 
 @router.get("/{run_id}/export", responses=NOT_FOUND, response_class=FileResponse)
-async def export_run(
-    rt: RuntimeDep,
-    run_id: RunId,
-    background: BackgroundTasks,
-    table: services.ExportTable = "rounds",
-    format: services.ExportFormat = "csv",
-) -> FileResponse:
+async def export_run(file: Download) -> FileResponse:
     """Download one table of the run (rounds, actions, agents or events) as CSV, JSON or Parquet."""
-    path = await services.export_file(rt, run_id, table=table, format=format)
-    background.add_task(services.remove_export, path)
-    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+    return file
