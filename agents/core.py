@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -20,7 +20,17 @@ from pydantic import BaseModel, ConfigDict
 
 from agents.rng import Draws, agent_key, stream_key
 
-__all__ = ["Action", "ActionBatch", "Agent", "AgentContext", "Message", "NoParams", "Observation", "Profile"]
+__all__ = [
+    "Action",
+    "ActionBatch",
+    "Agent",
+    "AgentContext",
+    "Message",
+    "NoParams",
+    "Observation",
+    "Profile",
+    "sum_usage",
+]
 
 
 class Profile(NamedTuple):
@@ -90,10 +100,12 @@ class NoParams(BaseModel):
 
 @dataclass(slots=True)
 class AgentContext:
-    """What a kind's agents share: the run seed and the kind's validated parameters."""
+    """What a kind's agents share: the run seed, the kind's validated parameters, and the run's
+    language models in this process (an `agents.llm.LLM`, or None when the run names none)."""
 
     seed: int
     params: Any = None
+    llm: Any = None
 
 
 class Agent:
@@ -145,6 +157,17 @@ class Agent:
         """Restore what `get_state` returned."""
 
 
+def sum_usage(parts: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
+    """Language-model usage (per model, counters by name) added up."""
+    total: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for model, counts in part.items():
+            into = total.setdefault(model, {})
+            for name, value in counts.items():
+                into[name] = into.get(name, 0) + value
+    return total
+
+
 @dataclass(slots=True)
 class ActionBatch:
     """The actions of a contiguous range of agents in one round, in columns.
@@ -160,6 +183,7 @@ class ActionBatch:
     errors: dict[int, str] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)  # per model: calls, tokens, ...
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -198,4 +222,5 @@ class ActionBatch:
             errors={k: v for b in batches for k, v in b.errors.items()},
             tokens={k: v for b in batches for k, v in b.tokens.items()},
             messages=[m for b in batches for m in b.messages],
+            usage=sum_usage(b.usage for b in batches),
         )

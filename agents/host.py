@@ -20,6 +20,7 @@ import psutil
 import ray
 
 from agents.core import Action, ActionBatch, Agent, Intervention, Message, Observation
+from agents.llm import LLM, LLMSpec
 from agents.population import Population
 from agents.spec import PopulationSpec
 
@@ -124,6 +125,7 @@ class AgentHost:
         self.agent_timeout = agent_timeout
         self.ids = range(0)
         self.agents: list[Agent] = []
+        self.llm: LLM | None = None
         self._steps = 0
         self._failures = 0
         self._rounds = 0
@@ -132,10 +134,14 @@ class AgentHost:
     def __repr__(self) -> str:
         return f"AgentHost(index={self.index}, ids={self.ids})"
 
-    def populate(self, population: PopulationSpec, seed: int, ids: range) -> HostStats:
-        """Build this host's agents from the population spec and the run seed."""
+    def populate(
+        self, population: PopulationSpec, seed: int, ids: range, llm: LLMSpec | None = None
+    ) -> HostStats:
+        """Build this host's agents from the population spec and the run seed; with `llm`, give
+        them the run's language models (one HTTP session and endpoint pool per host)."""
         self.ids = ids
-        self.agents = Population(population, seed).agents(ids)
+        self.llm = LLM(llm) if llm is not None else None
+        self.agents = Population(population, seed, self.llm).agents(ids)
         _settle()
         return self.stats()
 
@@ -193,6 +199,8 @@ class AgentHost:
                     batch.errors[first + offset] = _describe(exc)
             await asyncio.sleep(0)
         await waiting.finish(self.agent_timeout)
+        if self.llm is not None:
+            batch.usage = self.llm.take_usage()
         batch.compact()
         self._steps += len(self.agents)
         self._failures += batch.failures

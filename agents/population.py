@@ -18,6 +18,7 @@ from agents import names
 from agents.apportion import largest_remainder
 from agents.core import Agent, AgentContext, Profile
 from agents.kinds import KINDS
+from agents.llm import LLM
 from agents.rng import mix, mix_array
 from agents.spec import PopulationSpec
 
@@ -44,9 +45,10 @@ class Population:
     Args:
         spec: the population part of the run spec.
         seed: the run seed.
+        llm: the run's language models in this process, for the kinds that use them.
     """
 
-    def __init__(self, spec: PopulationSpec, seed: int) -> None:
+    def __init__(self, spec: PopulationSpec, seed: int, llm: LLM | None = None) -> None:
         self.spec = spec
         self.seed = seed
         total = spec.total
@@ -57,7 +59,7 @@ class Population:
         kind_counts = largest_remainder(total, [k.share for k in spec.kinds])
         self._kind_of = _dealt(total, kind_counts, seed, "\0kinds")
         self._contexts = [
-            AgentContext(seed, KINDS.get(k.kind).Params.model_validate(k.params)) for k in spec.kinds
+            AgentContext(seed, KINDS.get(k.kind).Params.model_validate(k.params), llm) for k in spec.kinds
         ]
         self._name_key = mix(seed ^ _NAME_SALT)
         # Profiles with the same categories share one read-only mapping.

@@ -93,7 +93,7 @@ class Simulation:
         ]
         return await asyncio.gather(
             *(
-                h.populate.remote(spec.population, spec.seed, s.ids)
+                h.populate.remote(spec.population, spec.seed, s.ids, spec.llm)
                 for h, s in zip(self._hosts, self.slots, strict=True)
             )
         )
@@ -122,6 +122,7 @@ class Simulation:
         self._pending = actions.messages
         self.round = round
         result.failures = actions.failures
+        result.usage = actions.usage
         result.time = time.perf_counter() - started
         return result
 

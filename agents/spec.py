@@ -11,10 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.kinds import KINDS
+from agents.llm import LLMSpec
 from agents.registry import Registry, UnknownName
 from agents.scenarios import SCENARIOS
 
 __all__ = [
+    "Budget",
     "KindShare",
     "PlacementSpec",
     "PopulationSpec",
@@ -159,8 +161,16 @@ class RecordSample(_Strict):
     )
 
 
+class Budget(_Strict):
+    """Limits on the run's language-model use; reaching one pauses the run at the round boundary."""
+
+    tokens: int | None = Field(None, ge=1, description="prompt and completion tokens in all")
+    cost: float | None = Field(None, gt=0, description="cost in all, by the models' price tables")
+
+
 class RunSpec(_Strict):
-    """A whole simulation: scenario, population, rounds, seed and placement."""
+    """A whole simulation: scenario, population, rounds, seed and placement, and the language
+    models its agents may call, with a budget."""
 
     name: str = Field("run", min_length=1, max_length=200)
     scenario: ScenarioSpec
@@ -177,6 +187,8 @@ class RunSpec(_Strict):
         le=MAX_ROUNDS,
         description="rounds between checkpoints; default 1, or 10 from 100,000 agents",
     )
+    llm: LLMSpec | None = Field(None, description="the models agents may call, by the names they use")
+    budget: Budget | None = None
 
     @property
     def checkpoint_interval(self) -> int:
@@ -192,6 +204,16 @@ class RunSpec(_Strict):
                 f"placement.hosts: {hosts} hosts for {self.population.total} agents; "
                 "each host needs at least one agent"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _models_are_defined(self) -> RunSpec:
+        known = set(self.llm.models) if self.llm is not None else set()
+        for i, part in enumerate(self.population.kinds):
+            model = part.params.get("model")
+            if model is not None and model not in known:
+                where = f"population.kinds.{i}.params.model"
+                raise ValueError(f"{where}: {model!r} is not among the spec's llm.models {sorted(known)}")
         return self
 
     @classmethod

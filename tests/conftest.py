@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from agents.llm_stub import StubServer
 from agents.spec import RunSpec
 from backend.app import create_app
 from backend.cli import STREAMS_GRACE
@@ -245,3 +246,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last: Playwright's sync API leaves an event loop running in the main
     thread for the rest of the session, where `asyncio.run` would refuse to start."""
     items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
+
+
+@pytest.fixture
+def llm_stub() -> Iterator[StubServer]:
+    """The stand-in OpenAI-compatible server, in a thread of its own on a free loopback port;
+    change its `config` to make it misbehave, read `served` for what it did."""
+    loop = asyncio.new_event_loop()
+    server = StubServer()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

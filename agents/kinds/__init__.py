@@ -2,6 +2,7 @@
 
 from agents.core import Agent
 from agents.kinds.guessing import Adaptive, EfficiencyProbe, LevelK, UniformRandom
+from agents.kinds.llm_guess import LLMGuesser
 from agents.registry import Registry
 
 __all__ = ["KINDS"]
@@ -11,3 +12,4 @@ KINDS.register("uniform")(UniformRandom)
 KINDS.register("level_k")(LevelK)
 KINDS.register("adaptive")(Adaptive)
 KINDS.register("probe")(EfficiencyProbe)
+KINDS.register("llm_guess")(LLMGuesser)

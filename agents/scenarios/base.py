@@ -30,7 +30,8 @@ class RoundResult:
     """What one round produced.
 
     `stats` are the scenario's headline numbers (one row of the results table), `details` the rest
-    (histograms, winners, ...); `time` and `failures` are measured by the engine.
+    (histograms, winners, ...); `time`, `failures` and `usage` (of language models) are measured
+    by the engine.
     """
 
     round: int
@@ -38,6 +39,7 @@ class RoundResult:
     details: dict[str, Any] = field(default_factory=dict)
     time: float = 0.0
     failures: int = 0
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)  # language models, per model
 
 
 class Scenario(ABC):

@@ -1,0 +1,212 @@
+"""A participant of guess-ratio-of-the-average driven by a language model, as in the paper.
+
+Its system prompt is one of the paper's variants — the plain rules, "all players are rational",
+"think about the others' strategies" — led, when `persona` is on, by the agent's name and written
+background. Its user prompt is one of the paper's two: report the number directly, or think step
+by step. It remembers the last `remember` rounds (its answer, the mean and the target), or keeps a
+running summary of all of them, so long runs never overflow the model's context.
+
+The answer is read robustly (the last number in range); when none can be read and `extract` is on,
+a second call asks the model for the number alone, as the paper does. An answer that still cannot
+be read is recorded as invalid, which the scenario leaves out of `cnt`; a call that fails after its
+retries makes the agent fail the round.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
+from agents.llm import LLMError, ModelPool
+
+__all__ = ["LLMGuessParams", "LLMGuesser", "read_number"]
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+SYSTEMS = {
+    "plain": "",
+    "rational": " All players are rational.",
+    "strategic": " Think about how the other players will choose their numbers before you choose yours.",
+}
+USERS = {
+    "direct": "Report your number directly, without any other words.",
+    "step_by_step": "Think step by step, then report your number.",
+}
+EXTRACT = "Extract the number that this answer finally chooses; reply with the number only. Answer: "
+
+
+class LLMGuessParams(NoParams):
+    model: str = Field(description="a model named in the spec's llm.models")
+    system: Literal["plain", "rational", "strategic"] = Field(
+        "plain", description="the paper's system prompt"
+    )
+    persona: bool = Field(True, description="lead the system prompt with the agent's name and background")
+    prompt: Literal["direct", "step_by_step"] = Field("direct", description="the paper's user prompt")
+    memory: Literal["last", "summary"] = Field(
+        "last", description="last rounds verbatim, or a running summary"
+    )
+    remember: int = Field(3, ge=0, le=1000, description="rounds kept verbatim with memory=last")
+    extract: bool = Field(True, description="ask again for the number alone when none can be read")
+    turn_timeout: float = Field(60.0, gt=0, le=3600, description="seconds for the agent's whole turn")
+    max_tokens: int | None = Field(None, ge=1, le=100_000, description="default: the model's")
+    temperature: float | None = Field(None, ge=0, le=2, description="default: the model's")
+
+
+def read_number(text: str, ceiling: float) -> float | None:
+    """The last number in `text` within 0..ceiling (what a rambling answer settles on), if any."""
+    for found in reversed(_NUMBER.findall(text)):
+        value = float(found)
+        if 0 <= value <= ceiling:
+            return int(value) if value.is_integer() else value
+    return None
+
+
+def rules(public: Mapping[str, Any]) -> str:
+    ratio = public.get("ratio_text", public["ratio"])
+    return (
+        f"You are playing a game. Every player picks a number between 0 and {public['max_value']}. "
+        f"The player whose number is closest to {ratio} of the average of all the numbers wins."
+    )
+
+
+class LLMGuesser(Agent):
+    """Plays the guessing game by asking a language model, in character."""
+
+    __slots__ = ("answered", "memory", "summary")
+    Params = LLMGuessParams
+
+    def __init__(self, profile: Profile, context: AgentContext) -> None:
+        super().__init__(profile, context)
+        self.memory: list[
+            tuple[int, float | None, float | None, float | None]
+        ] = []  # round, mine, mean, target
+        self.summary: tuple[int, float, float | None, float | None] | None = (
+            None  # answers, their sum, mean, target
+        )
+        self.answered: tuple[int, float | None] | None = None  # the last round's answer, awaiting its result
+
+    # -- the prompt ----------------------------------------------------------------------------
+
+    def system_prompt(self, public: Mapping[str, Any]) -> str:
+        params = self.context.params
+        persona = f"You are {self.profile.name}. {self.profile.background} " if params.persona else ""
+        return persona + rules(public) + SYSTEMS[params.system]
+
+    def recollection(self) -> str:
+        """What the agent remembers of earlier rounds, bounded whatever the run's length."""
+        if self.summary is not None:
+            return self._summary()
+        lines = [
+            f"In round {r} you chose {_show(mine)}; the mean was {_show(mean)}, the target {_show(target)}."
+            for r, mine, mean, target in self.memory
+        ]
+        return "\n".join(lines)
+
+    def _summary(self) -> str:
+        assert self.summary is not None
+        count, total, mean, target = self.summary
+        average = _show(total / count) if count else "nothing readable"
+        return (
+            f"Over {count} earlier rounds your answers averaged {average}. "
+            f"Last round the average was {_show(mean)} and the target {_show(target)}."
+        )
+
+    def _remember(self, public: Mapping[str, Any]) -> None:
+        """File last round's answer with its result, now that the result is public."""
+        if self.answered is None:
+            return
+        round, mine = self.answered
+        last = public.get("last") or {}
+        mean, target = last.get("avg"), last.get("win")
+        params = self.context.params
+        if params.memory == "summary":
+            count, total, _, _ = self.summary or (0, 0.0, None, None)
+            readable = mine is not None
+            self.summary = (count + readable, total + (mine or 0.0), mean, target)
+        elif params.remember:
+            self.memory = [*self.memory, (round, mine, mean, target)][-params.remember :]
+        self.answered = None
+
+    def messages(self, observation: Observation) -> list[dict[str, str]]:
+        public = observation.public
+        parts = [self.recollection()]
+        parts += [f"A message for you: {m.content}" for m in observation.inbox]
+        parts += [f"Announcement: {a}" for a in public.get("announcements", ())]
+        parts.append(
+            f"Round {observation.round} of {public.get('rounds', '?')}. {USERS[self.context.params.prompt]}"
+        )
+        return [
+            {"role": "system", "content": self.system_prompt(public)},
+            {"role": "user", "content": "\n".join(p for p in parts if p)},
+        ]
+
+    # -- a turn --------------------------------------------------------------------------------
+
+    async def act(self, observation: Observation) -> Action:
+        params = self.context.params
+        self._remember(observation.public)
+        pool: ModelPool = self.context.llm.model(params.model)
+        deadline = time.monotonic() + params.turn_timeout
+        ceiling = observation.public["max_value"]
+        tokens = 0
+        try:
+            reply = await pool.chat(
+                self.messages(observation),
+                deadline=deadline,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+            )
+            tokens += reply.tokens
+            number = read_number(reply.text, ceiling)
+            if number is None and params.extract:
+                extraction = await pool.chat(
+                    [{"role": "user", "content": EXTRACT + reply.text}], deadline=deadline, max_tokens=16
+                )
+                tokens += extraction.tokens
+                number = read_number(extraction.text, ceiling)
+        except LLMError as e:
+            self.answered = (observation.round, None)
+            return Action(error=str(e), tokens=tokens)
+        self.answered = (observation.round, number)
+        if number is None:
+            return Action({"invalid": reply.text[:200]}, tokens=tokens)
+        return Action(number, tokens=tokens)
+
+    def get_state(self) -> Any:
+        return (self.memory, self.summary, self.answered)
+
+    def set_state(self, state: Any) -> None:
+        self.memory, self.summary, self.answered = state
+
+    # -- interviews ----------------------------------------------------------------------------
+
+    @classmethod
+    def interview(
+        cls,
+        params: LLMGuessParams,
+        profile: Profile,
+        public: Mapping[str, Any],
+        answers: Sequence[str],
+        question: str,
+    ) -> list[dict[str, str]]:
+        """The messages that let the model answer `question` in character, from the agent's
+        background and its recorded `answers` (the newest last)."""
+        persona = f"You are {profile.name}. {profile.background} "
+        recent = "; ".join(answers[-5:]) if answers else "none yet"
+        system = (
+            persona
+            + rules(public)
+            + f" Your answers so far: {recent}. Someone is interviewing you: answer in character, briefly."
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def _show(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value:g}" if isinstance(value, int) else f"{value:.2f}"

@@ -1,0 +1,194 @@
+"""A stand-in OpenAI-compatible chat server for tests, benchmarks and demos without a GPU.
+
+It speaks real HTTP (`POST /v1/chat/completions`) and misbehaves on request: latency, a capacity
+beyond which it answers 429, a share of 500s, of malformed bodies and of calls that hang. Its
+answers are made up but plausible for Myriad's prompts — a number for a guess, the number alone
+for an extraction, a persona between the asked-for delimiters, a post or silence in the social
+scenario, a short in-character reply otherwise — and deterministic for a given prompt. It counts
+the tokens it reports, so tests can check that a client's sums are exact.
+
+`myriad llm-stub --port 8001 --latency 0.5 --capacity 256` serves one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import re
+import zlib
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["StubConfig", "StubServer", "answer"]
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@dataclasses.dataclass
+class StubConfig:
+    latency: float = 0.0  # seconds before every answer
+    capacity: int = 0  # requests in flight at most (0: unlimited); more get 429
+    error_rate: float = 0.0  # share of 500 answers
+    malformed_rate: float = 0.0  # share of answers that are not a chat completion
+    hang_rate: float = 0.0  # share of calls never answered in time (they sleep `hang` seconds)
+    hang: float = 3600.0
+    garbage_rate: float = 0.0  # share of answers whose text holds no number
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Served:
+    """What the server has done so far."""
+
+    requests: int = 0
+    answered: int = 0
+    rejected: int = 0  # 429
+    errors: int = 0  # 500
+    malformed: int = 0
+    hung: int = 0
+    prompt_tokens: int = 0  # in answered calls only: what a client can have been told
+    completion_tokens: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    models: dict[str, int] = dataclasses.field(default_factory=dict)
+    authorizations: set[str] = dataclasses.field(default_factory=set)  # Authorization headers seen
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def answer(messages: list[dict[str, str]]) -> str:
+    """A made-up answer to Myriad's kinds of prompt, the same for the same messages."""
+    prompt = "\n".join(m.get("content", "") for m in messages)
+    last = messages[-1].get("content", "") if messages else ""
+    draw = zlib.crc32(prompt.encode())
+    if "<persona>" in prompt:
+        return (
+            "<persona>I grew up in a small town and now live in the city. I like puzzles and "
+            f"long walks, and I think before I act (#{draw % 1000}).</persona>"
+        )
+    if "extract" in last.lower():
+        found = _NUMBER.findall(last.split(":", 1)[-1])
+        return found[-1] if found else "none"
+    if "0 and" in prompt or "number" in last.lower():
+        ceiling = 100
+        for match in re.finditer(r"between 0 and (\d+)", prompt):
+            ceiling = int(match.group(1))
+        guess = draw % (ceiling // 2 + 1)
+        if "step by step" in last:
+            return (
+                f"Let me think. Others will guess around half. Two thirds of that is lower. I pick {guess}."
+            )
+        return str(guess)
+    if "post, repost or stay silent" in prompt:
+        choice = ("post", "repost", "silent")[draw % 3]
+        return json.dumps(
+            {"act": choice, "text": "Have you heard the news?", "stance": (draw % 201) / 100 - 1}
+        )
+    return f"Speaking for myself: {last[:80]}"
+
+
+class StubServer:
+    """The server, started and stopped in the running event loop.
+
+    Args:
+        config: how it behaves; may be changed while it runs.
+        host, port: where it listens (port 0: any free one).
+    """
+
+    def __init__(self, config: StubConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or StubConfig()
+        self.host = host
+        self.port = port
+        self.served = Served()
+        self._random = random.Random(self.config.seed)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        # A client that gives up cancels its call here too, so only delivered answers are counted.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=4096)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.served.models]}
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        served, config = self.served, self.config
+        served.requests += 1
+        if auth := request.headers.get("Authorization"):
+            served.authorizations.add(auth)
+        if config.capacity and served.in_flight >= config.capacity:
+            served.rejected += 1
+            return web.json_response(
+                {"error": {"message": "busy"}}, status=429, headers={"Retry-After": "0.05"}
+            )
+        served.in_flight += 1
+        served.peak_in_flight = max(served.peak_in_flight, served.in_flight)
+        try:
+            body: dict[str, Any] = await request.json()
+            roll = self._random.random()
+            if roll < config.hang_rate:
+                served.hung += 1
+                await asyncio.sleep(config.hang)
+            if config.latency:
+                await asyncio.sleep(config.latency)
+            roll -= config.hang_rate
+            if 0 <= roll < config.error_rate:
+                served.errors += 1
+                return web.json_response({"error": {"message": "internal error"}}, status=500)
+            roll -= config.error_rate
+            if 0 <= roll < config.malformed_rate:
+                served.malformed += 1
+                return web.Response(text='{"choices": [ {"oops"', content_type="application/json")
+            roll -= config.malformed_rate
+            messages = body.get("messages") or []
+            text = "I would rather not say." if 0 <= roll < config.garbage_rate else answer(messages)
+            prompt_tokens = sum(_tokens(m.get("content", "")) for m in messages)
+            completion_tokens = _tokens(text)
+            served.answered += 1
+            served.prompt_tokens += prompt_tokens
+            served.completion_tokens += completion_tokens
+            model = str(body.get("model", ""))
+            served.models[model] = served.models.get(model, 0) + 1
+            return web.json_response(
+                {
+                    "id": f"stub-{served.requests}",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                }
+            )
+        finally:
+            served.in_flight -= 1
