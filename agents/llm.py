@@ -37,6 +37,8 @@ __all__ = [
     "Reply",
     "Usage",
     "cost",
+    "priced",
+    "tokens",
 ]
 
 _BACKOFF_CAP = 8.0  # seconds between retries at most
@@ -132,6 +134,19 @@ def cost(usage: Usage, price: Price | None) -> float:
     return (usage.prompt_tokens * price.prompt + usage.completion_tokens * price.completion) / 1e6
 
 
+def priced(spec: LLMSpec | None, usage: Mapping[str, Mapping[str, int]]) -> float:
+    """The cost of `usage` (per model) by the models' price tables; unpriced models cost 0."""
+    if spec is None:
+        return 0.0
+    known = spec.models
+    return sum(cost(Usage.of(counts), known[m].price) for m, counts in usage.items() if m in known)
+
+
+def tokens(usage: Mapping[str, Mapping[str, int]]) -> int:
+    """Prompt and completion tokens of `usage` (per model), all models together."""
+    return sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in usage.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     text: str
@@ -202,15 +217,18 @@ class ModelPool:
             "max_tokens": max_tokens or spec.max_tokens,
             "temperature": spec.temperature if temperature is None else temperature,
         }
-        last = "no attempt"
-        for attempt in range(spec.retries + 1):
+        last, failures, tries = "no attempt", 0, 0
+        while True:
+            tries += 1
             endpoint = await self._acquire(deadline)
             try:
                 reply = await self._post(endpoint, body, deadline)
             except _Retry as e:
                 self._failed(endpoint, e.blame)
+                # "Busy" (429) spends no retry while a deadline bounds the waiting.
+                failures += e.blame or deadline is None
                 # Retry-After is honoured, with jitter: a herd told the same time must not return at once.
-                last, wait = str(e), _backoff(spec.backoff, attempt) + (e.after or 0.0)
+                last, wait = str(e), _backoff(spec.backoff, failures) + (e.after or 0.0)
             else:
                 endpoint.failures = 0
                 self.usage.calls += 1
@@ -219,11 +237,11 @@ class ModelPool:
                 return reply
             finally:
                 await self._release(endpoint)  # before any backoff: a waiting retry holds no slot
-            if deadline is not None and time.monotonic() + wait >= deadline:
+            if failures > spec.retries or (deadline is not None and time.monotonic() + wait >= deadline):
                 break
             await asyncio.sleep(wait)
         self.usage.failed += 1
-        raise LLMError(f"{self.name}: no answer after {attempt + 1} attempt(s): {last}")
+        raise LLMError(f"{self.name}: no answer after {tries} attempt(s): {last}")
 
     async def _acquire(self, deadline: float | None) -> _Endpoint:
         """The least-loaded endpoint with room that is not resting, waiting for one if need be."""
@@ -258,8 +276,13 @@ class ModelPool:
         if not blame:
             return
         endpoint.failures += 1
-        if endpoint.failures >= self.spec.failures_to_rest:
-            endpoint.resting_until = time.monotonic() + self.spec.rest
+        if endpoint.failures < self.spec.failures_to_rest:
+            return
+        now = time.monotonic()
+        # Set aside only when another endpoint can take the calls: resting the last one would
+        # fail every call until it wakes, where retrying it may still succeed.
+        if any(e is not endpoint and e.resting_until <= now for e in self.endpoints):
+            endpoint.resting_until = now + self.spec.rest
             endpoint.failures = 0
 
     async def _post(self, endpoint: _Endpoint, body: dict[str, Any], deadline: float | None) -> Reply:

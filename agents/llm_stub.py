@@ -71,6 +71,8 @@ def answer(messages: list[dict[str, str]]) -> str:
             "<persona>I grew up in a small town and now live in the city. I like puzzles and "
             f"long walks, and I think before I act (#{draw % 1000}).</persona>"
         )
+    if "interviewing you" in prompt:
+        return f"Speaking for myself: {last[:80]}"
     if "extract" in last.lower():
         found = _NUMBER.findall(last.split(":", 1)[-1])
         return found[-1] if found else "none"

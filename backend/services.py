@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,10 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from agents.core import Profile
+from agents import llm
+from agents.core import Profile, sum_usage
 from agents.kinds import KINDS
 from agents.population import Population
-from agents.spec import RunSpec
+from agents.spec import Budget, KindShare, RunSpec
 from backend.runtime import Runtime
 from backend.store import records, runs
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
@@ -30,6 +32,7 @@ __all__ = [
     "EXPORT_MEDIA",
     "EXPORT_TABLES",
     "AgentNotFound",
+    "InterviewFailed",
     "RunNotFound",
     "cluster",
     "control",
@@ -52,6 +55,7 @@ __all__ = [
     "round_detail",
     "rounds",
     "submit",
+    "usage",
 ]
 
 ExportTable = Literal["rounds", "actions", "agents", "events"]
@@ -114,6 +118,13 @@ async def delete_run(rt: Runtime, run_id: int) -> None:
     await rt.live.forget(run_id)
 
 
+INTERVIEW_SECONDS = 60.0
+
+
+class InterviewFailed(RuntimeError):
+    """The agent's language model did not answer."""
+
+
 class AgentNotFound(LookupError):
     def __init__(self, run_id: int, agent_id: int) -> None:
         super().__init__(f"agent {agent_id} not found in run {run_id}")
@@ -149,20 +160,41 @@ async def _agent_of(rt: Runtime, run_id: int, agent_id: int) -> tuple[Run, Agent
 
 
 async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> str:
-    """Ask an agent a question. A rule-based agent answers from its profile, its kind's rule and
-    its recorded answers; LLM agents will answer in character."""
+    """Ask an agent a question. An LLM agent answers in character, through the run's model, from
+    its background and recorded answers; a rule-based agent answers from its profile, its kind's
+    rule and its recorded answers."""
     run, agent, actions = await _agent_of(rt, run_id, agent_id)
     spec = RunSpec.parse(run.spec)
     part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
+    kind = KINDS.get(part.kind) if part is not None else None
+    answers = [f"round {a.round}: {_answer(a)}" for a in actions]
+    if part is not None and spec.llm is not None and hasattr(kind, "interview"):
+        return await _interview_in_character(spec, part, kind, agent, answers, question)
     rule = ""
-    if part is not None:
-        doc = (KINDS.get(part.kind).__doc__ or "").strip().splitlines()
+    if kind is not None:
+        doc = (kind.__doc__ or "").strip().splitlines()
         rule = f" My rule: {doc[0].rstrip('.')}." if doc else ""
-    answers = ", ".join(f"round {a.round}: {_answer(a)}" for a in actions[-5:])
-    history = f" My latest answers — {answers}." if answers else " I have not answered yet."
+    history = f" My latest answers — {', '.join(answers[-5:])}." if answers else " I have not answered yet."
     return (
         f"You asked: “{question}”. I am {agent.name}, a {agent.kind} agent. {agent.background}{rule}{history}"
     )
+
+
+async def _interview_in_character(
+    spec: RunSpec, part: KindShare, kind: Any, agent: AgentRow, answers: list[str], question: str
+) -> str:
+    """The agent's model answers for it, called from this process (with this process's keys)."""
+    params = kind.Params.model_validate(part.params)
+    profile = Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
+    messages = kind.interview(params, profile, spec.scenario.params, answers, question)
+    client = llm.LLM(spec.llm)
+    try:
+        reply = await client.model(params.model).chat(messages, deadline=time.monotonic() + INTERVIEW_SECONDS)
+    except llm.LLMError as e:
+        raise InterviewFailed(f"{agent.name} could not answer: {e}") from None
+    finally:
+        await client.close()
+    return reply.text
 
 
 def _answer(action: ActionRow) -> str:
@@ -236,6 +268,20 @@ async def cluster(rt: Runtime) -> dict[str, Any]:
     }
 
 
+def usage(spec: RunSpec, rounds: Sequence[RoundRow]) -> dict[str, Any]:
+    """The run's language-model use: per round (tokens, cost), per model (calls, failures,
+    tokens, cost) and in all, priced by the spec's price tables."""
+    per_round = [
+        {"round": r.round, "tokens": llm.tokens(r.usage), "cost": llm.priced(spec.llm, r.usage)}
+        for r in rounds
+    ]
+    models = sum_usage(r.usage for r in rounds)
+    for name, counts in models.items():
+        counts["cost"] = llm.priced(spec.llm, {name: counts})
+    total = {"tokens": llm.tokens(models), "cost": sum(c["cost"] for c in models.values())}
+    return {"rounds": per_round, "models": models, "total": total}
+
+
 async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:
     await get_run(rt, run_id)
     async with rt.sessions() as session:
@@ -259,6 +305,11 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
     if action not in _TARGET:
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop, inject")
     check_transition(run_id, run.status, _TARGET[action])
+    if action == "resume" and params.get("budget") is not None:
+        await rt.live.send(
+            run_id, {"action": "resume", "budget": Budget.model_validate(params["budget"]).model_dump()}
+        )
+        return run
     if action == "stop" and run.status == RunStatus.QUEUED:
         async with rt.sessions() as session:
             await runs.set_status(session, run_id=run_id, status=RunStatus.STOPPED)

@@ -152,6 +152,7 @@ async def runtime(settings) -> AsyncIterator[Runtime]:
 # -- one Ray cluster of three nodes on this machine, shared by every test of the session ---------
 
 NODES = 3
+LLM_KEY_ENV, LLM_KEY = "MYRIAD_TEST_LLM_KEY", "sk-test-never-stored"
 
 
 @pytest.fixture(scope="session")
@@ -161,6 +162,8 @@ def ray_cluster() -> Iterator[Cluster]:
     # Everything Ray writes, its "current cluster" file included, stays in a folder of our own.
     temp_dir = tempfile.mkdtemp(prefix="myriad-test-")
     os.environ["RAY_TMPDIR"] = temp_dir
+    # Every node's processes have the language-model key, as a deployment's nodes would.
+    os.environ[LLM_KEY_ENV] = LLM_KEY
     os.makedirs(os.path.join(temp_dir, "ray"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     for _ in range(NODES - 1):

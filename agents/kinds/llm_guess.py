@@ -66,10 +66,11 @@ def read_number(text: str, ceiling: float) -> float | None:
     return None
 
 
-def rules(public: Mapping[str, Any]) -> str:
-    ratio = public.get("ratio_text", public["ratio"])
+def rules(game: Mapping[str, Any]) -> str:
+    """The game's rules, from a round's public information or the scenario's parameters."""
+    ratio = game.get("ratio_text", game.get("ratio", "2/3"))
     return (
-        f"You are playing a game. Every player picks a number between 0 and {public['max_value']}. "
+        f"You are playing a game. Every player picks a number between 0 and {game.get('max_value', 100)}. "
         f"The player whose number is closest to {ratio} of the average of all the numbers wins."
     )
 
@@ -190,17 +191,17 @@ class LLMGuesser(Agent):
         cls,
         params: LLMGuessParams,
         profile: Profile,
-        public: Mapping[str, Any],
+        game: Mapping[str, Any],
         answers: Sequence[str],
         question: str,
     ) -> list[dict[str, str]]:
         """The messages that let the model answer `question` in character, from the agent's
-        background and its recorded `answers` (the newest last)."""
+        background, the game (the scenario's parameters) and its recorded `answers` (newest last)."""
         persona = f"You are {profile.name}. {profile.background} "
         recent = "; ".join(answers[-5:]) if answers else "none yet"
         system = (
             persona
-            + rules(public)
+            + rules(game)
             + f" Your answers so far: {recent}. Someone is interviewing you: answer in character, briefly."
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": question}]

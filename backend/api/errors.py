@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.schemas import ErrorOut, FieldError
-from backend.services import AgentNotFound, RunNotFound
+from backend.services import AgentNotFound, InterviewFailed, RunNotFound
 from backend.workflow.lifecycle import IllegalTransition
 
 __all__ = ["install"]
@@ -50,9 +50,14 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return _error(status.HTTP_409_CONFLICT, str(exc))
 
 
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(AgentNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
+    app.add_exception_handler(InterviewFailed, _unavailable)

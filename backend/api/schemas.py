@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.spec import Budget
+
 __all__ = [
     "ActionPublic",
     "AgentDetail",
@@ -23,10 +25,13 @@ __all__ = [
     "InterviewOut",
     "MessagePublic",
     "NodePublic",
+    "ResumeIn",
     "RoundPublic",
+    "RoundUsage",
     "RoundsPublic",
     "RunPublic",
     "RunsPublic",
+    "UsagePublic",
 ]
 
 
@@ -74,11 +79,34 @@ class RoundPublic(BaseModel):
     details: dict[str, Any]
     time: float
     failures: int
+    usage: dict[str, dict[str, int]] = Field(description="language-model use per model")
 
 
 class RoundsPublic(BaseModel):
     data: list[RoundPublic]
     count: int
+
+
+class ResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget: Budget | None = Field(None, description="a new budget, for a run paused because it spent its own")
+
+
+class RoundUsage(BaseModel):
+    round: int
+    tokens: int
+    cost: float
+
+
+class UsagePublic(BaseModel):
+    """A run's language-model use, priced by its spec's price tables."""
+
+    rounds: list[RoundUsage]
+    models: dict[str, dict[str, float]] = Field(
+        description="calls, failed, prompt_tokens, completion_tokens, cost"
+    )
+    total: dict[str, float] = Field(description="tokens and cost")
 
 
 class InjectIn(BaseModel):

@@ -103,6 +103,8 @@ class RoundRow(Base):
     details: Mapped[dict[str, Any]]
     time: Mapped[float] = mapped_column(Float)
     failures: Mapped[int] = mapped_column(BigInteger)
+    # Language-model use per model: calls, failed, prompt_tokens, completion_tokens.
+    usage: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

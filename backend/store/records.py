@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
-from agents.core import ActionBatch, Profile
+from agents.core import ActionBatch, Profile, sum_usage
 from agents.scenarios import RoundResult
 from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow
 
@@ -109,6 +109,7 @@ async def save_round(session: AsyncSession, *, run_id: int, result: RoundResult)
             details=result.details,
             time=result.time,
             failures=result.failures,
+            usage=result.usage,
         )
     )
 
@@ -125,6 +126,11 @@ async def add_event(
     session: AsyncSession, *, run_id: int, round: int, kind: str, payload: dict[str, Any]
 ) -> None:
     await session.execute(insert(EventRow).values(run_id=run_id, round=round, kind=kind, payload=payload))
+
+
+async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, int]]:
+    """The run's language-model use so far, per model, over its stored rounds."""
+    return sum_usage((await session.scalars(select(RoundRow.usage).where(RoundRow.run_id == run_id))).all())
 
 
 async def get_round(session: AsyncSession, *, run_id: int, round: int) -> RoundRow | None:

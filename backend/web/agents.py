@@ -136,5 +136,8 @@ async def interview(
     question: Annotated[str, Form(min_length=1, max_length=2_000)],
 ) -> Response:
     """One question and its answer, appended to the page's transcript."""
-    answer = await services.interview(rt, run_id, agent_id, question)
+    try:
+        answer = await services.interview(rt, run_id, agent_id, question)
+    except services.InterviewFailed as e:
+        answer = f"({e})"
     return templates.TemplateResponse(request, "interview.html", {"question": question, "answer": answer})

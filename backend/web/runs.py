@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from agents.spec import Budget, RunSpec
 from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
 from backend.runtime import Runtime
@@ -41,12 +42,17 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
     """The live part of a run's page: status, progress, controls and the statistics table."""
     run = await services.get_run(rt, run_id)
     rounds = await services.rounds(rt, run_id, details=False)
+    spec = RunSpec.parse(run.spec)
+    usage = services.usage(spec, rounds) if spec.llm is not None else None
     return {
         "run": run,
+        "spec": spec,
         "live": await services.live_state(rt, run_id),
         "rounds": rounds,
         "table": rounds[-TABLE_ROUNDS:],
         "unfinished": run.status in UNFINISHED,
+        "usage": usage,
+        "round_usage": {r["round"]: r for r in usage["rounds"]} if usage else {},
     }
 
 
@@ -136,16 +142,36 @@ def _conditions(where: str) -> dict[str, str]:
 
 @router.post("/runs/{run_id}/{action}", name="control", dependencies=[Depends(verify_csrf)])
 async def control(
-    request: Request, rt: RuntimeDep, run_id: RunId, action: Literal["pause", "resume", "stop"]
+    request: Request,
+    rt: RuntimeDep,
+    run_id: RunId,
+    action: Literal["pause", "resume", "stop"],
+    tokens: Annotated[str, Form(max_length=20)] = "",
+    cost: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """The run page's buttons: send the command, answer with the refreshed live part."""
+    """The run page's buttons: send the command, answer with the refreshed live part. Resuming
+    may carry a new budget (`tokens`, `cost`), for a run paused because it spent its own."""
     try:
-        await services.control(rt, run_id, action)
+        budget = _budget(tokens, cost) if action == "resume" else None
+        await services.control(rt, run_id, action, budget=budget)
         notice = f"{action} sent: it takes effect at the next round boundary"
-    except IllegalTransition as e:
+    except (IllegalTransition, ValueError) as e:
         notice = str(e)
     context = await live_context(rt, run_id) | {"notice": notice}
     return templates.TemplateResponse(request, "run_live.html", context)
+
+
+def _budget(tokens: str, cost: str) -> dict[str, float] | None:
+    """A budget from the resume form's fields (None when both are empty)."""
+    budget: dict[str, float] = {}
+    try:
+        if tokens.strip():
+            budget["tokens"] = int(tokens.replace(",", ""))
+        if cost.strip():
+            budget["cost"] = float(cost)
+    except ValueError:
+        raise ValueError("a budget is a number of tokens and a cost, e.g. 200000 and 1.5") from None
+    return Budget.model_validate(budget).model_dump() if budget else None
 
 
 @router.get("/runs/{run_id}/export", name="export")

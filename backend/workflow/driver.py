@@ -12,16 +12,17 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.core import Intervention
+from agents.core import Intervention, sum_usage
+from agents.llm import priced, tokens
 from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
-from agents.spec import RunSpec
+from agents.spec import Budget, RunSpec
 from backend.live.channel import LiveChannel
 from backend.settings import Settings
 from backend.store import records
 from backend.store.models import Run, RunStatus
-from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease, set_status
+from backend.store.runs import LeaseLost, fence, forget_after, release_run, renew_lease, set_status
 from backend.workflow import checkpoint
 from backend.workflow.recorder import Recorder
 
@@ -72,6 +73,7 @@ class RunDriver:
         self.shutdown = shutdown
         self.status = RunStatus(run.status)
         self._hosts_published = 0.0
+        self._spent: dict[str, dict[str, int]] = {}  # language-model use so far, per model
 
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
@@ -140,6 +142,9 @@ class RunDriver:
                     assert sim.last_actions is not None
                     await recorder.round(result, sim.last_actions)
                     await self._publish(sim, result, recorder)
+                    self._spent = sum_usage([self._spent, result.usage])
+                    if not sim.done and (reason := self._over_budget()):
+                        await self._pause_for_budget(recorder, sim.round, reason)
                     if sim.round % spec.checkpoint_interval == 0 or sim.done:
                         await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
                     if self.on_round is not None and (pending := self.on_round(result)) is not None:
@@ -174,6 +179,7 @@ class RunDriver:
                 saved = await records.latest_checkpoint(session, run_id=run_id, at_most=self.run.round)
                 resume_at = saved.round if saved is not None else 0
                 await forget_after(session, run_id=run_id, round=resume_at, worker=self.worker)
+                self._spent = await records.usage_totals(session, run_id=run_id)
             if saved is not None:
                 await sim.set_state(checkpoint.decode(saved.data))
             await self._event(
@@ -200,8 +206,15 @@ class RunDriver:
                     await self._set(RunStatus.PAUSED)
                     await self._event(recorder, sim.round, "paused", {})
                 elif action == "resume" and paused:
+                    if command.get("budget") is not None:
+                        await self._set_budget(recorder, sim.round, command["budget"])
+                    if reason := self._over_budget():
+                        refused = {"reason": f"{reason}: raise it to resume"}
+                        await self._event(recorder, sim.round, "budget", refused)
+                        continue
                     paused = False
                     await self._set(RunStatus.RUNNING)
+                    await self.live.set_state(self.run.id, reason=None)
                     await self._event(recorder, sim.round, "resumed", {})
                 elif action == "inject":
                     sim.inject(
@@ -215,6 +228,34 @@ class RunDriver:
             if time.monotonic() - self._hosts_published > _HOSTS_TTL / 3:
                 await self._publish_hosts(sim)  # a paused run's hosts are still there
             await asyncio.sleep(_PAUSE_POLL)
+
+    def _over_budget(self) -> str | None:
+        """Why the run's language-model use has reached its budget, if it has."""
+        budget = self.spec.budget
+        if budget is None:
+            return None
+        used = tokens(self._spent)
+        if budget.tokens is not None and used >= budget.tokens:
+            return f"the token budget is spent ({used:,} of {budget.tokens:,})"
+        spent = priced(self.spec.llm, self._spent)
+        if budget.cost is not None and spent >= budget.cost:
+            return f"the cost budget is spent ({spent:.4f} of {budget.cost:g})"
+        return None
+
+    async def _pause_for_budget(self, recorder: Recorder, round: int, reason: str) -> None:
+        await self._set(RunStatus.PAUSED)
+        await self.live.set_state(self.run.id, reason=reason)
+        spent = {"tokens": tokens(self._spent), "cost": priced(self.spec.llm, self._spent)}
+        await self._event(recorder, round, "budget", {"reason": reason, **spent})
+
+    async def _set_budget(self, recorder: Recorder, round: int, budget: dict[str, Any]) -> None:
+        """A new budget, kept in the run's stored spec so that a worker taking over knows it."""
+        self.spec = self.spec.model_copy(update={"budget": Budget.model_validate(budget)})
+        async with self.sessions() as session:
+            stored = self.spec.model_dump(mode="json")
+            await fence(session, run_id=self.run.id, worker=self.worker, spec=stored)
+            await session.commit()
+        await self._event(recorder, round, "budget raised", {"budget": budget})
 
     async def _release(self, sim: Simulation, recorder: Recorder) -> None:
         """Hand the run back at a round boundary: checkpoint where it stands, write everything,

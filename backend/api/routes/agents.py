@@ -76,7 +76,11 @@ async def get_agent(rt: RuntimeDep, run_id: RunId, agent_id: AgentId) -> AgentDe
     )
 
 
-@router.post("/agents/{agent_id}/interview", responses=NOT_FOUND)
+@router.post(
+    "/agents/{agent_id}/interview",
+    responses=NOT_FOUND
+    | {503: {"model": ErrorOut, "description": "the agent's language model did not answer"}},
+)
 async def interview(rt: RuntimeDep, run_id: RunId, agent_id: AgentId, body: InterviewIn) -> InterviewOut:
     """Ask one agent a question."""
     answer = await services.interview(rt, run_id, agent_id, body.question)

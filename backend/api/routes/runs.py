@@ -10,7 +10,16 @@ from fastapi.responses import FileResponse
 from agents.spec import RunSpec
 from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
-from backend.api.schemas import ErrorOut, InjectIn, RoundPublic, RoundsPublic, RunPublic, RunsPublic
+from backend.api.schemas import (
+    ErrorOut,
+    InjectIn,
+    ResumeIn,
+    RoundPublic,
+    RoundsPublic,
+    RunPublic,
+    RunsPublic,
+    UsagePublic,
+)
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
 
@@ -72,8 +81,22 @@ def _control(action: str, summary: str) -> None:
 
 
 _control("pause", "Pause a running run at its next round boundary")
-_control("resume", "Resume a paused run")
 _control("stop", "Stop a run (a queued one at once, a running one at its next round boundary)")
+
+
+@router.post("/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)
+async def resume_run(rt: RuntimeDep, run_id: RunId, body: ResumeIn | None = None) -> RunPublic:
+    """Resume a paused run; with a `budget`, one paused for spending its budget goes on with this one."""
+    budget = body.budget.model_dump() if body is not None and body.budget is not None else None
+    return await _public(rt, await services.control(rt, run_id, "resume", budget=budget))
+
+
+@router.get("/{run_id}/usage", responses=NOT_FOUND)
+async def get_usage(rt: RuntimeDep, run_id: RunId) -> UsagePublic:
+    """The run's language-model use per round, per model and in all, with its cost."""
+    run = await services.get_run(rt, run_id)
+    rows = await services.rounds(rt, run_id, details=False)
+    return UsagePublic.model_validate(services.usage(RunSpec.parse(run.spec), rows))
 
 
 @router.post("/{run_id}/inject", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)

@@ -1,0 +1,153 @@
+"""Runs of language-model agents, driven by the service, against the stand-in server."""
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.app import create_app
+from tests.conftest import LLM_KEY, LLM_KEY_ENV, TOKEN, driving_settings, spec_data
+
+API = {"Authorization": f"Bearer {TOKEN}"}
+AGENTS = 300
+
+
+def llm_spec(url: str, **changes) -> dict:
+    model = {
+        "endpoints": [{"url": url, "concurrency": 40}],
+        "api_key_env": LLM_KEY_ENV,
+        "timeout": 5,
+        "retries": 6,
+        "backoff": 0.02,
+        "price": {"prompt": 2.0, "completion": 6.0},
+    }
+    kinds = [
+        {
+            "kind": "llm_guess",
+            "share": 50,
+            "params": {"model": "stub", "prompt": "direct", "turn_timeout": 5},
+        },
+        {
+            "kind": "llm_guess",
+            "share": 50,
+            "params": {"model": "stub", "prompt": "step_by_step", "memory": "summary", "turn_timeout": 5},
+        },
+    ]
+    changes = {
+        "name": "llm run",
+        "rounds": 3,
+        "placement": {"hosts": 2, "agent_timeout": 10},
+        "llm": {"models": {"stub": model}},
+        "population.total": AGENTS,
+        "population.kinds": kinds,
+    } | changes
+    return spec_data(**changes)
+
+
+@pytest.fixture
+def service(tmp_path, redis_url, ray_cluster):
+    settings = driving_settings(f"sqlite:///{tmp_path / 'llm.db'}", redis_url)
+    with TestClient(create_app(settings), headers=API) as client:
+        yield client
+
+
+def wait_for(client, run_id: int, *statuses: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while (run := client.get(f"/api/v1/runs/{run_id}").json())["status"] not in statuses:
+        assert time.monotonic() < deadline, run
+        time.sleep(0.2)
+    return run
+
+
+def test_a_run_completes_with_the_right_counts_through_trouble(service, llm_stub):
+    config = llm_stub.config
+    config.latency, config.capacity = 0.05, 30  # the hosts' 80 slots meet a server of 30: 429s
+    config.error_rate, config.malformed_rate, config.garbage_rate = 0.1, 0.05, 0.1
+    config.hang_rate = 0.01  # a few calls never come back: their agents' turns end at 5 s
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url)).json()
+    wait_for(service, run["id"], "completed")
+    served = llm_stub.served
+    assert served.rejected
+    assert served.errors
+    assert served.malformed
+    assert served.hung
+    rounds = service.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
+    export = service.get(f"/api/v1/runs/{run['id']}/export", params={"table": "actions", "format": "json"})
+    actions = export.json()
+    assert len(actions) == AGENTS * 3
+    for r in rounds:
+        mine = [a for a in actions if a["round"] == r["round"]]
+        failed = [a for a in mine if a["error"] is not None]
+        invalid = [a for a in mine if a["error"] is None and a["value"] is None]
+        valid = [a for a in mine if a["value"] is not None]
+        assert r["stats"]["cnt"] == len(valid)  # an unreadable answer is left out of cnt
+        assert r["failures"] == len(failed)
+        assert len(valid) + len(invalid) + len(failed) == AGENTS
+        assert all(a["payload"]["invalid"] for a in invalid)
+    errors = sorted({a["error"][:60] for a in actions if a["error"]})
+    assert sum(r["stats"]["cnt"] for r in rounds) > AGENTS * 3 * 0.7, errors
+    # Usage adds up exactly: per action, per round and model, and what the server reported.
+    usage = [r["usage"]["stub"] for r in rounds]
+    tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage)
+    assert tokens == sum(a["tokens"] for a in actions) == served.prompt_tokens + served.completion_tokens
+    assert sum(u["calls"] for u in usage) == served.answered
+    total = service.get(f"/api/v1/runs/{run['id']}/usage").json()
+    assert total["total"]["tokens"] == tokens
+    expected = (served.prompt_tokens * 2.0 + served.completion_tokens * 6.0) / 1e6
+    assert total["total"]["cost"] == pytest.approx(expected)
+    assert served.authorizations == {f"Bearer {LLM_KEY}"}
+
+
+def test_a_budget_pauses_the_run_until_it_is_raised(service, llm_stub):
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, budget={"tokens": 1000})).json()
+    paused = wait_for(service, run["id"], "paused", "completed")
+    assert paused["status"] == "paused"
+    assert paused["round"] == 1
+    assert "the token budget is spent" in paused["live"]["reason"]
+    events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
+    assert events[0]["kind"] == "budget"
+    assert service.post(f"/api/v1/runs/{run['id']}/resume", json={"budget": {"tokens": 1}}).status_code == 202
+    time.sleep(1.5)
+    assert service.get(f"/api/v1/runs/{run['id']}").json()["status"] == "paused"  # still spent: stays
+    resumed = service.post(f"/api/v1/runs/{run['id']}/resume", json={"budget": {"tokens": 10_000_000}})
+    assert resumed.status_code == 202
+    done = wait_for(service, run["id"], "completed")
+    assert done["spec"]["budget"] == {"tokens": 10_000_000, "cost": None}
+    kinds = [e["kind"] for e in service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]]
+    assert "budget raised" in kinds
+    assert "resumed" in kinds
+
+
+def test_keys_never_reach_the_database_or_the_pages(service, llm_stub, tmp_path):
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
+    wait_for(service, run["id"], "completed")
+    assert llm_stub.served.authorizations == {f"Bearer {LLM_KEY}"}  # the hosts did use it
+    database = (tmp_path / "llm.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("llm.db-*")
+    )
+    assert LLM_KEY.encode() not in database
+    service.get(f"/login?token={TOKEN}")
+    for page in (
+        f"/runs/{run['id']}",
+        f"/runs/{run['id']}/agents",
+        f"/runs/{run['id']}/agents/0",
+        "/cluster",
+    ):
+        assert LLM_KEY not in service.get(page).text
+    for table in ("rounds", "actions", "agents", "events"):
+        export = service.get(f"/api/v1/runs/{run['id']}/export", params={"table": table, "format": "csv"})
+        assert LLM_KEY not in export.text
+
+
+def test_an_llm_agent_answers_an_interview_in_character(service, llm_stub):
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
+    wait_for(service, run["id"], "completed")
+    asked = service.post(
+        f"/api/v1/runs/{run['id']}/agents/3/interview", json={"question": "Why that number?"}
+    )
+    assert asked.status_code == 200
+    assert asked.json()["answer"] == "Speaking for myself: Why that number?"  # the model's own words
+    llm_stub.config.error_rate = 1.0
+    failed = service.post(f"/api/v1/runs/{run['id']}/agents/3/interview", json={"question": "And now?"})
+    assert failed.status_code == 503
+    assert "could not answer" in failed.json()["detail"]
