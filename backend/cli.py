@@ -22,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from agents.llm_stub import StubConfig, StubServer
 from agents.scenarios import RoundResult
 from agents.spec import RunSpec, SpecError, load_spec
 from backend import services
@@ -205,6 +206,45 @@ async def _serve(settings: Settings, exit_when_idle: bool) -> None:
         click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
         driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
     click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)
+
+
+# -- llm-stub -------------------------------------------------------------------------------------
+
+
+@main.command("llm-stub")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--latency", default=0.5, show_default=True, type=click.FloatRange(min=0), help="seconds per answer"
+)
+@click.option(
+    "--capacity", default=0, show_default=True, type=click.IntRange(min=0), help="calls in flight; 0: any"
+)
+@click.option(
+    "--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="share of 500s"
+)
+@click.option(
+    "--garbage-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="share unreadable"
+)
+def llm_stub(
+    host: str, port: int, latency: float, capacity: int, error_rate: float, garbage_rate: float
+) -> None:
+    """Serve a stand-in OpenAI-compatible model (for demos, tests and benchmarks without a GPU)."""
+    config = StubConfig(latency=latency, capacity=capacity, error_rate=error_rate, garbage_rate=garbage_rate)
+    asyncio.run(_stub(StubServer(config, host, port)))
+
+
+async def _stub(server: StubServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    url = await server.start()
+    console.print(f"stand-in model at {url} (any model name)", highlight=False)
+    await stop.wait()
+    await server.stop()
+    served = server.served
+    console.print(f"answered {served.answered:,} of {served.requests:,} calls", highlight=False)
 
 
 # -- runs -----------------------------------------------------------------------------------------
