@@ -21,6 +21,7 @@ import ray
 
 from agents.core import Action, ActionBatch, Agent, Intervention, Message, Observation
 from agents.llm import LLM, LLMSpec
+from agents.personas import PersonaSpec, write_persona
 from agents.population import Population
 from agents.spec import PopulationSpec
 
@@ -29,6 +30,7 @@ __all__ = ["AgentHost", "HostStats", "RemoteAgentHost"]
 # Synchronous agents run in slices of this many between yields to the event loop, so that waiting
 # agents make progress and the host answers `stats` during a long round.
 _SLICE = 4096
+_PERSONA_WRITERS = 10_000  # concurrent persona writers per host; the model's pool bounds the calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class AgentHost:
         self.ids = range(0)
         self.agents: list[Agent] = []
         self.llm: LLM | None = None
+        self._personas = [0, 0]  # written, kept from the template
         self._steps = 0
         self._failures = 0
         self._rounds = 0
@@ -144,6 +147,40 @@ class AgentHost:
         self.agents = Population(population, seed, self.llm).agents(ids)
         _settle()
         return self.stats()
+
+    async def write_personas(self, spec: PersonaSpec) -> tuple[int, int]:
+        """Have the run's model write every hosted agent's background; returns (written, kept):
+        an agent whose persona could not be written keeps its template background. The model's
+        pool bounds the calls in flight; `persona_progress` tells how far it got."""
+        assert self.llm is not None, "personas need the run's language models"
+        pool = self.llm.model(spec.model)
+        self._personas = [0, 0]
+        waiting = iter(self.agents)  # shared: each writer takes the next agent
+
+        async def writer() -> None:
+            for agent in waiting:
+                persona = await write_persona(pool, agent.profile, spec)
+                if persona is not None:
+                    agent.profile = agent.profile._replace(background=persona)
+                self._personas[persona is None] += 1
+
+        await asyncio.gather(*(writer() for _ in range(min(_PERSONA_WRITERS, len(self.agents)))))
+        written, kept = self._personas
+        return written, kept
+
+    def persona_progress(self) -> int:
+        """How many agents' personas are done (written or given up)."""
+        return sum(self._personas)
+
+    def backgrounds(self, ids: range) -> list[str]:
+        """The backgrounds of agents `ids` (hosted here), in id order."""
+        return [self.agents[i - self.ids.start].profile.background for i in ids]
+
+    def set_backgrounds(self, start: int, backgrounds: Sequence[str]) -> None:
+        """Give agents `start`, `start + 1`, ... these backgrounds (written before a takeover)."""
+        for offset, background in enumerate(backgrounds, start - self.ids.start):
+            agent = self.agents[offset]
+            agent.profile = agent.profile._replace(background=background)
 
     def add(self, agents: Sequence[Agent]) -> None:
         """Host ready-made agents, with ids following those already hosted (used by tests and

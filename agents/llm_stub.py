@@ -55,6 +55,7 @@ class Served:
     peak_in_flight: int = 0
     models: dict[str, int] = dataclasses.field(default_factory=dict)
     authorizations: set[str] = dataclasses.field(default_factory=set)  # Authorization headers seen
+    personas: int = 0  # answered calls that asked for a persona
 
 
 def _tokens(text: str) -> int:
@@ -169,6 +170,7 @@ class StubServer:
             prompt_tokens = sum(_tokens(m.get("content", "")) for m in messages)
             completion_tokens = _tokens(text)
             served.answered += 1
+            served.personas += text.startswith("<persona>")
             served.prompt_tokens += prompt_tokens
             served.completion_tokens += completion_tokens
             model = str(body.get("model", ""))

@@ -12,7 +12,7 @@ import asyncio
 import bisect
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -125,6 +125,32 @@ class Simulation:
         result.usage = actions.usage
         result.time = time.perf_counter() - started
         return result
+
+    async def write_personas(
+        self, on_progress: Callable[[int], Awaitable[None]] | None = None, every: float = 1.0
+    ) -> tuple[int, int]:
+        """Have the run's model write every agent's background (the spec's `population.persona`),
+        all hosts at once, calling `on_progress(done)` every `every` seconds; returns (written,
+        kept from the template)."""
+        persona = self.spec.population.persona
+        if persona is None:
+            raise RuntimeError("the spec asks for no personas")
+        writing = asyncio.gather(*(h.write_personas.remote(persona) for h in self._hosts))
+        while not (await asyncio.wait([writing], timeout=every))[0]:
+            if on_progress is not None:
+                await on_progress(
+                    sum(await asyncio.gather(*(h.persona_progress.remote() for h in self._hosts)))
+                )
+        results = writing.result()
+        return sum(w for w, _ in results), sum(k for _, k in results)
+
+    async def backgrounds(self, ids: range) -> list[str]:
+        """The backgrounds of agents `ids`, which must all be on one host (a slot's range or part)."""
+        return await self._hosts[self._host_of(ids.start)].backgrounds.remote(ids)
+
+    async def set_backgrounds(self, start: int, backgrounds: Sequence[str]) -> None:
+        """Give agents from `start` on these backgrounds (all on one host)."""
+        await self._hosts[self._host_of(start)].set_backgrounds.remote(start, list(backgrounds))
 
     def inject(self, intervention: Intervention) -> None:
         """Deliver `intervention` at the start of the next round."""

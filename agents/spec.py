@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.kinds import KINDS
 from agents.llm import LLMSpec
+from agents.personas import PersonaSpec
 from agents.registry import Registry, UnknownName
 from agents.scenarios import SCENARIOS
 
@@ -108,13 +109,15 @@ class PopulationSpec(_Strict):
     `attributes` maps each attribute to its categories and their percentages, e.g.
     `gender: {female: 50, male: 50}`. Every profile gets one category per attribute, with exact
     counts. `background` is an optional template such as "{name} works as a {occupation}."; by
-    default the background lists the attributes.
+    default the background lists the attributes. With `persona`, a language model writes each
+    background from the profile's attributes when the run starts (the template stays the fallback).
     """
 
     total: int = Field(ge=1, le=MAX_AGENTS)
     attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
     kinds: list[KindShare] = Field(min_length=1)
     background: str | None = None
+    persona: PersonaSpec | None = Field(None, description="have a language model write each background")
 
     @field_validator("attributes")
     @classmethod
@@ -209,10 +212,14 @@ class RunSpec(_Strict):
     @model_validator(mode="after")
     def _models_are_defined(self) -> RunSpec:
         known = set(self.llm.models) if self.llm is not None else set()
-        for i, part in enumerate(self.population.kinds):
-            model = part.params.get("model")
+        wanted = [
+            (f"population.kinds.{i}.params.model", k.params.get("model"))
+            for i, k in enumerate(self.population.kinds)
+        ]
+        if self.population.persona is not None:
+            wanted.append(("population.persona.model", self.population.persona.model))
+        for where, model in wanted:
             if model is not None and model not in known:
-                where = f"population.kinds.{i}.params.model"
                 raise ValueError(f"{where}: {model!r} is not among the spec's llm.models {sorted(known)}")
         return self
 

@@ -239,6 +239,20 @@ async def list_agents(
     return rows, count
 
 
+async def count_agents(session: AsyncSession, *, run_id: int) -> int:
+    return (await session.execute(select(func.count()).where(AgentRow.run_id == run_id))).scalar_one()
+
+
+async def backgrounds(session: AsyncSession, *, run_id: int, ids: range) -> list[str]:
+    """The stored backgrounds of agents `ids`, in id order."""
+    query = (
+        select(AgentRow.background)
+        .where(AgentRow.run_id == run_id, AgentRow.agent_id >= ids.start, AgentRow.agent_id < ids.stop)
+        .order_by(AgentRow.agent_id)
+    )
+    return list((await session.scalars(query)).all())
+
+
 async def get_agent(session: AsyncSession, *, run_id: int, agent_id: int) -> AgentRow | None:
     return await session.get(AgentRow, (run_id, agent_id))
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
 _PAUSE_POLL = 0.2
+_BACKGROUND_CHUNK = 10_000  # backgrounds read and sent to a host at a time, after a takeover
 _HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
 
 
@@ -185,8 +186,37 @@ class RunDriver:
             await self._event(
                 recorder, resume_at, "resumed", {"worker": self.worker, "from_round": resume_at}
             )
-        await recorder.profiles(sim.slots, nodes)
+        backgrounds = None
+        if self.spec.population.persona is not None and not await self._restore_personas(sim):
+            await self._write_personas(sim, recorder)
+            backgrounds = sim.backgrounds
+        await recorder.profiles(sim.slots, nodes, backgrounds)
         await self._event(recorder, sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
+
+    async def _write_personas(self, sim: Simulation, recorder: Recorder) -> None:
+        """Have the model write every background, showing the progress live."""
+        run_id, total = self.run.id, self.spec.population.total
+
+        async def progress(done: int) -> None:
+            await self.live.set_state(run_id, personas=done, personas_total=total)
+
+        await progress(0)
+        written, kept = await sim.write_personas(progress)
+        await progress(total)
+        await self._event(recorder, 0, "backgrounds written", {"written": written, "kept": kept})
+
+    async def _restore_personas(self, sim: Simulation) -> bool:
+        """After a takeover, give the new hosts the backgrounds written before, if all are stored."""
+        async with self.sessions() as session:
+            stored = await records.count_agents(session, run_id=self.run.id)
+            if stored != self.spec.population.total:
+                return False
+            for slot in sim.slots:
+                for start in range(slot.ids.start, slot.ids.stop, _BACKGROUND_CHUNK):
+                    ids = range(start, min(start + _BACKGROUND_CHUNK, slot.ids.stop))
+                    stored_backgrounds = await records.backgrounds(session, run_id=self.run.id, ids=ids)
+                    await sim.set_backgrounds(start, stored_backgrounds)
+        return True
 
     async def _obey(self, sim: Simulation, recorder: Recorder) -> Literal["go", "stop", "release"]:
         """Apply the control commands sent since the last round, and say whether to go on, stop
@@ -287,6 +317,9 @@ class RunDriver:
             await self._event(
                 recorder, result.round, "failures", {"count": result.failures, "examples": examples}
             )
+        # What the scenario found notable this round goes to the event feed.
+        for event in result.details.get("events", ()):
+            await self._event(recorder, result.round, str(event["kind"]), dict(event.get("payload", {})))
         if messages := len(sim.last_actions.messages) if sim.last_actions else 0:
             await self._event(recorder, result.round, "messages", {"count": messages})
         await self._publish_hosts(sim)

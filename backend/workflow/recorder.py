@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import ActionBatch
@@ -37,10 +37,21 @@ _PROFILE_CHUNK = 50_000
 _Job = Callable[[AsyncSession], Awaitable[None]]
 
 
+Backgrounds = Callable[[range], Awaitable[list[str]]]
+
+
 def _profile_rows(
-    population: Population, run_id: int, ids: range, host: int, node: str | None
+    population: Population,
+    run_id: int,
+    ids: range,
+    host: int,
+    node: str | None,
+    backgrounds: list[str] | None,
 ) -> list[tuple]:
-    return list(records.agent_rows(run_id, population.profiles(ids), host, node))
+    profiles = population.profiles(ids)
+    if backgrounds is not None:
+        profiles = [p._replace(background=b) for p, b in zip(profiles, backgrounds, strict=True)]
+    return list(records.agent_rows(run_id, profiles, host, node))
 
 
 class Recorder:
@@ -136,21 +147,26 @@ class Recorder:
 
     # -- what can be recorded -----------------------------------------------------------------
 
-    async def profiles(self, slots: Sequence[Slot], nodes: dict[int, str | None]) -> None:
+    async def profiles(
+        self, slots: Sequence[Slot], nodes: dict[int, str | None], backgrounds: Backgrounds | None = None
+    ) -> None:
         """Store every agent's profile, once per run, beside the rounds rather than before them:
-        nothing in a round waits for profiles. A takeover finds them complete, or starts over."""
+        nothing in a round waits for profiles. A takeover finds them complete, or starts over.
+        `backgrounds`, when given, supplies backgrounds written at the start (personas)."""
         self._profiles = asyncio.create_task(
-            self._write_profiles(slots, nodes), name=f"profiles-{self.run_id}"
+            self._write_profiles(slots, nodes, backgrounds), name=f"profiles-{self.run_id}"
         )
 
-    async def _write_profiles(self, slots: Sequence[Slot], nodes: dict[int, str | None]) -> None:
+    async def _write_profiles(
+        self, slots: Sequence[Slot], nodes: dict[int, str | None], backgrounds: Backgrounds | None
+    ) -> None:
         spec, run_id = self.spec, self.run_id
         async with self.sessions() as session:
             # Check the lease, then let go of the run's row: holding it for the whole COPY would
             # make every round's write wait. A zombie's late rows would clash with the key anyway.
             await fence(session, run_id=run_id, worker=self.worker)
             await session.commit()
-            stored = await session.scalar(select(func.count()).where(AgentRow.run_id == run_id))
+            stored = await records.count_agents(session, run_id=run_id)
             if stored == spec.population.total:
                 return
             await session.execute(delete(AgentRow).where(AgentRow.run_id == run_id))
@@ -160,7 +176,10 @@ class Recorder:
                 node = nodes.get(slot.index)
                 for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
                     ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
-                    rows = await asyncio.to_thread(_profile_rows, population, run_id, ids, slot.index, node)
+                    written = await backgrounds(ids) if backgrounds is not None else None
+                    rows = await asyncio.to_thread(
+                        _profile_rows, population, run_id, ids, slot.index, node, written
+                    )
                     await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
             await session.commit()
 

@@ -151,3 +151,60 @@ def test_an_llm_agent_answers_an_interview_in_character(service, llm_stub):
     failed = service.post(f"/api/v1/runs/{run['id']}/agents/3/interview", json={"question": "And now?"})
     assert failed.status_code == 503
     assert "could not answer" in failed.json()["detail"]
+
+
+def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(service, llm_stub):
+    persona = {"model": "stub", "retries": 1}
+    spec = llm_spec(llm_stub.url, rounds=1, **{"population.total": 60, "population.persona": persona})
+    run = service.post("/api/v1/runs", json=spec).json()
+    wait_for(service, run["id"], "completed")
+    agents = service.get(f"/api/v1/runs/{run['id']}/agents", params={"limit": 100}).json()["data"]
+    backgrounds = [
+        service.get(f"/api/v1/runs/{run['id']}/agents/{a['agent_id']}").json()["background"] for a in agents
+    ]
+    assert all(b.startswith("I grew up in a small town") for b in backgrounds)
+    events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
+    written = next(e for e in events if e["kind"] == "backgrounds written")
+    assert written["payload"] == {"written": 60, "kept": 0}
+    assert service.get(f"/api/v1/runs/{run['id']}").json()["live"]["personas"] == 60
+
+    llm_stub.config.garbage_rate = 1.0  # no persona passes the checks: the template stays
+    run = service.post("/api/v1/runs", json=spec).json()
+    wait_for(service, run["id"], "completed")
+    events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
+    assert next(e for e in events if e["kind"] == "backgrounds written")["payload"] == {
+        "written": 0,
+        "kept": 60,
+    }
+    agent = service.get(f"/api/v1/runs/{run['id']}/agents/0").json()
+    assert agent["background"].startswith(agent["name"])  # the template: "NAME. gender: ...; ..."
+
+
+def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
+    tmp_path, redis_url, ray_cluster, llm_stub
+):
+    llm_stub.config.latency = 0.3  # rounds slow enough to stop the first worker mid-run
+    settings = driving_settings(f"sqlite:///{tmp_path / 'takeover.db'}", redis_url)
+    spec = llm_spec(
+        llm_stub.url, rounds=4, **{"population.total": 40, "population.persona": {"model": "stub"}}
+    )
+    with TestClient(create_app(settings), headers=API) as first:
+        run = first.post("/api/v1/runs", json=spec).json()
+        deadline = time.monotonic() + 60
+        while first.get(f"/api/v1/runs/{run['id']}").json()["round"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    # Leaving the service stops its worker, which hands the run back at a round boundary.
+    assert llm_stub.served.personas == 40
+    with TestClient(create_app(settings), headers=API) as second:
+        done = wait_for(second, run["id"], "completed")
+        events = [
+            e["kind"]
+            for e in second.get(f"/api/v1/runs/{run['id']}/events", params={"limit": 1000}).json()["data"]
+        ]
+        background = second.get(f"/api/v1/runs/{run['id']}/agents/7").json()["background"]
+    assert done["attempts"] == 2
+    assert "released" in events
+    assert events.count("backgrounds written") == 1
+    assert llm_stub.served.personas == 40  # the second worker wrote none: it restored them
+    assert background.startswith("I grew up in a small town")
