@@ -48,6 +48,7 @@ class Simulation:
             cls.Params.model_validate(spec.scenario.params),
             rounds=spec.rounds,
             population=spec.population.total,
+            seed=spec.seed,
         )
         self.round = 0
         self.slots: list[Slot] = []

@@ -5,6 +5,7 @@ None of them talks to the store or the live layer directly: they call these.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import tempfile
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from agents import llm
 from agents.core import Profile, sum_usage
 from agents.kinds import KINDS
+from agents.personas import write_persona
 from agents.population import Population
 from agents.spec import Budget, KindShare, RunSpec
 from backend.runtime import Runtime
@@ -51,6 +53,7 @@ __all__ = [
     "live_state",
     "messages",
     "preview",
+    "preview_personas",
     "remove_export",
     "round_detail",
     "rounds",
@@ -256,6 +259,20 @@ def preview(spec: RunSpec, count: int = 5) -> list[Profile]:
     if population.total > PREVIEW_CAP:
         population = population.model_copy(update={"total": PREVIEW_CAP})
     return Population(population, spec.seed).profiles(range(min(count, population.total)))
+
+
+async def preview_personas(spec: RunSpec, profiles: Sequence[Profile]) -> list[str | None]:
+    """The personas the spec's model writes for `profiles` (None where none passed the checks),
+    called from this process: a look before the run starts."""
+    persona = spec.population.persona
+    if persona is None or spec.llm is None:
+        raise ValueError("the spec asks for no personas")
+    client = llm.LLM(spec.llm)
+    try:
+        pool = client.model(persona.model)
+        return list(await asyncio.gather(*(write_persona(pool, p, persona) for p in profiles)))
+    finally:
+        await client.close()
 
 
 async def cluster(rt: Runtime) -> dict[str, Any]:

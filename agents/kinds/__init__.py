@@ -3,6 +3,7 @@
 from agents.core import Agent
 from agents.kinds.guessing import Adaptive, EfficiencyProbe, LevelK, UniformRandom
 from agents.kinds.llm_guess import LLMGuesser
+from agents.kinds.social import Threshold, Voter
 from agents.registry import Registry
 
 __all__ = ["KINDS"]
@@ -12,4 +13,6 @@ KINDS.register("uniform")(UniformRandom)
 KINDS.register("level_k")(LevelK)
 KINDS.register("adaptive")(Adaptive)
 KINDS.register("probe")(EfficiencyProbe)
+KINDS.register("threshold")(Threshold)
+KINDS.register("voter")(Voter)
 KINDS.register("llm_guess")(LLMGuesser)

@@ -53,15 +53,17 @@ class Scenario(ABC):
         params: the validated parameters.
         rounds: how many rounds the run asks for.
         population: how many agents take part (ids 0 .. population - 1).
+        seed: the run seed, for scenarios that draw (a social graph, say).
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
     stat_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, params: BaseModel, *, rounds: int, population: int) -> None:
+    def __init__(self, params: BaseModel, *, rounds: int, population: int, seed: int = 0) -> None:
         self.params = params
         self.rounds = rounds
         self.population = population
+        self.seed = seed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r}, rounds={self.rounds})"

@@ -45,8 +45,8 @@ class GuessTwoThirds(Scenario):
     stat_names = ("win", "cnt", "avg", "med", "std", "max", "min")
     params: GuessParams
 
-    def __init__(self, params: GuessParams, *, rounds: int, population: int) -> None:
-        super().__init__(params, rounds=rounds, population=population)
+    def __init__(self, params: GuessParams, *, rounds: int, population: int, seed: int = 0) -> None:
+        super().__init__(params, rounds=rounds, population=population, seed=seed)
         self.last: dict[str, Any] | None = None
 
     def observe(self, round: int) -> Observations:

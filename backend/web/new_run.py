@@ -47,6 +47,7 @@ PRESETS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 DEFAULT_PRESET = "paper-10k"
 GENERAL = "spec"  # where a problem that names no field of the form is shown
+PERSONAS_PREVIEWED = 3
 
 
 @dataclasses.dataclass
@@ -64,6 +65,10 @@ class Draft:
     params: dict[str, str] = dataclasses.field(default_factory=dict)
     total: str = "1000"
     background: str = ""
+    persona: str = ""  # the model that writes backgrounds; empty: the template
+    llm: str = ""  # the spec's llm section, as YAML
+    budget_tokens: str = ""
+    budget_cost: str = ""
     attributes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     kinds: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
 
@@ -83,6 +88,10 @@ class Draft:
             params={k: _text(v) for k, v in spec["scenario"].get("params", {}).items()},
             total=str(population["total"]),
             background=population.get("background") or "",
+            persona=(population.get("persona") or {}).get("model", ""),
+            llm=yaml.safe_dump(spec["llm"], sort_keys=False) if spec.get("llm") else "",
+            budget_tokens=str((spec.get("budget") or {}).get("tokens") or ""),
+            budget_cost=str((spec.get("budget") or {}).get("cost") or ""),
             attributes=[
                 (attr, ", ".join(f"{c}={p:g}" for c, p in shares.items()))
                 for attr, shares in population.get("attributes", {}).items()
@@ -130,6 +139,10 @@ class Draft:
             params=params,
             total=get("total"),
             background=get("background"),
+            persona=get("persona"),
+            llm=form.get("llm", "").strip() if isinstance(form.get("llm"), str) else "",
+            budget_tokens=get("budget_tokens"),
+            budget_cost=get("budget_cost"),
             # A row cleared of its name (attribute) or share (kind) is removed.
             attributes=[(a, s) for a, s in attributes if a],
             kinds=[k for k in kinds if k[1]],
@@ -154,6 +167,17 @@ class Draft:
             spec["checkpoint_every"] = _number(self.checkpoint_every, "checkpoint_every", problems)
         if self.background:
             spec["population"]["background"] = self.background
+        if self.persona:
+            spec["population"]["persona"] = {"model": self.persona}
+        if self.llm:
+            spec["llm"] = _yaml(self.llm, "llm", problems)
+        budget = {}
+        if self.budget_tokens:
+            budget["tokens"] = _number(self.budget_tokens, "budget.tokens", problems)
+        if self.budget_cost:
+            budget["cost"] = _number(self.budget_cost, "budget.cost", problems, float)
+        if budget:
+            spec["budget"] = budget
         attributes = spec["population"]["attributes"] = {}
         for i, (attr, shares) in enumerate(self.attributes):
             attributes[attr] = _pairs(shares, f"population.attributes.{i}", problems, number=True)
@@ -172,6 +196,7 @@ class Draft:
         """Every place the form shows an error."""
         fixed = ["name", "rounds", "seed", "placement.hosts", "record", "checkpoint_every", "scenario"]
         fixed += ["population.total", "population.background", "population.attributes", "population.kinds"]
+        fixed += ["population.persona", "llm", "budget"]
         rows = [f"population.attributes.{i}" for i in range(len(self.attributes))]
         rows += [f"population.kinds.{i}" for i in range(len(self.kinds))]
         return [GENERAL, *fixed, *rows]
@@ -195,6 +220,14 @@ def _number(text: str, field: str, problems: dict[str, str], kind: type = int) -
         return kind(text.replace(",", "").replace("_", ""))
     except ValueError:
         problems[field] = f"“{text}” is not a number" if text else "required"
+        return None
+
+
+def _yaml(text: str, field: str, problems: dict[str, str]) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problems[field] = f"not valid YAML: {str(e).splitlines()[0]}"
         return None
 
 
@@ -289,6 +322,19 @@ async def new_run_preview(request: Request) -> Response:
     draft = Draft.of_form(await request.form())
     spec, errors = _check(draft)
     context = _context(draft, errors, preview=await _preview(spec), oob=True)
+    return templates.TemplateResponse(request, "new_run_preview.html", context)
+
+
+@router.post("/runs/new/personas", name="new_run_personas", dependencies=[Depends(verify_csrf)])
+async def new_run_personas(request: Request) -> Response:
+    """A few personas written by the form's model for its first profiles, before any run."""
+    draft = Draft.of_form(await request.form())
+    spec, errors = _check(draft)
+    context = _context(draft, errors, preview=await _preview(spec), oob=True)
+    if spec is not None and spec.population.persona is not None:
+        profiles = context["preview"]["profiles"][:PERSONAS_PREVIEWED]
+        personas = await services.preview_personas(spec, profiles)
+        context["personas"] = list(zip(profiles, personas, strict=True))
     return templates.TemplateResponse(request, "new_run_preview.html", context)
 
 

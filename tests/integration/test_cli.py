@@ -55,7 +55,7 @@ def test_a_bad_spec_stops_before_anything_starts(spec_file):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{path}: invalid run spec",
-        "  scenario: unknown scenario 'chess'; known: guess_two_thirds",
+        "  scenario: unknown scenario 'chess'; known: guess_two_thirds, social",
         "  population.total: Input should be greater than or equal to 1",
     ]
 

@@ -108,3 +108,33 @@ def test_the_editor_adds_rows_and_drops_cleared_ones(member):
 def test_the_form_needs_csrf(member):
     assert member.post("/runs/new", data=FORM).status_code == 403
     assert member.post("/runs/new/preview", data=FORM).status_code == 403
+
+
+def test_language_models_budget_and_sample_backgrounds(member, llm_stub):
+    csrf = csrf_of(member.get("/runs/new").text)
+    endpoint = f"{{url: {llm_stub.url}, concurrency: 4}}"
+    models = f"models:\n  stub:\n    endpoints: [{endpoint}]\n    api_key_env: STUB_KEY\n"
+    form = FORM | {
+        "csrf": csrf,
+        "llm": models,
+        "persona": "stub",
+        "budget_tokens": "50,000",
+        "kind.1.kind": "llm_guess",
+        "kind.1.params": "model=stub, prompt=step_by_step",
+    }
+    written = member.post("/runs/new/personas", data=form)
+    assert written.status_code == 200
+    assert written.text.count("I grew up in a small town") == 3
+    assert llm_stub.served.personas == 3
+    bad_yaml = member.post("/runs/new/preview", data=form | {"llm": "models: [unclosed"})
+    assert slot(bad_yaml.text, "llm").startswith("not valid YAML")
+    unknown = member.post("/runs/new/preview", data=form | {"persona": "gpt-9"})
+    assert "population.persona.model: &#39;gpt-9&#39; is not among the spec&#39;s llm.models" in unknown.text
+    created = member.post("/runs/new", data=form)
+    assert created.status_code == 303
+    run_id = int(created.headers["location"].rsplit("/", 1)[1])
+    spec = member.get(f"/api/v1/runs/{run_id}", headers={"Authorization": f"Bearer {TOKEN}"}).json()["spec"]
+    assert spec["llm"]["models"]["stub"]["api_key_env"] == "STUB_KEY"
+    assert spec["population"]["persona"]["model"] == "stub"
+    assert spec["budget"] == {"tokens": 50_000, "cost": None}
+    assert spec["population"]["kinds"][1]["params"]["prompt"] == "step_by_step"
