@@ -3,6 +3,7 @@
 from agents.core import Agent
 from agents.kinds.guessing import Adaptive, EfficiencyProbe, LevelK, UniformRandom
 from agents.kinds.llm_guess import LLMGuesser
+from agents.kinds.llm_social import LLMSocial
 from agents.kinds.social import Threshold, Voter
 from agents.registry import Registry
 
@@ -16,3 +17,4 @@ KINDS.register("probe")(EfficiencyProbe)
 KINDS.register("threshold")(Threshold)
 KINDS.register("voter")(Voter)
 KINDS.register("llm_guess")(LLMGuesser)
+KINDS.register("llm_social")(LLMSocial)

@@ -208,3 +208,34 @@ def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
     assert events.count("backgrounds written") == 1
     assert llm_stub.served.personas == 40  # the second worker wrote none: it restored them
     assert background.startswith("I grew up in a small town")
+
+
+def test_llm_agents_take_part_in_the_social_network(service, llm_stub):
+    spec = llm_spec(
+        llm_stub.url,
+        rounds=4,
+        scenario={"name": "social", "params": {"following": 5, "seeds": 10, "topic": "a new bridge"}},
+        **{
+            "population.total": 200,
+            "population.kinds": [
+                {"kind": "llm_social", "share": 50, "params": {"model": "stub"}},
+                {"kind": "voter", "share": 50},
+            ],
+        },
+    )
+    run = service.post("/api/v1/runs", json=spec).json()
+    wait_for(service, run["id"], "completed")
+    rounds = service.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
+    for r in rounds:
+        stats = r["stats"]
+        assert stats["posts"] + stats["reposts"] + stats["silent"] == 200
+        assert stats["seen"] >= stats["adopted"] > 0
+    assert sum(r["usage"]["stub"]["calls"] for r in rounds) == llm_stub.served.answered > 0
+    actions = service.get(
+        f"/api/v1/runs/{run['id']}/export", params={"table": "actions", "format": "json"}
+    ).json()
+    llm_acts = [a["payload"]["act"] for a in actions if a["tokens"]]
+    assert set(llm_acts) <= {"post", "repost", "silent", "unreadable"}  # e.g. a repost of nothing
+    assert llm_acts.count("post") + llm_acts.count("repost") > len(llm_acts) / 2  # answers were acted on
+    kinds = {e["kind"] for e in service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]}
+    assert "news_reached" in kinds  # the scenario's milestones reach the event feed
