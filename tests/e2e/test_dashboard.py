@@ -152,3 +152,41 @@ def test_page_and_filter_agents_then_interview_one(page, site, shoot):
     expect(transcript.locator(".a")).to_contain_text("level_k(k=2) agent")
     expect(page.get_by_placeholder("Why did you choose that number?")).to_have_value("")
     shoot("agent")
+
+
+def test_a_run_of_a_thousand_llm_agents(page, site, shoot, llm_stub):
+    llm_stub.config.latency = 0.05
+    llm_stub.config.garbage_rate = 0.05
+    model = {
+        "endpoints": [{"url": llm_stub.url, "concurrency": 100}],
+        "price": {"prompt": 0.5, "completion": 1.5},
+    }
+    kinds = [
+        {"kind": "llm_guess", "share": 50, "params": {"model": "stub"}},
+        {"kind": "llm_guess", "share": 50, "params": {"model": "stub", "prompt": "step_by_step"}},
+    ]
+    spec = spec_data(
+        name="llm agents",
+        rounds=3,
+        placement={"hosts": 2},
+        llm={"models": {"stub": model}},
+        **{"population.kinds": kinds},
+    )
+    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API).json()
+    sign_in(page, site)
+    page.goto(f"{site}/runs/{run['id']}")
+    expect(page.locator("#run-live .status")).to_have_text("completed", timeout=120_000)
+    card = page.locator("section.usage")
+    expect(card).to_contain_text("Language models")
+    calls = int(card.locator("tbody tr td").nth(1).inner_text().replace(",", ""))
+    assert calls == llm_stub.served.answered >= 3000
+    expect(page.locator("table.stats").first.locator("thead")).to_contain_text("tokens")
+    page.wait_for_function("Chart.getChart(document.getElementById('histogram'))")
+    shoot("run-llm")
+    page.goto(f"{site}/runs/{run['id']}/agents/5")
+    page.get_by_placeholder("Why did you choose that number?").fill("What do you expect the others to do?")
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#transcript .a")).to_have_text(
+        "Speaking for myself: What do you expect the others to do?"
+    )
+    shoot("agent-llm")
