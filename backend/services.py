@@ -47,6 +47,7 @@ __all__ = [
     "follow",
     "get_agent",
     "get_run",
+    "groups",
     "interview",
     "list_agents",
     "list_runs",
@@ -283,6 +284,13 @@ async def cluster(rt: Runtime) -> dict[str, Any]:
         "nodes": nodes,
         "hosts": [{"run_id": run_id, **h} for run_id, found in hosts.items() for h in found],
     }
+
+
+async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dict[str, Any]]:
+    """The round statistics broken down by kind of agent (see `records.group_stats`)."""
+    await get_run(rt, run_id)
+    async with rt.sessions() as session:
+        return await records.group_stats(session, run_id=run_id, round=round)
 
 
 def usage(spec: RunSpec, rounds: Sequence[RoundRow]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ __all__ = [
     "EventPublic",
     "EventsPublic",
     "FieldError",
+    "GroupStats",
+    "GroupsPublic",
     "HostPublic",
     "InjectIn",
     "InterviewIn",
@@ -84,6 +86,22 @@ class RoundPublic(BaseModel):
 
 class RoundsPublic(BaseModel):
     data: list[RoundPublic]
+    count: int
+
+
+class GroupStats(BaseModel):
+    round: int
+    kind: str = Field(description="the kind's label: one share of the population")
+    agents: int = Field(description="recorded agents of this kind")
+    cnt: int = Field(description="numeric answers")
+    avg: float | None
+    min: float | None
+    max: float | None
+    failed: int
+
+
+class GroupsPublic(BaseModel):
+    data: list[GroupStats]
     count: int
 
 

@@ -273,3 +273,31 @@ async def agent_actions(
         .order_by(ActionRow.round)
     )
     return (await session.scalars(query)).all()
+
+
+async def group_stats(
+    session: AsyncSession, *, run_id: int, round: int | None = None
+) -> list[dict[str, Any]]:
+    """Per round and kind of agent (each share of the population, by its label): how many
+    answered with a number, their mean, lowest and highest, and how many failed; from the stored
+    actions (so only for the agents a run records)."""
+    answered = func.count(ActionRow.value)
+    query = (
+        select(
+            ActionRow.round,
+            AgentRow.kind,
+            func.count().label("agents"),
+            answered.label("cnt"),
+            func.avg(ActionRow.value).label("avg"),
+            func.min(ActionRow.value).label("min"),
+            func.max(ActionRow.value).label("max"),
+            func.count(ActionRow.error).label("failed"),
+        )
+        .join(AgentRow, (AgentRow.run_id == ActionRow.run_id) & (AgentRow.agent_id == ActionRow.agent_id))
+        .where(ActionRow.run_id == run_id)
+        .group_by(ActionRow.round, AgentRow.kind)
+        .order_by(ActionRow.round, AgentRow.kind)
+    )
+    if round is not None:
+        query = query.where(ActionRow.round == round)
+    return [dict(row._mapping) for row in await session.execute(query)]

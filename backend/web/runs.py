@@ -103,6 +103,18 @@ async def run_chart(
     return templates.TemplateResponse(request, "run_chart.html", context)
 
 
+@router.get("/runs/{run_id}/groups", name="run_groups")
+async def run_groups(
+    request: Request,
+    rt: RuntimeDep,
+    run_id: RunId,
+    round: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    """A round's statistics by kind of agent, on demand (it reads the round's recorded actions)."""
+    context = {"groups": await services.groups(rt, run_id, round), "round": round}
+    return templates.TemplateResponse(request, "run_groups.html", context)
+
+
 @router.post("/runs/{run_id}/inject", name="run_inject", dependencies=[Depends(verify_csrf)])
 async def inject(
     request: Request,

@@ -245,3 +245,26 @@ def test_runs_and_cluster_pages_have_streams_of_their_parts(finished):
     assert nodes.count('<section class="card node">') == len(
         client.get("/api/v1/cluster", headers=API).json()["nodes"]
     )
+
+
+def test_a_rounds_statistics_by_kind_of_agent(finished):
+    client, run = finished
+    groups = client.get(f"/api/v1/runs/{run['id']}/groups", params={"round": 2}, headers=API).json()["data"]
+    shares = {
+        "level_k(k=0)": 200,
+        "level_k(k=1)": 300,
+        "level_k(k=2)": 200,
+        "adaptive(rate=0.5)": 200,
+        "uniform": 100,
+    }
+    assert {g["kind"]: g["agents"] for g in groups} == shares
+    level2 = next(g for g in groups if g["kind"] == "level_k(k=2)")
+    assert level2["avg"] == level2["min"] == level2["max"] == 22  # 100/2 × (2/3)²
+    assert all(g["round"] == 2 and g["cnt"] == g["agents"] and g["failed"] == 0 for g in groups)
+    rounds = client.get(f"/api/v1/runs/{run['id']}/rounds", headers=API).json()["data"]
+    mean = sum(g["avg"] * g["cnt"] for g in groups) / sum(g["cnt"] for g in groups)
+    assert mean == pytest.approx(rounds[1]["stats"]["avg"])
+    assert len(client.get(f"/api/v1/runs/{run['id']}/groups", headers=API).json()["data"]) == 15
+    page = client.get(f"/runs/{run['id']}/groups", params={"round": 2})
+    assert page.template.name == "run_groups.html"
+    assert "level_k(k=2)" in page.text

@@ -12,6 +12,8 @@ from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
 from backend.api.schemas import (
     ErrorOut,
+    GroupsPublic,
+    GroupStats,
     InjectIn,
     ResumeIn,
     RoundPublic,
@@ -89,6 +91,16 @@ async def resume_run(rt: RuntimeDep, run_id: RunId, body: ResumeIn | None = None
     """Resume a paused run; with a `budget`, one paused for spending its budget goes on with this one."""
     budget = body.budget.model_dump() if body is not None and body.budget is not None else None
     return await _public(rt, await services.control(rt, run_id, "resume", budget=budget))
+
+
+@router.get("/{run_id}/groups", responses=NOT_FOUND)
+async def list_groups(
+    rt: RuntimeDep, run_id: RunId, round: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
+) -> GroupsPublic:
+    """The round statistics by kind of agent (each share of the population), from the recorded
+    actions: compare models, prompts or rules mixed in one run."""
+    rows = await services.groups(rt, run_id, round)
+    return GroupsPublic(data=[GroupStats.model_validate(r) for r in rows], count=len(rows))
 
 
 @router.get("/{run_id}/usage", responses=NOT_FOUND)
