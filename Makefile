@@ -42,6 +42,7 @@ bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/stack.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/llm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ call, and are never part of the spec itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import math
 import os
 import random
@@ -195,7 +195,7 @@ class ModelPool:
         self.llm = llm
         self.endpoints = [_Endpoint(e) for e in spec.endpoints]
         self.usage = Usage()
-        self._freed = asyncio.Condition()
+        self._waiters: collections.deque[asyncio.Future[_Endpoint | None]] = collections.deque()
 
     def __repr__(self) -> str:
         return f"ModelPool({self.name!r}, endpoints={len(self.endpoints)})"
@@ -236,7 +236,7 @@ class ModelPool:
                 self.usage.completion_tokens += reply.completion_tokens
                 return reply
             finally:
-                await self._release(endpoint)  # before any backoff: a waiting retry holds no slot
+                self._release(endpoint)  # before any backoff: a waiting retry holds no slot
             if failures > spec.retries or (deadline is not None and time.monotonic() + wait >= deadline):
                 break
             await asyncio.sleep(wait)
@@ -244,33 +244,63 @@ class ModelPool:
         raise LLMError(f"{self.name}: no answer after {tries} attempt(s): {last}")
 
     async def _acquire(self, deadline: float | None) -> _Endpoint:
-        """The least-loaded endpoint with room that is not resting, waiting for one if need be."""
-        async with self._freed:
-            while True:
-                now = time.monotonic()
-                ready = [e for e in self.endpoints if e.resting_until <= now and e.in_flight < e.limit]
-                if ready:
-                    endpoint = min(ready, key=_Endpoint.load)
-                    endpoint.in_flight += 1
-                    return endpoint
-                if all(e.resting_until > now for e in self.endpoints):
-                    # Everyone rests: wait for the first to come back, within the deadline.
-                    wake = min(e.resting_until for e in self.endpoints)
-                    wait = wake - now
-                else:
-                    wait = None
-                if deadline is not None:
-                    left = deadline - now
-                    if left <= 0 or (wait is not None and wait > left):
-                        raise LLMError(f"{self.name}: every endpoint is busy or resting")
-                    wait = left if wait is None else wait
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._freed.wait(), wait)
+        """The least-loaded endpoint with room that is not resting, waiting in line for one if
+        need be: a release hands its slot straight to the first caller waiting."""
+        loop = asyncio.get_running_loop()
+        while True:
+            endpoint = self._pick()
+            if endpoint is not None:
+                endpoint.in_flight += 1
+                return endpoint
+            wait = self._patience(deadline)  # first: a caller that cannot wait leaves no place in line
+            waiter: asyncio.Future[_Endpoint | None] = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(wait, _wake, waiter) if wait is not None else None
+            try:
+                granted = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and (slot := waiter.result()) is not None:
+                    self._release(slot)  # handed a slot as the caller gave up: pass it on
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if granted is not None:
+                return granted
+            # Woken without a slot: an endpoint may have come back from resting; look again.
 
-    async def _release(self, endpoint: _Endpoint) -> None:
-        async with self._freed:
-            endpoint.in_flight -= 1
-            self._freed.notify()
+    def _pick(self) -> _Endpoint | None:
+        now = time.monotonic()
+        ready = [e for e in self.endpoints if e.resting_until <= now and e.in_flight < e.limit]
+        return min(ready, key=_Endpoint.load) if ready else None
+
+    def _patience(self, deadline: float | None) -> float | None:
+        """How long to wait in line: until the deadline, or until the first resting endpoint
+        comes back when all rest; refuses when that is past the deadline."""
+        now = time.monotonic()
+        wait = None
+        if all(e.resting_until > now for e in self.endpoints):
+            wait = min(e.resting_until for e in self.endpoints) - now
+        if deadline is not None:
+            left = deadline - now
+            if left <= 0 or (wait is not None and wait > left):
+                raise LLMError(f"{self.name}: every endpoint is busy or resting")
+            wait = left if wait is None else wait
+        return wait
+
+    def _release(self, endpoint: _Endpoint) -> None:
+        endpoint.in_flight -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():  # it gave up waiting
+                continue
+            slot = self._pick()
+            if slot is None:
+                self._waiters.appendleft(waiter)
+                return
+            slot.in_flight += 1
+            waiter.set_result(slot)
+            return
 
     def _failed(self, endpoint: _Endpoint, blame: bool) -> None:
         if not blame:
@@ -325,6 +355,11 @@ def _reply(data: Any, url: str) -> Reply:
         return Reply(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise _Retry(f"malformed completion from {url}: {e}") from None
+
+
+def _wake(waiter: asyncio.Future[_Endpoint | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _backoff(base: float, attempt: int) -> float:

@@ -91,7 +91,7 @@ async def test_a_failing_endpoint_is_set_aside_for_the_healthy_one(llm_stub, unu
         await llm.close()
     assert not [r for r in replies if isinstance(r, BaseException)]
     assert resting
-    assert first_dead_failures == 0
+    assert first_dead_failures < 2  # counting again (calls already on their way may still fail)
     assert llm_stub.served.answered == 40
 
 
@@ -119,3 +119,23 @@ async def test_the_key_comes_from_the_named_environment_variable(llm_stub, monke
         await llm.close()
     assert llm_stub.served.authorizations == {"Bearer sk-secret"}
     assert "sk-secret" not in llm.spec.model_dump_json()
+
+
+async def test_callers_wait_in_line_and_giving_up_frees_the_place(llm_stub):
+    llm_stub.config.latency = 0.3
+    llm = LLM(spec(llm_stub.url, concurrency=1))
+    pool = llm.model("m")
+    try:
+        first = asyncio.ensure_future(pool.chat(MESSAGES))
+        await asyncio.sleep(0.05)
+        with pytest.raises(LLMError, match="busy or resting"):  # its place in line outlives its deadline
+            await pool.chat(MESSAGES, deadline=time.monotonic() + 0.1)
+        cancelled = asyncio.ensure_future(pool.chat(MESSAGES))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        assert (await first).text.isdigit()
+        assert (await pool.chat(MESSAGES, deadline=time.monotonic() + 2)).text.isdigit()
+        assert pool.endpoints[0].in_flight == 0  # no slot was lost on the way
+    finally:
+        await llm.close()
+    assert llm_stub.served.answered == 2
