@@ -239,3 +239,7 @@ def test_llm_agents_take_part_in_the_social_network(service, llm_stub):
     assert llm_acts.count("post") + llm_acts.count("repost") > len(llm_acts) / 2  # answers were acted on
     kinds = {e["kind"] for e in service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]}
     assert "news_reached" in kinds  # the scenario's milestones reach the event feed
+    poster = next(a for a in actions if a["payload"]["act"] == "post")
+    service.get(f"/login?token={TOKEN}")
+    page = service.get(f"/runs/{run['id']}/agents/{poster['agent_id']}").text
+    assert f"post: “{poster['payload']['text']}”" in page  # its posts, on its page

@@ -49,5 +49,5 @@ def test_probe_waits_then_answers():
 
 def test_kinds_are_found_by_name_and_unknown_ones_are_listed():
     assert KINDS.get("level_k") is LevelK
-    with pytest.raises(UnknownName, match=r"known: adaptive, level_k, llm_guess, probe, .*uniform"):
+    with pytest.raises(UnknownName, match=r"known: adaptive, level_k, llm_guess, llm_social, .*uniform"):
         KINDS.get("oracle")
