@@ -14,12 +14,14 @@ from importlib.metadata import version
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from backend.api import errors
 from backend.api.deps import require_token
-from backend.api.routes import agents, cluster, health, runs
+from backend.api.routes import agents, cluster, health, metrics, runs
+from backend.api.routes.metrics import RequestTimer
 from backend.api.schemas import ErrorOut
 from backend.runtime import Runtime
 from backend.settings import Settings
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.state.token = token
+    app.state.metrics = CollectorRegistry()
+    app.add_middleware(RequestTimer, registry=app.state.metrics)
     errors.install(app)
     app.add_exception_handler(LoginRequired, login_redirect)
     app.add_exception_handler(CsrfFailed, csrf_refused)
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
     for module in (auth, new_run, run_pages, agent_pages, cluster_page, live):
         app.include_router(module.router)

@@ -53,6 +53,7 @@ __all__ = [
     "list_runs",
     "live_state",
     "messages",
+    "metrics",
     "preview",
     "preview_personas",
     "remove_export",
@@ -274,6 +275,25 @@ async def preview_personas(spec: RunSpec, profiles: Sequence[Profile]) -> list[s
         return list(await asyncio.gather(*(write_persona(pool, p, persona) for p in profiles)))
     finally:
         await client.close()
+
+
+async def metrics(rt: Runtime) -> dict[str, Any]:
+    """What `/metrics` reports: runs by status, rounds and agents, the cluster's nodes and hosts
+    with their steps and failures, and language-model tokens by model."""
+    async with rt.sessions() as session:
+        totals = await runs.totals(session)
+    found = await cluster(rt)
+    tokens: dict[str, dict[str, int]] = sum_usage((await rt.live.state_field("usage")).values())
+    return {
+        **totals,
+        "nodes": len(found["nodes"]),
+        "hosts": len(found["hosts"]),
+        "steps": sum(h["steps"] for h in found["hosts"]),
+        "failures": sum(h["failures"] for h in found["hosts"]),
+        "tokens": {
+            m: {k: u.get(k, 0) for k in ("prompt_tokens", "completion_tokens")} for m, u in tokens.items()
+        },
+    }
 
 
 async def cluster(rt: Runtime) -> dict[str, Any]:

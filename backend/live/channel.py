@@ -65,6 +65,21 @@ class LiveChannel:
         raw = await self.redis.hgetall(_key(run_id, "state"))
         return {k: json.loads(v) for k, v in raw.items()}
 
+    async def state_field(self, field: str) -> dict[int, Any]:
+        """One field of every run's state that has it, by run id (one round trip per 500 runs)."""
+        found: dict[int, Any] = {}
+        keys = [key async for key in self.redis.scan_iter(match="myriad:run:*:state", count=500)]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.hget(key, field)
+                values = await pipe.execute()
+            found.update(
+                {int(k.split(":")[2]): json.loads(v) for k, v in zip(chunk, values, strict=True) if v}
+            )
+        return found
+
     async def set_hosts(self, run_id: int, hosts: list[Mapping[str, Any]], ttl: float = 60) -> None:
         await self.redis.set(_key(run_id, "hosts"), json.dumps(hosts), px=int(ttl * 1000))
 

@@ -7,18 +7,19 @@ Large writes go through `copy_rows`: COPY on Postgres (asyncpg's binary protocol
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, type_coerce
+from sqlalchemy import delete, func, insert, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
 from agents.core import ActionBatch, Profile, sum_usage
+from agents.placement import Slot
 from agents.scenarios import RoundResult
-from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow
+from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow, Run
 
 __all__ = [
     "ACTION_COLUMNS",
@@ -237,6 +238,28 @@ async def list_agents(
         matching = matching.limit(count_limit)
     count = (await session.execute(select(func.count()).select_from(matching.subquery()))).scalar_one()
     return rows, count
+
+
+async def stored_round(session: AsyncSession, *, run_id: int) -> int:
+    """The run's last round as stored (0 before the first)."""
+    return (await session.execute(select(Run.round).where(Run.id == run_id))).scalar_one()
+
+
+async def place_agents(
+    session: AsyncSession, *, run_id: int, slots: Sequence[Slot], nodes: Mapping[int, str | None]
+) -> None:
+    """Record where each agent is hosted now (after its run was placed anew)."""
+    for slot in slots:
+        await session.execute(
+            update(AgentRow)
+            .where(
+                AgentRow.run_id == run_id,
+                AgentRow.agent_id >= slot.ids.start,
+                AgentRow.agent_id < slot.ids.stop,
+            )
+            .values(host=slot.index, node=nodes.get(slot.index))
+        )
+    await session.commit()
 
 
 async def count_agents(session: AsyncSession, *, run_id: int) -> int:

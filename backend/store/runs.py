@@ -68,6 +68,18 @@ async def list_runs(
     return (await session.scalars(query)).all()
 
 
+async def totals(session: AsyncSession) -> dict[str, Any]:
+    """Runs by status, rounds run in all, and the agents of running runs."""
+    by_status = dict((await session.execute(select(Run.status, func.count()).group_by(Run.status))).all())
+    rounds = (await session.execute(select(func.coalesce(func.sum(Run.round), 0)))).scalar_one()
+    running = select(func.coalesce(func.sum(Run.agents), 0)).where(Run.status == RunStatus.RUNNING)
+    return {
+        "runs": by_status,
+        "rounds": int(rounds),
+        "agents": int((await session.execute(running)).scalar_one()),
+    }
+
+
 async def count_runs(session: AsyncSession, *, status: str | None = None) -> int:
     query = select(func.count()).select_from(Run)
     if status is not None:

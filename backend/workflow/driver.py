@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import ray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import Intervention, sum_usage
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
 _PAUSE_POLL = 0.2
+_MAX_RECOVERIES = 5  # hosts lost this often in one drive: the run fails instead
 _BACKGROUND_CHUNK = 10_000  # backgrounds read and sent to a host at a time, after a takeover
 _HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
 
@@ -75,6 +77,7 @@ class RunDriver:
         self.status = RunStatus(run.status)
         self._hosts_published = 0.0
         self._spent: dict[str, dict[str, int]] = {}  # language-model use so far, per model
+        self._recoveries = 0
 
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
@@ -120,17 +123,16 @@ class RunDriver:
 
     async def _drive(self) -> RunStatus:
         run_id, spec = self.run.id, self.spec
+        sim = Simulation(spec)
         try:
-            async with (
-                Simulation(spec) as sim,
-                Recorder(
-                    self.sessions,
-                    run_id=run_id,
-                    worker=self.worker,
-                    spec=spec,
-                    checkpoints_kept=self.settings.checkpoints_kept,
-                ) as recorder,
-            ):
+            async with Recorder(
+                self.sessions,
+                run_id=run_id,
+                worker=self.worker,
+                spec=spec,
+                checkpoints_kept=self.settings.checkpoints_kept,
+            ) as recorder:
+                await sim.start()
                 await self._prepare(sim, recorder)
                 while not sim.done:
                     order = await self._obey(sim, recorder)
@@ -139,17 +141,10 @@ class RunDriver:
                     if order == "release":
                         await self._release(sim, recorder)
                         return self.status
-                    result = await sim.step()
-                    assert sim.last_actions is not None
-                    await recorder.round(result, sim.last_actions)
-                    await self._publish(sim, result, recorder)
-                    self._spent = sum_usage([self._spent, result.usage])
-                    if not sim.done and (reason := self._over_budget()):
-                        await self._pause_for_budget(recorder, sim.round, reason)
-                    if sim.round % spec.checkpoint_interval == 0 or sim.done:
-                        await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
-                    if self.on_round is not None and (pending := self.on_round(result)) is not None:
-                        await pending
+                    try:
+                        await self._round(sim, recorder)
+                    except ray.exceptions.RayActorError as lost:
+                        sim = await self._recover(sim, recorder, lost)
                 final = RunStatus.COMPLETED if sim.done else RunStatus.STOPPED
                 await recorder.flush()
                 await self.live.set_state(
@@ -165,6 +160,65 @@ class RunDriver:
             log.exception("run %s failed", run_id)
             await self._finish(RunStatus.FAILED, self.run.round, error=f"{type(exc).__name__}: {exc}")
             return RunStatus.FAILED
+        finally:
+            sim.close()
+
+    async def _round(self, sim: Simulation, recorder: Recorder) -> None:
+        """One round: step, record, publish, keep to the budget, checkpoint."""
+        result = await sim.step()
+        assert sim.last_actions is not None
+        await recorder.round(result, sim.last_actions)
+        await self._publish(sim, result, recorder)
+        self._spent = sum_usage([self._spent, result.usage])
+        if result.usage:
+            await self.live.set_state(self.run.id, usage=self._spent)
+        if not sim.done and (reason := self._over_budget()):
+            await self._pause_for_budget(recorder, sim.round, reason)
+        if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
+            await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
+        if self.on_round is not None and (pending := self.on_round(result)) is not None:
+            await pending
+
+    async def _recover(self, sim: Simulation, recorder: Recorder, lost: Exception) -> Simulation:
+        """A host died with its node (or alone): place the run anew on the nodes that answer and
+        go on from the last checkpoint, so the rounds run again come out the same."""
+        self._recoveries += 1
+        if self._recoveries > _MAX_RECOVERIES:
+            raise RuntimeError(f"lost hosts {self._recoveries} times; giving up") from lost
+        gone = await sim.lost_slots()
+        nodes_lost = sorted({slot.node_id for slot in gone})
+        log.warning("run %s: hosts %s lost on nodes %s", self.run.id, [s.index for s in gone], nodes_lost)
+        sim.close()
+        await recorder.flush()  # what was handed over is written, so it can be forgotten below
+        replacement = Simulation(self.spec)
+        hosts = await replacement.start(exclude=nodes_lost)
+        resume_at = await self._rewind(replacement)
+        nodes = {h.index: h.node_id for h in hosts}
+        async with self.sessions() as session:
+            await records.place_agents(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
+        if self.spec.population.persona is not None:
+            await self._restore_personas(replacement)
+        await self._publish_hosts(replacement)
+        lost_payload = {"nodes": nodes_lost, "hosts": [s.index for s in gone], "error": str(lost)[:300]}
+        await self._event(recorder, resume_at, "node lost", lost_payload)
+        recovered = {"from_round": resume_at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
+        await self._event(recorder, resume_at, "recovered", recovered)
+        await self.live.set_state(self.run.id, round=resume_at)
+        return replacement
+
+    async def _rewind(self, sim: Simulation) -> int:
+        """Put `sim` at the run's last checkpoint, forgetting what was recorded after it; returns
+        the round it stands at."""
+        run_id = self.run.id
+        async with self.sessions() as session:
+            current = await records.stored_round(session, run_id=run_id)
+            saved = await records.latest_checkpoint(session, run_id=run_id, at_most=current)
+            resume_at = saved.round if saved is not None else 0
+            await forget_after(session, run_id=run_id, round=resume_at, worker=self.worker)
+            self._spent = await records.usage_totals(session, run_id=run_id)
+        if saved is not None:
+            await sim.set_state(checkpoint.decode(saved.data))
+        return resume_at
 
     async def _prepare(self, sim: Simulation, recorder: Recorder) -> None:
         """Resume from the last checkpoint after a takeover; store the profiles of a new run."""
@@ -176,13 +230,7 @@ class RunDriver:
             run_id, status=RunStatus.RUNNING, round=self.run.round, rounds=self.spec.rounds
         )
         if self.run.attempts > 1 or self.run.round > 0:
-            async with self.sessions() as session:
-                saved = await records.latest_checkpoint(session, run_id=run_id, at_most=self.run.round)
-                resume_at = saved.round if saved is not None else 0
-                await forget_after(session, run_id=run_id, round=resume_at, worker=self.worker)
-                self._spent = await records.usage_totals(session, run_id=run_id)
-            if saved is not None:
-                await sim.set_state(checkpoint.decode(saved.data))
+            resume_at = await self._rewind(sim)
             await self._event(
                 recorder, resume_at, "resumed", {"worker": self.worker, "from_round": resume_at}
             )
