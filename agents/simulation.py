@@ -12,7 +12,7 @@ import asyncio
 import bisect
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -79,10 +79,12 @@ class Simulation:
     def done(self) -> bool:
         return self.round > 0 and self.scenario.done(self.round)
 
-    async def start(self) -> list[HostStats]:
-        """Place the hosts on the cluster's nodes and build every agent."""
+    async def start(self, exclude: Collection[str] = ()) -> list[HostStats]:
+        """Place the hosts on the cluster's nodes (but those in `exclude`, e.g. just lost) and
+        build every agent."""
         spec = self.spec
-        self.slots = plan(alive_nodes(), spec.population.total, spec.placement.hosts)
+        nodes = [n for n in alive_nodes() if n.node_id not in exclude]
+        self.slots = plan(nodes, spec.population.total, spec.placement.hosts)
         self._starts = [slot.ids.start for slot in self.slots]
         self._hosts = [
             RemoteAgentHost.options(
@@ -185,6 +187,19 @@ class Simulation:
 
     async def host_stats(self) -> list[HostStats]:
         return await asyncio.gather(*(h.stats.remote() for h in self._hosts))
+
+    async def lost_slots(self, timeout: float = 10.0) -> list[Slot]:
+        """The slots whose host no longer answers (its process or its node is gone)."""
+
+        async def answers(host: Any) -> bool:
+            try:
+                await asyncio.wait_for(host.stats.remote(), timeout)
+            except (ray.exceptions.RayError, TimeoutError):
+                return False
+            return True
+
+        alive = await asyncio.gather(*(answers(h) for h in self._hosts))
+        return [slot for slot, ok in zip(self.slots, alive, strict=True) if not ok]
 
     def close(self) -> None:
         """Stop every host of the run."""
