@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -25,7 +24,7 @@ from rich.progress import (
 from agents.llm_stub import StubConfig, StubServer
 from agents.scenarios import RoundResult
 from agents.spec import RunSpec, SpecError, load_spec
-from backend import services
+from backend import logs, services
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
@@ -59,7 +58,7 @@ def _async(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 @click.version_option(package_name="myriad-sim")
 def main() -> None:
     """Myriad: very large multi-agent simulations on Ray."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(Settings().log_level)
 
 
 # -- run ------------------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         None, description="signs dashboard sessions; default: derived from the token"
     )
     secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only")
+    log_level: str = Field(
+        "WARNING", pattern="(?i)^(debug|info|warning|error|critical)$", description="the least `myriad` logs"
+    )
     in_process_worker: bool | None = Field(
         None, description="drive runs inside `myriad serve`; default: on SQLite yes, on Postgres no"
     )

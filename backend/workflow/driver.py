@@ -20,6 +20,7 @@ from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import Budget, RunSpec
 from backend.live.channel import LiveChannel
+from backend.logs import RUN_ID
 from backend.settings import Settings
 from backend.store import records
 from backend.store.models import Run, RunStatus
@@ -84,6 +85,13 @@ class RunDriver:
 
     async def drive(self) -> RunStatus:
         """Drive the run; return its final status, or raise `LeaseLost` if taken over."""
+        named = RUN_ID.set(self.run.id)  # the lines of this task and the tasks it starts name the run
+        try:
+            return await self._drive_named()
+        finally:
+            RUN_ID.reset(named)
+
+    async def _drive_named(self) -> RunStatus:
         body = asyncio.create_task(self._drive())
         heartbeat = asyncio.create_task(self._heartbeat(body))
         try:
