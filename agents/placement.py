@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +50,15 @@ def alive_nodes() -> list[Node]:
     return sorted((n for n in nodes if n.cpus > 0), key=lambda n: n.node_id)
 
 
-def plan(nodes: Sequence[Node], agents: int, hosts: int | None = None) -> list[Slot]:
-    """Spread `hosts` hosts over `nodes` in proportion to their CPUs, and `agents` over the hosts.
+def plan(
+    nodes: Sequence[Node], agents: int, hosts: int | None = None, busy: Mapping[str, int] | None = None
+) -> list[Slot]:
+    """Spread `hosts` hosts over `nodes` in proportion to their free CPUs, and `agents` over the
+    hosts.
 
-    By default there is one host per CPU. Each host holds a contiguous range of agent ids.
+    A node's free CPUs are its CPUs less the hosts other runs keep on it (`busy`, by node id), so
+    a node that just joined takes the most; when no CPU is free, all count again. By default there
+    is one host per CPU. Each host holds a contiguous range of agent ids.
     """
     if not nodes:
         raise RuntimeError("the Ray cluster has no alive node with CPUs")
@@ -62,7 +67,9 @@ def plan(nodes: Sequence[Node], agents: int, hosts: int | None = None) -> list[S
     if hosts is None:
         hosts = max(1, round(sum(n.cpus for n in nodes)))
     hosts = min(hosts, agents)
-    per_node = largest_remainder(hosts, [n.cpus for n in nodes])
+    busy = busy or {}
+    free = [max(n.cpus - busy.get(n.node_id, 0), 0) for n in nodes]
+    per_node = largest_remainder(hosts, free if sum(free) > 0 else [n.cpus for n in nodes])
     sizes = largest_remainder(agents, [1] * hosts)
     slots: list[Slot] = []
     start = 0

@@ -12,7 +12,7 @@ import asyncio
 import bisect
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -79,12 +79,14 @@ class Simulation:
     def done(self) -> bool:
         return self.round > 0 and self.scenario.done(self.round)
 
-    async def start(self, exclude: Collection[str] = ()) -> list[HostStats]:
-        """Place the hosts on the cluster's nodes (but those in `exclude`, e.g. just lost) and
-        build every agent."""
+    async def start(
+        self, exclude: Collection[str] = (), busy: Mapping[str, int] | None = None
+    ) -> list[HostStats]:
+        """Place the hosts on the cluster's nodes (but those in `exclude`, e.g. just lost) by
+        their free CPUs (`busy`: hosts of other runs per node), and build every agent."""
         spec = self.spec
         nodes = [n for n in alive_nodes() if n.node_id not in exclude]
-        self.slots = plan(nodes, spec.population.total, spec.placement.hosts)
+        self.slots = plan(nodes, spec.population.total, spec.placement.hosts, busy)
         self._starts = [slot.ids.start for slot in self.slots]
         self._hosts = [
             RemoteAgentHost.options(

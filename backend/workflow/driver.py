@@ -140,7 +140,7 @@ class RunDriver:
                 spec=spec,
                 checkpoints_kept=self.settings.checkpoints_kept,
             ) as recorder:
-                await sim.start()
+                await sim.start(busy=await self._busy_nodes())
                 await self._prepare(sim, recorder)
                 while not sim.done:
                     order = await self._obey(sim, recorder)
@@ -199,7 +199,7 @@ class RunDriver:
         sim.close()
         await recorder.flush()  # what was handed over is written, so it can be forgotten below
         replacement = Simulation(self.spec)
-        hosts = await replacement.start(exclude=nodes_lost)
+        hosts = await replacement.start(exclude=nodes_lost, busy=await self._busy_nodes())
         resume_at = await self._rewind(replacement)
         nodes = {h.index: h.node_id for h in hosts}
         async with self.sessions() as session:
@@ -213,6 +213,16 @@ class RunDriver:
         await self._event(recorder, resume_at, "recovered", recovered)
         await self.live.set_state(self.run.id, round=resume_at)
         return replacement
+
+    async def _busy_nodes(self) -> dict[str, int]:
+        """How many hosts other runs keep on each node, as their workers last reported."""
+        busy: dict[str, int] = {}
+        for run_id, hosts in (await self.live.all_hosts()).items():
+            if run_id != self.run.id:
+                for host in hosts:
+                    if host.get("node_id"):
+                        busy[host["node_id"]] = busy.get(host["node_id"], 0) + 1
+        return busy
 
     async def _rewind(self, sim: Simulation) -> int:
         """Put `sim` at the run's last checkpoint, forgetting what was recorded after it; returns
@@ -402,4 +412,5 @@ class RunDriver:
             await set_status(session, run_id=self.run.id, status=status, worker=self.worker, error=error)
         self.status = status
         await self.live.set_state(self.run.id, status=status, error=error)
+        await self.live.set_hosts(self.run.id, [])  # its hosts are gone: off the cluster page
         await self.live.emit(self.run.id, status.value, round, {"error": error} if error else {})

@@ -30,3 +30,14 @@ def test_never_more_hosts_than_agents():
 def test_an_empty_cluster_is_an_error():
     with pytest.raises(RuntimeError, match="no alive node"):
         plan([], agents=10)
+
+
+def test_placement_goes_by_free_cpus():
+    nodes = [Node("a", "10.0.0.1", 4, 0, 1), Node("b", "10.0.0.2", 4, 0, 1), Node("c", "10.0.0.3", 4, 0, 1)]
+    # a and b carry other runs' hosts; c has just joined and takes the most
+    slots = plan(nodes, 1_200, hosts=6, busy={"a": 3, "b": 2})
+    placed = [s.node_id for s in slots]
+    assert {n: placed.count(n) for n in "abc"} == {"a": 1, "b": 2, "c": 3}  # free CPUs 1 : 2 : 4
+    assert sum(len(s.ids) for s in slots) == 1_200
+    saturated = plan(nodes, 300, hosts=3, busy={"a": 9, "b": 9, "c": 9})
+    assert [s.node_id for s in saturated] == ["a", "b", "c"]  # nothing free: all count again
