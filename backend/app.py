@@ -7,10 +7,13 @@ import hashlib
 import hmac
 import logging
 import secrets
+import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -34,7 +37,7 @@ from backend.web.csrf import CsrfFailed, csrf_refused
 from backend.web.render import FRONTEND
 from backend.workflow.worker import Worker
 
-__all__ = ["create_app"]
+__all__ = ["Server", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.state.token = token
+    app.state.closing = threading.Event()  # set when the server begins to stop: live streams end
     app.state.metrics = CollectorRegistry()
     app.add_middleware(RequestTimer, registry=app.state.metrics)
     errors.install(app)
@@ -109,3 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app
+
+
+class Server(uvicorn.Server):
+    """uvicorn that ends the dashboard's live streams as it begins to shut down, so stopping
+    never waits on a browser left open."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.config.app.state.closing.set()
+        await super().shutdown(sockets)

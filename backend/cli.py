@@ -159,7 +159,7 @@ def _cells(result: RoundResult, stat_names: tuple[str, ...]) -> list[str]:
 
 # -- serve ----------------------------------------------------------------------------------------
 
-STREAMS_GRACE = 3  # seconds the dashboard's live streams get to end when the service stops
+STREAMS_GRACE = 3  # seconds requests still going get when the service stops (live streams end at once)
 
 
 @main.command()
@@ -169,7 +169,7 @@ def serve(host: str, port: int) -> None:
     """Serve the REST API (and, on the embedded default, drive runs in this process)."""
     import uvicorn
 
-    from backend.app import create_app
+    from backend.app import Server, create_app
 
     settings = Settings()
     app = create_app(settings)
@@ -180,8 +180,10 @@ def serve(host: str, port: int) -> None:
         console.print("The token was made for this start; set MYRIAD_TOKEN to keep one.", highlight=False)
     if settings.runs_worker_in_process:
         console.print("Starting the embedded database, live layer and Ray cluster…", highlight=False)
-    # Open event streams never end by themselves: give them a moment, then close them.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=STREAMS_GRACE)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=STREAMS_GRACE
+    )
+    Server(config).run()
 
 
 # -- worker ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agents.llm_stub import StubServer
 from agents.spec import RunSpec
-from backend.app import create_app
+from backend.app import Server, create_app
 from backend.cli import STREAMS_GRACE
 from backend.runtime import Runtime
 from backend.settings import Settings
@@ -222,7 +222,7 @@ def _free_port() -> int:
 def serve_app(settings: Settings) -> Iterator[str]:
     """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
     port = _free_port()
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(
             create_app(settings),
             host="127.0.0.1",

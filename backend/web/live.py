@@ -26,13 +26,18 @@ TICK = 1.0  # seconds between looks at the live layer
 REFRESH = 5.0  # a run's page is rendered again at least this often, event or not
 
 
+def _closing(request: Request) -> bool:
+    """The server is stopping: end the stream (the browser reconnects to whichever serves next)."""
+    return request.app.state.closing.is_set()
+
+
 def _page_stream(path: str, name: str, template: str, event: str, context: Context) -> None:
     """A stream at `path` that renders `template` every tick and sends it as `event` whenever it
     differs from what was sent."""
 
     async def stream(request: Request, rt: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
         sent = None
-        while True:
+        while not _closing(request):
             html = render(request, template, await context(rt))
             if html != sent:
                 sent = html
@@ -60,7 +65,7 @@ async def run_stream(
     after = last_event_id or after
     sent: dict[str, str] = {}
     waited = REFRESH
-    while True:
+    while not _closing(request):
         feed = await services.follow(rt, run_id, after, wait=TICK)
         if feed:
             after = feed[-1][0]

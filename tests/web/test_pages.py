@@ -1,4 +1,9 @@
-from tests.conftest import TOKEN, spec_data
+import threading
+import time
+
+import httpx2 as httpx
+
+from tests.conftest import TOKEN, serve_app, spec_data
 from tests.web.conftest import csrf_of, sign_in
 
 
@@ -96,3 +101,25 @@ def test_every_route_has_its_own_name():
     modules = (agents, cluster, health, runs, agent_pages, auth, live, new_run, cluster_page, run_pages)
     names = [route.name for module in modules for route in module.router.routes]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_stopping_the_server_ends_open_live_streams(api_settings):
+    """A browser left on a page must not hold the server's shutdown."""
+    lines: list[str] = []
+    with httpx.Client() as client:
+        with serve_app(api_settings) as url:
+            client.get(f"{url}/login?token={TOKEN}")
+
+            def listen() -> None:
+                with client.stream("GET", f"{url}/live/runs", timeout=30) as stream:
+                    lines.extend(stream.iter_lines())
+
+            listener = threading.Thread(target=listen)
+            listener.start()
+            time.sleep(1.0)
+            stopping = time.monotonic()
+        stopped = time.monotonic() - stopping
+        listener.join(timeout=10)
+    assert not listener.is_alive()
+    assert stopped < 2.5  # the stream ended at once, not after the grace period
+    assert "event: rows" in lines
