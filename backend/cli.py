@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -207,6 +209,33 @@ async def _serve(settings: Settings, exit_when_idle: bool) -> None:
         click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
         driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
     click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)
+
+
+# -- node -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def node() -> None:
+    """This machine as a device of a Myriad cluster."""
+
+
+@node.command("join")
+@click.argument("address")
+@click.option("--cpus", type=click.IntRange(min=0), help="CPUs to give agent hosts [all]")
+@click.option("--gpus", type=click.IntRange(min=0), help="GPUs to offer [all]")
+@click.option("--ip", "node_ip", help="this machine's address as the head sees it [detected]")
+def node_join(address: str, cpus: int | None, gpus: int | None, node_ip: str | None) -> None:
+    """Join the Ray cluster whose head is at ADDRESS (host:port, e.g. head-node:6380) until
+    stopped; new runs place hosts on this node by its free CPUs."""
+    command = ["ray", "start", f"--address={address}", "--block", "--disable-usage-stats"]
+    command += [f"--num-cpus={cpus}"] * (cpus is not None) + [f"--num-gpus={gpus}"] * (gpus is not None)
+    command += [f"--node-ip-address={node_ip}"] * (node_ip is not None)
+    beside = Path(sys.executable).with_name("ray")  # the venv's, when its bin is not on PATH
+    ray = str(beside) if beside.exists() else shutil.which("ray")
+    if ray is None:
+        _fail("the `ray` command is missing: install Myriad (it brings Ray) on this machine first")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.execv(ray, command)
 
 
 # -- llm-stub -------------------------------------------------------------------------------------
