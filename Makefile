@@ -35,7 +35,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM)
+# The multi-host tests make hosts of network namespaces (iproute2).
+/usr/sbin/ip:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2
+
+test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM) /usr/sbin/ip
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)
