@@ -224,12 +224,18 @@ def node() -> None:
 @click.option("--cpus", type=click.IntRange(min=0), help="CPUs to give agent hosts [all]")
 @click.option("--gpus", type=click.IntRange(min=0), help="GPUs to offer [all]")
 @click.option("--ip", "node_ip", help="this machine's address as the head sees it [detected]")
-def node_join(address: str, cpus: int | None, gpus: int | None, node_ip: str | None) -> None:
+@click.option(
+    "--temp-dir", type=click.Path(file_okay=False), help="where Ray keeps this node's files [Ray's]"
+)
+def node_join(
+    address: str, cpus: int | None, gpus: int | None, node_ip: str | None, temp_dir: str | None
+) -> None:
     """Join the Ray cluster whose head is at ADDRESS (host:port, e.g. head-node:6380) until
     stopped; new runs place hosts on this node by its free CPUs."""
     command = ["ray", "start", f"--address={address}", "--block", "--disable-usage-stats"]
     command += [f"--num-cpus={cpus}"] * (cpus is not None) + [f"--num-gpus={gpus}"] * (gpus is not None)
     command += [f"--node-ip-address={node_ip}"] * (node_ip is not None)
+    command += [f"--temp-dir={temp_dir}"] * (temp_dir is not None)
     beside = Path(sys.executable).with_name("ray")  # the venv's, when its bin is not on PATH
     ray = str(beside) if beside.exists() else shutil.which("ray")
     if ray is None:

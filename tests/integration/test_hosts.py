@@ -66,8 +66,8 @@ def cluster(postgres_url, redis_url):
             pytest.fail("the multi-host tests need root and iproute2 (`ip`)")
         pytest.skip("the multi-host tests need root and iproute2 (`ip`)")
     temp = Path(tempfile.mkdtemp(prefix="myriad-hosts-"))
-    with hosts(4) as net:
-        head, *workers = net.names
+    with hosts(5) as net:
+        head, *workers, _ = net.names  # the last joins later
         gcs = f"{net.address[head]}:{PORT}"
 
         def node(name: str, address: str, *options: str) -> list[str]:
@@ -158,12 +158,12 @@ def test_a_run_is_placed_on_every_node_and_the_cluster_shows_them(cluster):
     found = client.get("/api/v1/cluster").json()
     address = {n["node_id"]: n["address"] for n in found["nodes"]}
     hosts = [h for h in found["hosts"] if h["run_id"] == run["id"]]
-    assert sorted(address[h["node_id"]] for h in hosts) == sorted(net.address[n] for n in net.names[1:])
+    assert sorted(address[h["node_id"]] for h in hosts) == sorted(net.address[n] for n in net.names[1:4])
     assert all(n["cpus"] == 1 and n["memory_bytes"] > 0 for n in found["nodes"])
     assert all(h["agents"] == 1_000 for h in hosts)
     client.get(f"/login?token={TOKEN}")
     page = client.get("/cluster").text
-    for name in net.names[1:]:
+    for name in net.names[1:4]:
         assert f"Node {net.address[name]}" in page
     assert finished(client, run["id"])["status"] == "completed"
 
@@ -174,7 +174,7 @@ def test_a_node_cut_off_mid_run_changes_nothing_in_the_results(cluster):
     assert finished(client, undisturbed["id"])["status"] == "completed"
     run = client.post("/api/v1/runs", json=survivor("cut")).json()
     until(lambda: client.get(f"/api/v1/runs/{run['id']}").json()["round"] >= 3, what="round 3")
-    net.cut(net.names[-1])  # its link goes down; its processes go on, unreachable
+    net.cut(net.names[3])  # its link goes down; its processes go on, unreachable
     done = finished(client, run["id"])
     assert done["status"] == "completed", done["error"]
     events = client.get(f"/api/v1/runs/{run['id']}/events", params={"limit": 1000}).json()["data"]
@@ -185,3 +185,44 @@ def test_a_node_cut_off_mid_run_changes_nothing_in_the_results(cluster):
     expected = client.get(f"/api/v1/runs/{undisturbed['id']}/rounds").json()["data"]
     assert [r["round"] for r in rounds] == list(range(1, 9))
     assert [r["stats"] for r in rounds] == [r["stats"] for r in expected]
+
+
+def test_a_node_that_joins_takes_hosts_of_the_next_run(cluster, tmp_path):
+    client, net = cluster
+    newcomer = net.names[4]
+    short = Path(tempfile.mkdtemp(prefix="myr-"))  # Ray's socket paths must stay under 108 bytes
+    gcs = f"{net.address[net.names[0]]}:{PORT}"
+    options = [
+        "--cpus",
+        "2",
+        "--ip",
+        net.address[newcomer],
+        "--temp-dir",
+        str(short),
+    ]
+    log = tmp_path / f"{newcomer}.log"
+    LOGS.append(log)
+    net.start(newcomer, [MYRIAD, "node", "join", gcs, *options], RAY_ENV, log=str(log))
+    until(
+        lambda: (
+            net.address[newcomer] in {n["address"] for n in client.get("/api/v1/cluster").json()["nodes"]}
+        ),
+        what="the new node",
+    )
+    spec = survivor("after joining") | {"rounds": 2, "placement": {"hosts": 4, "agent_timeout": 60}}
+    run = client.post("/api/v1/runs", json=spec).json()
+    until(lambda: client.get(f"/api/v1/runs/{run['id']}").json()["status"] == "running", what="the run")
+    found = until(
+        lambda: (
+            (c := client.get("/api/v1/cluster").json())["hosts"]
+            and [h for h in c["hosts"] if h["run_id"] == run["id"]]
+            and c
+        ),
+        what="its hosts",
+    )
+    address = {n["node_id"]: n["address"] for n in found["nodes"]}
+    placed = [address[h["node_id"]] for h in found["hosts"] if h["run_id"] == run["id"]]
+    # Free CPUs: the newcomer 2, the two nodes left 1 each: it takes two of the four hosts.
+    assert placed.count(net.address[newcomer]) == 2
+    assert finished(client, run["id"])["status"] == "completed"
+    shutil.rmtree(short, ignore_errors=True)

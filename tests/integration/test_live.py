@@ -10,6 +10,7 @@ from backend.live.embedded import EmbeddedRedis
 async def live(request):
     if request.param == "redis":
         channel = LiveChannel(request.getfixturevalue("redis_url"), events_kept=100)
+        await channel.redis.flushdb()  # what other tests' runs left in the shared test database
         yield channel
         await channel.redis.flushdb()
         await channel.close()
