@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.core import Profile
 from agents.llm import LLMError, ModelPool
 
-__all__ = ["META_PROMPT", "PersonaSpec", "read_persona", "write_persona"]
+__all__ = ["META_PROMPT", "PersonaSpec", "in_character", "read_persona", "recent", "write_persona"]
 
 META_PROMPT = (
     "Write the background of a person taking part in a study, in the second person "
@@ -68,3 +69,18 @@ async def write_persona(pool: ModelPool, profile: Profile, spec: PersonaSpec) ->
         if (persona := read_persona(reply.text, spec)) is not None:
             return persona
     return None
+
+
+def recent(answers: Sequence[str], empty: str) -> str:
+    """An agent's last few recorded answers (newest last), for a prompt; `empty` when none."""
+    return "; ".join(answers[-5:]) if answers else empty
+
+
+def in_character(profile: Profile, situation: str, question: str) -> list[dict[str, str]]:
+    """The messages that let a model answer `question` as the agent of `profile` would, in its
+    `situation` (what it is doing and did lately)."""
+    system = (
+        f"You are {profile.name}. {profile.background} {situation} "
+        "Someone is interviewing you: answer in character, briefly."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]

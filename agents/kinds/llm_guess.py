@@ -23,6 +23,7 @@ from pydantic import Field
 
 from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
 from agents.llm import LLMError, ModelPool
+from agents.personas import in_character, recent
 
 __all__ = ["LLMGuessParams", "LLMGuesser", "read_number"]
 
@@ -197,14 +198,9 @@ class LLMGuesser(Agent):
     ) -> list[dict[str, str]]:
         """The messages that let the model answer `question` in character, from the agent's
         background, the game (the scenario's parameters) and its recorded `answers` (newest last)."""
-        persona = f"You are {profile.name}. {profile.background} "
-        recent = "; ".join(answers[-5:]) if answers else "none yet"
-        system = (
-            persona
-            + rules(game)
-            + f" Your answers so far: {recent}. Someone is interviewing you: answer in character, briefly."
+        return in_character(
+            profile, f"{rules(game)} Your answers so far: {recent(answers, 'none yet')}.", question
         )
-        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
 def _show(value: float | None) -> str:

@@ -19,6 +19,7 @@ from pydantic import Field
 from agents.core import Action, Agent, NoParams, Observation, Profile
 from agents.kinds.social import SILENT, feed_of
 from agents.llm import LLMError
+from agents.personas import in_character, recent
 
 __all__ = ["LLMSocial", "LLMSocialParams", "read_act"]
 
@@ -109,10 +110,8 @@ class LLMSocial(Agent):
         question: str,
     ) -> list[dict[str, str]]:
         """The messages that let the model answer `question` in character."""
-        recent = "; ".join(answers[-5:]) if answers else "nothing yet"
-        system = (
-            f"You are {profile.name}. {profile.background} On a social network about "
-            f"{game.get('topic', 'the news')} you did this lately: {recent}. Someone is interviewing you: "
-            "answer in character, briefly."
+        lately = recent(answers, "nothing yet")
+        situation = (
+            f"On a social network about {game.get('topic', 'the news')} you did this lately: {lately}."
         )
-        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        return in_character(profile, situation, question)
