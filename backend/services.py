@@ -350,18 +350,16 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
     if action not in _TARGET:
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop, inject")
     check_transition(run_id, run.status, _TARGET[action])
-    if action == "resume" and params.get("budget") is not None:
-        await rt.live.send(
-            run_id, {"action": "resume", "budget": Budget.model_validate(params["budget"]).model_dump()}
-        )
-        return run
     if action == "stop" and run.status == RunStatus.QUEUED:
         async with rt.sessions() as session:
             await runs.set_status(session, run_id=run_id, status=RunStatus.STOPPED)
         await rt.live.set_state(run_id, status=RunStatus.STOPPED)
         await rt.live.emit(run_id, "stopped", run.round, {})
         return await get_run(rt, run_id)
-    await rt.live.send(run_id, {"action": action})
+    command: dict[str, Any] = {"action": action}
+    if action == "resume" and params.get("budget") is not None:
+        command["budget"] = Budget.model_validate(params["budget"]).model_dump()
+    await rt.live.send(run_id, command)
     return run
 
 

@@ -75,8 +75,7 @@ async def run_stream(
         if not feed and waited < REFRESH and sent:
             continue
         waited = 0
-        context = await runs.live_context(rt, run_id)
-        context |= await runs.chart_context(rt, context["run"], context["rounds"], None)
+        context = await runs.following_context(rt, run_id)
         for event, template in (("progress", "run_live.html"), ("chart", "run_chart_body.html")):
             html = render(request, template, context)
             if sent.get(event) != html:

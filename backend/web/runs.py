@@ -20,7 +20,7 @@ from backend.web.csrf import verify_csrf
 from backend.web.render import page_or_fragment, templates
 from backend.workflow.lifecycle import IllegalTransition
 
-__all__ = ["UNFINISHED", "chart_context", "live_context", "router"]
+__all__ = ["UNFINISHED", "following_context", "router"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
@@ -77,11 +77,16 @@ async def chart_context(
     return {"run": run, "chart": chart, "following": chosen is None, "last_round": len(rounds)}
 
 
+async def following_context(rt: Runtime, run_id: int) -> dict[str, Any]:
+    """What a run's page shows that follows the run: its live part and the newest round's chart."""
+    context = await live_context(rt, run_id)
+    return context | await chart_context(rt, context["run"], context["rounds"], None)
+
+
 @router.get("/runs/{run_id}", name="run")
 async def run_page(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
-    context = await live_context(rt, run_id)
+    context = await following_context(rt, run_id)
     feed = await services.feed(rt, run_id)
-    context |= await chart_context(rt, context["run"], context["rounds"], None)
     context |= {
         "feed": feed,
         "after": feed[0][0] if feed else "0-0",

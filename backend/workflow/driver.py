@@ -7,13 +7,14 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import ray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import Intervention, sum_usage
+from agents.host import HostStats
 from agents.llm import priced, tokens
 from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
@@ -140,8 +141,8 @@ class RunDriver:
                 spec=spec,
                 checkpoints_kept=self.settings.checkpoints_kept,
             ) as recorder:
-                await sim.start(busy=await self._busy_nodes())
-                await self._prepare(sim, recorder)
+                hosts = await sim.start(busy=await self._busy_nodes())
+                await self._prepare(sim, recorder, hosts)
                 while not sim.done:
                     order = await self._obey(sim, recorder)
                     if order == "stop":
@@ -206,7 +207,7 @@ class RunDriver:
             await records.place_agents(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
         if self.spec.population.persona is not None:
             await self._restore_personas(replacement)
-        await self._publish_hosts(replacement)
+        await self._publish_hosts(replacement, hosts)
         lost_payload = {"nodes": nodes_lost, "hosts": [s.index for s in gone], "error": str(lost)[:300]}
         await self._event(recorder, resume_at, "node lost", lost_payload)
         recovered = {"from_round": resume_at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
@@ -238,12 +239,12 @@ class RunDriver:
             await sim.set_state(checkpoint.decode(saved.data))
         return resume_at
 
-    async def _prepare(self, sim: Simulation, recorder: Recorder) -> None:
-        """Resume from the last checkpoint after a takeover; store the profiles of a new run."""
+    async def _prepare(self, sim: Simulation, recorder: Recorder, hosts: Sequence[HostStats]) -> None:
+        """Resume from the last checkpoint after a takeover; store the profiles of a new run.
+        `hosts`: the stats of the hosts just started."""
         run_id = self.run.id
-        hosts = await sim.host_stats()
         nodes = {h.index: h.node_id for h in hosts}
-        await self._publish_hosts(sim)
+        await self._publish_hosts(sim, hosts)
         await self.live.set_state(
             run_id, status=RunStatus.RUNNING, round=self.run.round, rounds=self.spec.rounds
         )
@@ -391,9 +392,10 @@ class RunDriver:
         await self._publish_hosts(sim)
         await publish_nodes(self.live)
 
-    async def _publish_hosts(self, sim: Simulation) -> None:
-        """Show the run's hosts on the cluster page (they expire unless refreshed)."""
-        hosts = await sim.host_stats()
+    async def _publish_hosts(self, sim: Simulation, hosts: Sequence[HostStats] | None = None) -> None:
+        """Show the run's hosts on the cluster page (they expire unless refreshed); `hosts`: their
+        stats when the caller has just read them."""
+        hosts = hosts if hosts is not None else await sim.host_stats()
         await self.live.set_hosts(self.run.id, [dataclasses.asdict(h) for h in hosts], ttl=_HOSTS_TTL)
         self._hosts_published = time.monotonic()
 
