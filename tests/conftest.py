@@ -53,6 +53,22 @@ BASE_SPEC: dict[str, Any] = {
 }
 
 
+# The social network's changes to the base spec: 2,000 rule-based agents, news from 10 seeds.
+SOCIAL: dict[str, Any] = {
+    "scenario": {
+        "name": "social",
+        "params": {"topic": "The bridge closes", "graph": "preferential", "following": 8, "seeds": 10},
+    },
+    "population.total": 2000,
+    "population.kinds": [
+        {"kind": "threshold", "share": 30, "params": {"theta": 0.1}},
+        {"kind": "threshold", "share": 30, "params": {"theta": 0.3}},
+        {"kind": "voter", "share": 40},
+    ],
+    "rounds": 5,
+}
+
+
 def spec_data(**changes: Any) -> dict[str, Any]:
     """The base spec as data, with `changes` applied; keys use dots for nesting
     (`spec_data(**{"population.total": 5})`)."""

@@ -17,6 +17,7 @@ from backend.runtime import Runtime
 from backend.store.models import RoundRow, Run, RunStatus
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
+from backend.web.figures import figure
 from backend.web.render import page_or_fragment, templates
 from backend.workflow.lifecycle import IllegalTransition
 
@@ -59,21 +60,10 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
 async def chart_context(
     rt: Runtime, run: Run, rounds: Sequence[RoundRow], chosen: int | None
 ) -> dict[str, Any]:
-    """The paper's figure for round `chosen` (None: the newest, following the run as it goes):
-    the histogram of answers with the mean and the target, and both over the rounds."""
+    """The figure of round `chosen` (None: the newest, following the run as it goes)."""
     shown = chosen if chosen is not None else (rounds[-1].round if rounds else None)
     detail = await services.round_detail(rt, run.id, shown) if shown is not None else None
-    chart = None
-    if detail is not None and "histogram" in detail.details:
-        chart = {
-            "round": detail.round,
-            "histogram": detail.details["histogram"],
-            "mean": detail.stats.get("avg"),
-            "target": detail.stats.get("win"),
-            "rounds": [r.round for r in rounds],
-            "means": [r.stats.get("avg") for r in rounds],
-            "targets": [r.stats.get("win") for r in rounds],
-        }
+    chart = figure(detail, rounds) if detail is not None else None
     return {"run": run, "chart": chart, "following": chosen is None, "last_round": len(rounds)}
 
 

@@ -1,5 +1,5 @@
-// Draws the run page's charts (Chart.js) from the JSON the server puts beside them, whenever htmx
-// brings new content: on load, and on every live update of the chart.
+// Draws the run page's charts (Chart.js) from the JSON the server puts beside them
+// (backend/web/figures.py), whenever htmx brings new content: on load, and on every live update.
 (function () {
   "use strict";
 
@@ -28,28 +28,18 @@
 
   const MEAN = "#3056d3";
   const TARGET = "#c2410c";
+  const BARS = "#9db0ea";
 
-  function histogram(canvas, data) {
+  function bars(canvas, { labels, counts, label, x, lines = [] }) {
     return new Chart(canvas, {
       type: "bar",
-      data: {
-        labels: data.histogram.map((_, i) => i),
-        datasets: [{ label: `answers in round ${data.round}`, data: data.histogram, backgroundColor: "#9db0ea" }],
-      },
+      data: { labels, datasets: [{ label, data: counts, backgroundColor: BARS }] },
       options: {
         animation: false,
         responsive: true,
-        plugins: {
-          legend: { display: false },
-          markers: {
-            lines: [
-              { value: data.mean, label: "mean", color: MEAN },
-              { value: data.target, label: "target", color: TARGET, dash: [6, 4], row: 1 },
-            ],
-          },
-        },
+        plugins: { legend: { display: false }, markers: { lines } },
         scales: {
-          x: { title: { display: true, text: "answer" }, ticks: { maxTicksLimit: 11 } },
+          x: { title: { display: true, text: x }, ticks: { maxTicksLimit: 11 } },
           y: { title: { display: true, text: "agents" }, beginAtZero: true },
         },
       },
@@ -57,15 +47,12 @@
     });
   }
 
-  function series(canvas, data) {
+  function overRounds(canvas, rounds, datasets) {
     return new Chart(canvas, {
       type: "line",
       data: {
-        labels: data.rounds,
-        datasets: [
-          { label: "mean", data: data.means, borderColor: MEAN, backgroundColor: MEAN },
-          { label: "target", data: data.targets, borderColor: TARGET, backgroundColor: TARGET, borderDash: [6, 4] },
-        ],
+        labels: rounds,
+        datasets: datasets.map(({ color, ...set }) => ({ borderColor: color, backgroundColor: color, ...set })),
       },
       options: {
         animation: false,
@@ -75,7 +62,41 @@
     });
   }
 
-  const DRAW = { histogram, series };
+  // The paper's figure: one round's answers with the mean and target, and both over the rounds.
+  function histogram(canvas, data) {
+    return bars(canvas, {
+      labels: data.histogram.map((_, i) => i),
+      counts: data.histogram,
+      label: `answers in round ${data.round}`,
+      x: "answer",
+      lines: [
+        { value: data.mean, label: "mean", color: MEAN },
+        { value: data.target, label: "target", color: TARGET, dash: [6, 4], row: 1 },
+      ],
+    });
+  }
+
+  function series(canvas, data) {
+    return overRounds(canvas, data.rounds, [
+      { label: "mean", data: data.means, color: MEAN },
+      { label: "target", data: data.targets, color: TARGET, borderDash: [6, 4] },
+    ]);
+  }
+
+  // The social network: the stances taken after a round, and how far the news went.
+  function stances(canvas, data) {
+    return bars(canvas, { labels: data.bins, counts: data.stances, label: `stances after round ${data.round}`, x: "stance" });
+  }
+
+  function spread(canvas, data) {
+    return overRounds(canvas, data.rounds, [
+      { label: "seen", data: data.seen, color: MEAN },
+      { label: "adopted", data: data.adopted, color: TARGET },
+      { label: "posts and reposts", data: data.posts, color: "#15803d", borderDash: [6, 4] },
+    ]);
+  }
+
+  const DRAW = { histogram, series, stances, spread };
 
   function draw() {
     // Charts whose canvas a swap removed are destroyed, or Chart.js would keep them forever.

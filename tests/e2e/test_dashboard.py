@@ -6,7 +6,7 @@ import httpx2 as httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import TOKEN, spec_data
+from tests.conftest import SOCIAL, TOKEN, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -191,3 +191,22 @@ def test_a_run_of_a_thousand_llm_agents(page, site, shoot, llm_stub):
         "Speaking for myself: What do you expect the others to do?"
     )
     shoot("agent-llm")
+
+
+def test_a_social_run_shows_how_the_news_spread(page, site, shoot):
+    spec = spec_data(**SOCIAL | {"name": "news spreads", "rounds": 6, "placement": {"hosts": 2}})
+    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API).json()
+    sign_in(page, site)
+    page.goto(f"{site}/runs/{run['id']}")
+    expect(page.locator("#run-live .status")).to_have_text("completed", timeout=120_000)
+    expect(page.get_by_role("heading", name="Spread", exact=True)).to_be_visible()
+    expect(page.locator("#run-chart figcaption").first).to_contain_text("Stances after round 6: mean")
+    rounds = httpx.get(f"{site}/api/v1/runs/{run['id']}/rounds", headers=API).json()["data"]
+    drawn = "id => Chart.getChart(document.getElementById(id))?.data.datasets.map(d => d.data)"
+    stances = page.wait_for_function(f"({drawn})('stances')").json_value()
+    assert stances == [rounds[-1]["details"]["stances"]]
+    seen, adopted, posts = page.wait_for_function(f"({drawn})('spread')").json_value()
+    assert seen == [r["stats"]["seen"] for r in rounds]
+    assert adopted == [r["stats"]["adopted"] for r in rounds]
+    assert posts == [r["stats"]["posts"] + r["stats"]["reposts"] for r in rounds]
+    shoot("run-social")

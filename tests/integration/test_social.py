@@ -5,22 +5,9 @@ import pytest
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import RunSpec
+from tests.conftest import SOCIAL
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-SOCIAL = {
-    "scenario": {
-        "name": "social",
-        "params": {"topic": "The bridge closes", "graph": "preferential", "following": 8, "seeds": 10},
-    },
-    "population.total": 2000,
-    "population.kinds": [
-        {"kind": "threshold", "share": 30, "params": {"theta": 0.1}},
-        {"kind": "threshold", "share": 30, "params": {"theta": 0.3}},
-        {"kind": "voter", "share": 40},
-    ],
-    "rounds": 5,
-}
 
 
 def social_spec(make_spec, hosts: int) -> RunSpec:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from tests.conftest import TOKEN, driving_settings, spec_data
+from tests.conftest import SOCIAL, TOKEN, driving_settings, spec_data
 from tests.web.conftest import csrf_of, sign_in
 
 API = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,6 +54,29 @@ def test_run_page_draws_the_papers_figure(finished):
     assert chart_of(first.text)["histogram"] == rounds[0]["details"]["histogram"]
     assert "sse-swap" not in first.text  # a chosen round stays put
     assert 'sse-swap="chart"' in client.get(f"/runs/{run['id']}/chart").text
+
+
+def test_a_social_run_page_draws_the_stances_and_the_spread(finished):
+    client, _ = finished
+    run = client.post("/api/v1/runs", json=spec_data(**SOCIAL | {"rounds": 3}), headers=API).json()
+    deadline = time.monotonic() + 120
+    while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    page = client.get(f"/runs/{run['id']}")
+    rounds = client.get(f"/api/v1/runs/{run['id']}/rounds", headers=API).json()["data"]
+    chart = chart_of(page.text)
+    assert chart["kind"] == "spread"
+    assert chart["round"] == 3
+    assert chart["stances"] == rounds[-1]["details"]["stances"]
+    assert sum(chart["stances"]) == rounds[-1]["stats"]["adopted"] > 0  # every adopter holds a stance
+    assert chart["seen"] == [r["stats"]["seen"] for r in rounds]
+    assert chart["posts"] == [r["stats"]["posts"] + r["stats"]["reposts"] for r in rounds]
+    assert 'data-chart="stances"' in page.text
+    assert 'data-chart="spread"' in page.text
+    assert "by kind of agent" not in page.text  # that breakdown is of numeric answers
+    first = client.get(f"/runs/{run['id']}/chart", params={"round": 1})
+    assert chart_of(first.text)["stances"] == rounds[0]["details"]["stances"]
 
 
 def test_run_page_lists_events_and_exports(finished):
