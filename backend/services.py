@@ -167,14 +167,27 @@ async def _agent_of(rt: Runtime, run_id: int, agent_id: int) -> tuple[Run, Agent
 async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> str:
     """Ask an agent a question. An LLM agent answers in character, through the run's model, from
     its background and recorded answers; a rule-based agent answers from its profile, its kind's
-    rule and its recorded answers."""
+    rule and its recorded answers. Every interview is recorded as an event of the run, with the
+    language-model use it cost (counted in the run's usage and budget)."""
     run, agent, actions = await _agent_of(rt, run_id, agent_id)
     spec = RunSpec.parse(run.spec)
     part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
     kind = KINDS.get(part.kind) if part is not None else None
     answers = [f"round {a.round}: {_answer(a)}" for a in actions]
     if part is not None and spec.llm is not None and hasattr(kind, "interview"):
-        return await _interview_in_character(spec, part, kind, agent, answers, question)
+        answer, error, used = await _interview_in_character(spec, part, kind, agent, answers, question)
+    else:
+        answer, error, used = _answer_by_rule(kind, agent, answers, question), None, {}
+    asked = {"agent": agent_id, "question": question, "answer": answer, "error": error, "usage": used}
+    async with rt.sessions() as session:
+        await records.add_event(session, run_id=run_id, round=run.round, kind="interview", payload=asked)
+        await session.commit()
+    if answer is None:
+        raise InterviewFailed(f"{agent.name} could not answer: {error}")
+    return answer
+
+
+def _answer_by_rule(kind: Any, agent: AgentRow, answers: list[str], question: str) -> str:
     rule = ""
     if kind is not None:
         doc = (kind.__doc__ or "").strip().splitlines()
@@ -187,19 +200,20 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
 
 async def _interview_in_character(
     spec: RunSpec, part: KindShare, kind: Any, agent: AgentRow, answers: list[str], question: str
-) -> str:
-    """The agent's model answers for it, called from this process (with this process's keys)."""
+) -> tuple[str | None, str | None, dict[str, dict[str, int]]]:
+    """The agent's model answers for it, called from this process (with this process's keys):
+    its reply, or None and why the model gave none; and the calls it took."""
     params = kind.Params.model_validate(part.params)
     profile = Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
     messages = kind.interview(params, profile, spec.scenario.params, answers, question)
     client = llm.LLM(spec.llm)
     try:
         reply = await client.model(params.model).chat(messages, deadline=time.monotonic() + INTERVIEW_SECONDS)
+        return reply.text, None, client.take_usage()
     except llm.LLMError as e:
-        raise InterviewFailed(f"{agent.name} could not answer: {e}") from None
+        return None, str(e), client.take_usage()
     finally:
         await client.close()
-    return reply.text
 
 
 def _answer(action: ActionRow) -> str:
@@ -313,18 +327,25 @@ async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dic
         return await records.group_stats(session, run_id=run_id, round=round)
 
 
-def usage(spec: RunSpec, rounds: Sequence[RoundRow]) -> dict[str, Any]:
-    """The run's language-model use: per round (tokens, cost), per model (calls, failures,
-    tokens, cost) and in all, priced by the spec's price tables."""
+async def usage(rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow]) -> dict[str, Any]:
+    """The run's language-model use: per round (tokens, cost), by its interviews, per model
+    (calls, failed, tokens, cost; the interviews' included) and in all, priced by the spec's price
+    tables."""
     per_round = [
         {"round": r.round, "tokens": llm.tokens(r.usage), "cost": llm.priced(spec.llm, r.usage)}
         for r in rounds
     ]
-    models = sum_usage(r.usage for r in rounds)
+    async with rt.sessions() as session:
+        asked = await records.interview_usage(session, run_id=run_id)
+    models = sum_usage([*(r.usage for r in rounds), asked])
     for name, counts in models.items():
         counts["cost"] = llm.priced(spec.llm, {name: counts})
-    total = {"tokens": llm.tokens(models), "cost": sum(c["cost"] for c in models.values())}
-    return {"rounds": per_round, "models": models, "total": total}
+    return {
+        "rounds": per_round,
+        "interviews": {"tokens": llm.tokens(asked), "cost": llm.priced(spec.llm, asked)},
+        "models": models,
+        "total": {"tokens": llm.tokens(models), "cost": sum(c["cost"] for c in models.values())},
+    }
 
 
 async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:

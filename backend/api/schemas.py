@@ -121,8 +121,9 @@ class UsagePublic(BaseModel):
     """A run's language-model use, priced by its spec's price tables."""
 
     rounds: list[RoundUsage]
+    interviews: dict[str, float] = Field(description="tokens and cost of the run's interviews")
     models: dict[str, dict[str, float]] = Field(
-        description="calls, failed, prompt_tokens, completion_tokens, cost"
+        description="calls, failed, prompt_tokens, completion_tokens, cost (the interviews' included)"
     )
     total: dict[str, float] = Field(description="tokens and cost")
 

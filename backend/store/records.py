@@ -134,6 +134,12 @@ async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[
     return sum_usage((await session.scalars(select(RoundRow.usage).where(RoundRow.run_id == run_id))).all())
 
 
+async def interview_usage(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, int]]:
+    """The language-model use of the run's interviews, per model (recorded with each)."""
+    asked = select(EventRow.payload).where(EventRow.run_id == run_id, EventRow.kind == "interview")
+    return sum_usage(p.get("usage", {}) for p in (await session.scalars(asked)).all())
+
+
 async def get_round(session: AsyncSession, *, run_id: int, round: int) -> RoundRow | None:
     return await session.get(RoundRow, (run_id, round))
 

@@ -188,10 +188,13 @@ async def release_run(session: AsyncSession, *, run_id: int, worker: str) -> Non
 
 async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker: str) -> None:
     """Delete what was recorded after `round` (the checkpoint a takeover resumes from), so the
-    rounds that are run again are not stored twice."""
+    rounds that are run again are not stored twice. Interviews stay: they were asked, and paid
+    for, whatever the rounds do."""
     await fence(session, run_id=run_id, worker=worker, round=round)
-    for table in (ActionRow, RoundRow, EventRow):
+    for table in (ActionRow, RoundRow):
         await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
+    later = (EventRow.run_id == run_id) & (EventRow.round > round) & (EventRow.kind != "interview")
+    await session.execute(delete(EventRow).where(later))
     await session.commit()
 
 

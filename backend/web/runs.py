@@ -44,7 +44,7 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
     run = await services.get_run(rt, run_id)
     rounds = await services.rounds(rt, run_id, details=False)
     spec = RunSpec.parse(run.spec)
-    usage = services.usage(spec, rounds) if spec.llm is not None else None
+    usage = await services.usage(rt, spec, run_id, rounds) if spec.llm is not None else None
     return {
         "run": run,
         "spec": spec,

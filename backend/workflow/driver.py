@@ -78,7 +78,7 @@ class RunDriver:
         self.shutdown = shutdown
         self.status = RunStatus(run.status)
         self._hosts_published = 0.0
-        self._spent: dict[str, dict[str, int]] = {}  # language-model use so far, per model
+        self._spent: dict[str, dict[str, int]] = {}  # the rounds' language-model use so far, per model
         self._recoveries = 0
 
     def __repr__(self) -> str:
@@ -181,7 +181,7 @@ class RunDriver:
         self._spent = sum_usage([self._spent, result.usage])
         if result.usage:
             await self.live.set_state(self.run.id, usage=self._spent)
-        if not sim.done and (reason := self._over_budget()):
+        if not sim.done and (reason := await self._over_budget()):
             await self._pause_for_budget(recorder, sim.round, reason)
         if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
             await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
@@ -305,7 +305,7 @@ class RunDriver:
                 elif action == "resume" and paused:
                     if command.get("budget") is not None:
                         await self._set_budget(recorder, sim.round, command["budget"])
-                    if reason := self._over_budget():
+                    if reason := await self._over_budget():
                         refused = {"reason": f"{reason}: raise it to resume"}
                         await self._event(recorder, sim.round, "budget", refused)
                         continue
@@ -326,23 +326,30 @@ class RunDriver:
                 await self._publish_hosts(sim)  # a paused run's hosts are still there
             await asyncio.sleep(_PAUSE_POLL)
 
-    def _over_budget(self) -> str | None:
+    async def _used(self) -> dict[str, dict[str, int]]:
+        """The run's language-model use so far: its rounds' and its interviews' (which the
+        service asks, so they are read from the store)."""
+        async with self.sessions() as session:
+            asked = await records.interview_usage(session, run_id=self.run.id)
+        return sum_usage([self._spent, asked])
+
+    async def _over_budget(self) -> str | None:
         """Why the run's language-model use has reached its budget, if it has."""
         budget = self.spec.budget
         if budget is None:
             return None
-        used = tokens(self._spent)
-        if budget.tokens is not None and used >= budget.tokens:
-            return f"the token budget is spent ({used:,} of {budget.tokens:,})"
-        spent = priced(self.spec.llm, self._spent)
-        if budget.cost is not None and spent >= budget.cost:
-            return f"the cost budget is spent ({spent:.4f} of {budget.cost:g})"
+        used = await self._used()
+        if budget.tokens is not None and (count := tokens(used)) >= budget.tokens:
+            return f"the token budget is spent ({count:,} of {budget.tokens:,})"
+        if budget.cost is not None and (cost := priced(self.spec.llm, used)) >= budget.cost:
+            return f"the cost budget is spent ({cost:.4f} of {budget.cost:g})"
         return None
 
     async def _pause_for_budget(self, recorder: Recorder, round: int, reason: str) -> None:
         await self._set(RunStatus.PAUSED)
         await self.live.set_state(self.run.id, reason=reason)
-        spent = {"tokens": tokens(self._spent), "cost": priced(self.spec.llm, self._spent)}
+        used = await self._used()
+        spent = {"tokens": tokens(used), "cost": priced(self.spec.llm, used)}
         await self._event(recorder, round, "budget", {"reason": reason, **spent})
 
     async def _set_budget(self, recorder: Recorder, round: int, budget: dict[str, Any]) -> None:

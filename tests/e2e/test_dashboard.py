@@ -191,6 +191,8 @@ def test_a_run_of_a_thousand_llm_agents(page, site, shoot, llm_stub):
         "Speaking for myself: What do you expect the others to do?"
     )
     shoot("agent-llm")
+    page.goto(f"{site}/runs/{run['id']}")
+    expect(card.locator(".interviews")).to_contain_text(re.compile(r"Interviews: \d+ tokens"))
 
 
 def test_a_social_run_shows_how_the_news_spread(page, site, shoot):

@@ -142,15 +142,53 @@ def test_keys_never_reach_the_database_or_the_pages(service, llm_stub, tmp_path)
 def test_an_llm_agent_answers_an_interview_in_character(service, llm_stub):
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
     wait_for(service, run["id"], "completed")
+    served = llm_stub.served
+    before = served.prompt_tokens + served.completion_tokens
     asked = service.post(
         f"/api/v1/runs/{run['id']}/agents/3/interview", json={"question": "Why that number?"}
     )
     assert asked.status_code == 200
     assert asked.json()["answer"] == "Speaking for myself: Why that number?"  # the model's own words
+    # The interview is on the run's record, and in its bill.
+    spent = served.prompt_tokens + served.completion_tokens - before
+    usage = service.get(f"/api/v1/runs/{run['id']}/usage").json()
+    assert usage["interviews"]["tokens"] == spent > 0
+    assert usage["total"]["tokens"] == sum(r["tokens"] for r in usage["rounds"]) + spent
+    assert usage["models"]["stub"]["calls"] == served.answered
+    event = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"][0]
+    assert event["kind"] == "interview"
+    assert event["payload"]["agent"] == 3
+    assert event["payload"]["question"] == "Why that number?"
+    assert event["payload"]["answer"] == asked.json()["answer"]
     llm_stub.config.error_rate = 1.0
     failed = service.post(f"/api/v1/runs/{run['id']}/agents/3/interview", json={"question": "And now?"})
     assert failed.status_code == 503
     assert "could not answer" in failed.json()["detail"]
+    event = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"][0]
+    assert event["payload"]["answer"] is None
+    assert "HTTP 500" in event["payload"]["error"]
+    assert event["payload"]["usage"]["stub"]["failed"] >= 1
+
+
+def test_interviews_count_against_the_budget(service, llm_stub):
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, budget={"tokens": 1000})).json()
+    url = f"/api/v1/runs/{run['id']}"
+    assert wait_for(service, run["id"], "paused", "completed")["round"] == 1
+    rounds = service.get(f"{url}/usage").json()["total"]["tokens"]
+    assert service.post(f"{url}/agents/0/interview", json={"question": "Why?"}).status_code == 200
+    # Enough for the rounds' use alone, not with the interview's: the run stays where it is.
+    assert service.post(f"{url}/resume", json={"budget": {"tokens": rounds + 1}}).status_code == 202
+
+    def refused() -> bool:
+        events = service.get(f"{url}/events").json()["data"]
+        return any("raise it to resume" in e["payload"].get("reason", "") for e in events)
+
+    deadline = time.monotonic() + 30
+    while not refused():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    after = service.get(url).json()
+    assert (after["status"], after["round"]) == ("paused", 1)
 
 
 def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(service, llm_stub):

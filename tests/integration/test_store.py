@@ -95,6 +95,9 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
                 conn, "actions", records.ACTION_COLUMNS, records.action_rows(run.id, round, batch)
             )
             await records.save_round(session, run_id=run.id, result=RoundResult(round, {"avg": float("nan")}))
+            await records.add_event(session, run_id=run.id, round=round, kind="round", payload={})
+        asked = {"agent": 3, "question": "Why?", "usage": {"m": {"calls": 1, "prompt_tokens": 7}}}
+        await records.add_event(session, run_id=run.id, round=3, kind="interview", payload=asked)
         await session.commit()
     async with runtime.sessions() as session:
         query = select(AgentRow).where(AgentRow.run_id == run.id).order_by(AgentRow.agent_id)
@@ -113,3 +116,9 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         await runs.forget_after(session, run_id=run.id, round=1, worker="a")
         assert await records.count_actions(session, run_id=run.id) == 50
         assert [r.round for r in await records.list_rounds(session, run_id=run.id)] == [1]
+        # The rounds' events go with them; an interview was asked (and paid for) all the same.
+        kept = await records.list_events(session, run_id=run.id)
+        assert [(e.kind, e.round) for e in kept] == [("interview", 3), ("round", 1)]
+        assert await records.interview_usage(session, run_id=run.id) == {
+            "m": {"calls": 1, "prompt_tokens": 7}
+        }
