@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import string
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ __all__ = [
     "ScenarioSpec",
     "SpecError",
     "load_spec",
+    "located",
 ]
 
 MAX_AGENTS = 100_000_000
@@ -45,9 +47,22 @@ class SpecError(ValueError):
         problems = []
         for e in error.errors():
             where = ".".join(str(part) for part in e["loc"]) or "spec"
-            message = e["msg"].removeprefix("Value error, ")
+            where, message = located(where, e["msg"], top="spec")
             problems.append(f"{where}: {message}")
         return cls(problems)
+
+
+# A check across fields of the whole spec names the field it is about: "placement.hosts: ...".
+_PLACED = re.compile(r"([a-z_]+(?:\.\w+)+): (.+)", re.S)
+
+
+def located(where: str, message: str, *, top: str) -> tuple[str, str]:
+    """Where a validation error is (a dotted path) and what it says, from pydantic's. An error of
+    the whole spec (at `top`) that names its field is put at that field."""
+    message = message.removeprefix("Value error, ")
+    if where == top and (placed := _PLACED.fullmatch(message)):
+        where, message = placed.groups()
+    return where, message
 
 
 class _Strict(BaseModel):
@@ -207,6 +222,16 @@ class RunSpec(_Strict):
                 f"placement.hosts: {hosts} hosts for {self.population.total} agents; "
                 "each host needs at least one agent"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _scenario_fits_population(self) -> RunSpec:
+        scenario = SCENARIOS.get(self.scenario.name)
+        params = scenario.Params.model_validate(self.scenario.params)
+        try:
+            scenario.check(params, population=self.population.total)
+        except ValueError as e:
+            raise ValueError(f"scenario.params.{e}") from None
         return self
 
     @model_validator(mode="after")

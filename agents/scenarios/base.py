@@ -68,6 +68,12 @@ class Scenario(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r}, rounds={self.rounds})"
 
+    @classmethod
+    def check(cls, params: Any, *, population: int) -> None:
+        """Raise ValueError, as `parameter: what is wrong`, when `params` cannot work with
+        `population` agents. Specs are checked with it, so such a run is refused before it is
+        queued rather than failing when it starts."""
+
     @abstractmethod
     def observe(self, round: int) -> Observations:
         """The observations of round `round` (1-based)."""

@@ -380,8 +380,8 @@ class SocialNetwork(Scenario):
         seeds: Mapping[int, float] | None = None,
     ) -> None:
         super().__init__(params, rounds=rounds, population=population, seed=seed)
-        if seeds is None and params.seeds > population:
-            raise ValueError(f"seeds: {params.seeds} seeds for {population} agents")
+        if seeds is None:
+            self.check(params, population=population)
         if graph is not None and graph.population != population:
             raise ValueError(f"the graph has {graph.population} agents, the run {population}")
         graph_seed = params.graph_seed if params.graph_seed is not None else seed
@@ -399,6 +399,11 @@ class SocialNetwork(Scenario):
         self._following = self.graph.following_counts()
         self._reach: tuple[int, np.ndarray] | None = None  # (round, followees who posted, per agent)
         self._start()
+
+    @classmethod
+    def check(cls, params: SocialParams, *, population: int) -> None:
+        if params.seeds > population:
+            raise ValueError(f"seeds: {params.seeds} seeds for {population} agents")
 
     def __repr__(self) -> str:
         return f"SocialNetwork({self.graph!r}, seeds={len(self.seed_ids)}, rounds={self.rounds})"

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agents.spec import located
 from backend.api.schemas import ErrorOut, FieldError
 from backend.services import AgentNotFound, InterviewFailed, RunNotFound
 from backend.workflow.lifecycle import IllegalTransition
@@ -29,10 +30,10 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(field=_field(tuple(e["loc"])), message=str(e["msg"]).removeprefix("Value error, "))
-        for e in exc.errors()
-    ]
+    errors = []
+    for e in exc.errors():
+        field, message = located(_field(tuple(e["loc"])), str(e["msg"]), top="body")
+        errors.append(FieldError(field=field, message=message))
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
 

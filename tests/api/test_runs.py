@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from tests.conftest import spec_data
+from tests.conftest import SOCIAL, spec_data
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +53,8 @@ def test_create_list_and_read_a_run(client):
         ({"scenario.name": "chess"}, "scenario", "unknown scenario 'chess'"),
         ({"population.attributes.gender": {"f": 50, "m": 40}}, "population.attributes", "add up to 90"),
         ({"rounds": "many"}, "rounds", "valid integer"),
+        ({"placement": {"hosts": 1001}}, "placement.hosts", "1001 hosts for 1000 agents"),
+        (SOCIAL | {"population.total": 5}, "scenario.params.seeds", "10 seeds for 5 agents"),
     ],
 )
 def test_a_bad_spec_is_a_422_naming_the_field(client, changes, field, message):

@@ -1,7 +1,7 @@
 import pytest
 
 from agents.spec import RunSpec, SpecError, load_spec
-from tests.conftest import spec_data
+from tests.conftest import SOCIAL, spec_data
 
 
 def problems(**changes) -> list[str]:
@@ -31,7 +31,8 @@ def test_the_base_spec_is_valid_with_defaults_filled(make_spec):
             "attribute 'gender' percentages add up to 90, not 100",
         ),
         ({"population.kinds.0.share": 30}, "population.kinds", "kind percentages add up to 110, not 100"),
-        ({"placement": {"hosts": 1001}}, "spec", "1001 hosts for 1000 agents"),
+        ({"placement": {"hosts": 1001}}, "placement.hosts", "1001 hosts for 1000 agents"),
+        (SOCIAL | {"population.total": 5}, "scenario.params.seeds", "10 seeds for 5 agents"),
         ({"scenario.params": {"ratio": "3/2"}}, "scenario", "ratio must lie strictly between 0 and 1"),
         (
             {"scenario.params": {"max_value": 0}},

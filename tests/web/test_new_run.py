@@ -69,6 +69,9 @@ def test_preview_puts_each_error_beside_its_field(member):
     assert slot(unreadable.text, "population.total") == "“many” is not a number"
     wrong_param = member.post("/runs/new/preview", data=FORM | {"csrf": csrf, "kind.0.params": "k=9"})
     assert "k: Input should be less than or equal to 3" in slot(wrong_param.text, "population.kinds.0")
+    # A check across fields lands at the field it names.
+    crowded = member.post("/runs/new/preview", data=FORM | {"csrf": csrf, "hosts": "1001"})
+    assert slot(crowded.text, "placement.hosts").startswith("1001 hosts for 1000 agents")
 
 
 def test_submitting_the_form_queues_the_run_it_describes(member):
