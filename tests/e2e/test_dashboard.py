@@ -116,6 +116,12 @@ def test_pause_and_resume_a_run_and_see_it_on_the_cluster(page, site, slow_run, 
     expect(page.locator("#run-live .round")).not_to_have_text(paused_at, timeout=30_000)
     expect(page.locator("#feed")).to_contain_text("resumed")
 
+    page.once("dialog", lambda dialog: dialog.accept())  # "Stop run #…? A stopped run cannot be resumed."
+    page.get_by_role("button", name="Stop").click()
+    expect(status).to_have_text("stopped", timeout=30_000)
+    expect(page.locator("#inject")).to_have_count(0)  # nothing more can reach the agents
+    expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+
 
 def test_page_and_filter_agents_then_interview_one(page, site, shoot):
     run = httpx.post(f"{site}/api/v1/runs", json=spec_data(name="agents run", rounds=2), headers=API).json()
