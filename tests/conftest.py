@@ -235,8 +235,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(settings: Settings) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+def serve_app(settings: Settings, grace: float = STREAMS_GRACE) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a thread; yields its base URL. Requests
+    still going when it stops get `grace` seconds."""
     port = _free_port()
     server = Server(
         uvicorn.Config(
@@ -244,7 +245,7 @@ def serve_app(settings: Settings) -> Iterator[str]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            timeout_graceful_shutdown=STREAMS_GRACE,
+            timeout_graceful_shutdown=grace,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -107,7 +107,7 @@ def test_stopping_the_server_ends_open_live_streams(api_settings):
     """A browser left on a page must not hold the server's shutdown."""
     lines: list[str] = []
     with httpx.Client() as client:
-        with serve_app(api_settings) as url:
+        with serve_app(api_settings, grace=60) as url:
             client.get(f"{url}/login?token={TOKEN}")
 
             def listen() -> None:
@@ -121,5 +121,5 @@ def test_stopping_the_server_ends_open_live_streams(api_settings):
         stopped = time.monotonic() - stopping
         listener.join(timeout=10)
     assert not listener.is_alive()
-    assert stopped < 2.5  # the stream ended at once, not after the grace period
+    assert stopped < 30  # the stream ended at once, not after the minute's grace
     assert "event: rows" in lines
