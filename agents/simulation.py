@@ -135,17 +135,21 @@ class Simulation:
         self, on_progress: Callable[[int], Awaitable[None]] | None = None, every: float = 1.0
     ) -> tuple[int, int]:
         """Have the run's model write every agent's background (the spec's `population.persona`),
-        all hosts at once, calling `on_progress(done)` every `every` seconds; returns (written,
-        kept from the template)."""
+        all hosts at once, calling `on_progress(done)` every `every` seconds (what it raises ends
+        the writing); returns (written, kept from the template)."""
         persona = self.spec.population.persona
         if persona is None:
             raise RuntimeError("the spec asks for no personas")
         writing = asyncio.gather(*(h.write_personas.remote(persona) for h in self._hosts))
-        while not (await asyncio.wait([writing], timeout=every))[0]:
-            if on_progress is not None:
-                await on_progress(
-                    sum(await asyncio.gather(*(h.persona_progress.remote() for h in self._hosts)))
-                )
+        try:
+            while not (await asyncio.wait([writing], timeout=every))[0]:
+                if on_progress is not None:
+                    await on_progress(
+                        sum(await asyncio.gather(*(h.persona_progress.remote() for h in self._hosts)))
+                    )
+        except BaseException:
+            writing.cancel()  # `on_progress` may cut the writing short
+            raise
         results = writing.result()
         return sum(w for w, _ in results), sum(k for _, k in results)
 

@@ -46,6 +46,10 @@ async def publish_nodes(live: LiveChannel) -> None:
     await live.set_nodes([dataclasses.asdict(n) for n in nodes])
 
 
+class _Interrupted(Exception):
+    """Writing the backgrounds was cut short by a stop or a shutdown."""
+
+
 class RunDriver:
     """Drives a run this worker has claimed until it completes, stops, fails or is taken over.
 
@@ -80,6 +84,7 @@ class RunDriver:
         self._hosts_published = 0.0
         self._spent: dict[str, dict[str, int]] = {}  # the rounds' language-model use so far, per model
         self._recoveries = 0
+        self._held: list[dict[str, Any]] = []  # commands taken while writing backgrounds, for _obey
 
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
@@ -255,17 +260,26 @@ class RunDriver:
             )
         backgrounds = None
         if self.spec.population.persona is not None and not await self._restore_personas(sim):
-            await self._write_personas(sim, recorder)
+            try:
+                await self._write_personas(sim, recorder)
+            except _Interrupted:
+                return  # nothing stored: _obey stops the run or hands it back, to be written anew
             backgrounds = sim.backgrounds
         await recorder.profiles(sim.slots, nodes, backgrounds)
         await self._event(recorder, sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
 
     async def _write_personas(self, sim: Simulation, recorder: Recorder) -> None:
-        """Have the model write every background, showing the progress live."""
+        """Have the model write every background, showing the progress live. Writing a million
+        takes a while: a stop, or this worker shutting down, interrupts it (raises _Interrupted);
+        other commands wait for the first round."""
         run_id, total = self.run.id, self.spec.population.total
 
         async def progress(done: int) -> None:
             await self.live.set_state(run_id, personas=done, personas_total=total)
+            self._held += await self.live.take_commands(run_id)
+            stopped = any(c.get("action") == "stop" for c in self._held)
+            if stopped or (self.shutdown is not None and self.shutdown.is_set()):
+                raise _Interrupted
 
         await progress(0)
         written, kept = await sim.write_personas(progress)
@@ -293,7 +307,8 @@ class RunDriver:
         while True:
             if self.shutdown is not None and self.shutdown.is_set():
                 return "release"
-            for command in await self.live.take_commands(self.run.id):
+            held, self._held = self._held, []
+            for command in held + await self.live.take_commands(self.run.id):
                 action = command.get("action")
                 if action == "stop":
                     await self._event(recorder, sim.round, "stopped", {})

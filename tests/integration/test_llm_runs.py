@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
@@ -47,6 +48,8 @@ def llm_spec(url: str, **changes) -> dict:
 @pytest.fixture
 def service(tmp_path, redis_url, ray_cluster):
     settings = driving_settings(f"sqlite:///{tmp_path / 'llm.db'}", redis_url)
+    with redis.Redis.from_url(redis_url) as live:
+        live.flushdb()  # run ids restart with each database: the live state of another test's run 1 goes
     with TestClient(create_app(settings), headers=API) as client:
         yield client
 
@@ -216,6 +219,25 @@ def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(servi
     }
     agent = service.get(f"/api/v1/runs/{run['id']}/agents/0").json()
     assert agent["background"].startswith(agent["name"])  # the template: "NAME. gender: ...; ..."
+
+
+def test_a_stop_cuts_the_writing_of_backgrounds_short(service, llm_stub):
+    llm_stub.config.latency = 0.2  # 2,000 personas, 40 at a time: 10 s of writing at least
+    spec = llm_spec(llm_stub.url, **{"population.total": 2000, "population.persona": {"model": "stub"}})
+    run = service.post("/api/v1/runs", json=spec).json()
+    url = f"/api/v1/runs/{run['id']}"
+    deadline = time.monotonic() + 60
+    while not service.get(url).json()["live"].get("personas"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert service.post(f"{url}/stop").status_code == 202
+    stopped = wait_for(service, run["id"], "stopped", "completed")
+    assert (stopped["status"], stopped["round"]) == ("stopped", 0)
+    asked = llm_stub.served.personas
+    assert asked < 2000  # it did not wait for the writing to end
+    time.sleep(1.0)
+    assert llm_stub.served.personas == asked  # and the hosts asked for no more
+    assert "stopped" in [e["kind"] for e in service.get(f"{url}/events").json()["data"]]
 
 
 def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
