@@ -151,7 +151,8 @@ class AgentHost:
     async def write_personas(self, spec: PersonaSpec) -> tuple[int, int]:
         """Have the run's model write every hosted agent's background; returns (written, kept):
         an agent whose persona could not be written keeps its template background. The model's
-        pool bounds the calls in flight; `persona_progress` tells how far it got."""
+        pool bounds the calls in flight; `persona_progress` tells how far it got, `take_usage`
+        what it cost."""
         assert self.llm is not None, "personas need the run's language models"
         pool = self.llm.model(spec.model)
         self._personas = [0, 0]
@@ -171,6 +172,10 @@ class AgentHost:
     def persona_progress(self) -> int:
         """How many agents' personas are done (written or given up)."""
         return sum(self._personas)
+
+    def take_usage(self) -> dict[str, dict[str, int]]:
+        """The language-model use since it was last taken (by this or by a round)."""
+        return self.llm.take_usage() if self.llm is not None else {}
 
     def backgrounds(self, ids: range) -> list[str]:
         """The backgrounds of agents `ids` (hosted here), in id order."""

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agents.core import ActionBatch, Intervention, Message
+from agents.core import ActionBatch, Intervention, Message, sum_usage
 from agents.host import HostStats, RemoteAgentHost
 from agents.placement import Slot, alive_nodes, plan
 from agents.scenarios import SCENARIOS, RoundResult, Scenario
@@ -140,7 +140,8 @@ class Simulation:
         persona = self.spec.population.persona
         if persona is None:
             raise RuntimeError("the spec asks for no personas")
-        writing = asyncio.gather(*(h.write_personas.remote(persona) for h in self._hosts))
+        tasks = [h.write_personas.remote(persona) for h in self._hosts]
+        writing = asyncio.gather(*tasks)
         try:
             while not (await asyncio.wait([writing], timeout=every))[0]:
                 if on_progress is not None:
@@ -148,10 +149,17 @@ class Simulation:
                         sum(await asyncio.gather(*(h.persona_progress.remote() for h in self._hosts)))
                     )
         except BaseException:
-            writing.cancel()  # `on_progress` may cut the writing short
+            # `on_progress` may cut the writing short: the hosts stop asking the model too.
+            writing.cancel()
+            for task in tasks:
+                ray.cancel(task)
             raise
         results = writing.result()
         return sum(w for w, _ in results), sum(k for _, k in results)
+
+    async def take_usage(self) -> dict[str, dict[str, int]]:
+        """The hosts' language-model use outside rounds (writing personas) since last taken."""
+        return sum_usage(await asyncio.gather(*(h.take_usage.remote() for h in self._hosts)))
 
     async def backgrounds(self, ids: range) -> list[str]:
         """The backgrounds of agents `ids`, which must all be on one host (a slot's range or part)."""

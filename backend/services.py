@@ -328,21 +328,22 @@ async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dic
 
 
 async def usage(rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow]) -> dict[str, Any]:
-    """The run's language-model use: per round (tokens, cost), by its interviews, per model
-    (calls, failed, tokens, cost; the interviews' included) and in all, priced by the spec's price
-    tables."""
+    """The run's language-model use: per round (tokens, cost), outside the rounds (writing the
+    backgrounds, interviews), per model (calls, failed, tokens, cost; all of it) and in all,
+    priced by the spec's price tables."""
     per_round = [
         {"round": r.round, "tokens": llm.tokens(r.usage), "cost": llm.priced(spec.llm, r.usage)}
         for r in rounds
     ]
     async with rt.sessions() as session:
-        asked = await records.interview_usage(session, run_id=run_id)
-    models = sum_usage([*(r.usage for r in rounds), asked])
+        outside = await records.usage_outside_rounds(session, run_id=run_id)
+    models = sum_usage([*(r.usage for r in rounds), *outside.values()])
     for name, counts in models.items():
         counts["cost"] = llm.priced(spec.llm, {name: counts})
+    priced = {what: {"tokens": llm.tokens(u), "cost": llm.priced(spec.llm, u)} for what, u in outside.items()}
     return {
         "rounds": per_round,
-        "interviews": {"tokens": llm.tokens(asked), "cost": llm.priced(spec.llm, asked)},
+        **priced,
         "models": models,
         "total": {"tokens": llm.tokens(models), "cost": sum(c["cost"] for c in models.values())},
     }

@@ -121,9 +121,10 @@ class UsagePublic(BaseModel):
     """A run's language-model use, priced by its spec's price tables."""
 
     rounds: list[RoundUsage]
+    backgrounds: dict[str, float] = Field(description="tokens and cost of writing the backgrounds")
     interviews: dict[str, float] = Field(description="tokens and cost of the run's interviews")
     models: dict[str, dict[str, float]] = Field(
-        description="calls, failed, prompt_tokens, completion_tokens, cost (the interviews' included)"
+        description="calls, failed, prompt_tokens, completion_tokens, cost (rounds, backgrounds, interviews)"
     )
     total: dict[str, float] = Field(description="tokens and cost")
 

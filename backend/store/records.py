@@ -134,10 +134,24 @@ async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[
     return sum_usage((await session.scalars(select(RoundRow.usage).where(RoundRow.run_id == run_id))).all())
 
 
-async def interview_usage(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, int]]:
-    """The language-model use of the run's interviews, per model (recorded with each)."""
-    asked = select(EventRow.payload).where(EventRow.run_id == run_id, EventRow.kind == "interview")
-    return sum_usage(p.get("usage", {}) for p in (await session.scalars(asked)).all())
+# Language-model use outside the rounds is recorded with the event that spent it, by what spent it.
+SPENDING_EVENTS = {
+    "interview": "interviews",
+    "backgrounds written": "backgrounds",
+    "backgrounds cut short": "backgrounds",
+}
+
+
+async def usage_outside_rounds(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, dict[str, int]]]:
+    """The language-model use recorded with the run's events, by what spent it (`interviews`,
+    `backgrounds`), per model."""
+    query = select(EventRow.kind, EventRow.payload).where(
+        EventRow.run_id == run_id, EventRow.kind.in_(SPENDING_EVENTS)
+    )
+    spent: dict[str, list[dict[str, dict[str, int]]]] = {what: [] for what in SPENDING_EVENTS.values()}
+    for kind, payload in (await session.execute(query)).all():
+        spent[SPENDING_EVENTS[kind]].append(payload.get("usage", {}))
+    return {what: sum_usage(parts) for what, parts in spent.items()}
 
 
 async def get_round(session: AsyncSession, *, run_id: int, round: int) -> RoundRow | None:

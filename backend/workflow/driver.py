@@ -282,9 +282,15 @@ class RunDriver:
                 raise _Interrupted
 
         await progress(0)
-        written, kept = await sim.write_personas(progress)
+        try:
+            written, kept = await sim.write_personas(progress)
+        except _Interrupted:
+            await self._event(recorder, 0, "backgrounds cut short", {"usage": await sim.take_usage()})
+            raise
         await progress(total)
-        await self._event(recorder, 0, "backgrounds written", {"written": written, "kept": kept})
+        spent = {"written": written, "kept": kept, "usage": await sim.take_usage()}
+        await self._event(recorder, 0, "backgrounds written", spent)
+        await recorder.flush()  # the budget is checked against what the store holds
 
     async def _restore_personas(self, sim: Simulation) -> bool:
         """After a takeover, give the new hosts the backgrounds written before, if all are stored."""
@@ -342,11 +348,11 @@ class RunDriver:
             await asyncio.sleep(_PAUSE_POLL)
 
     async def _used(self) -> dict[str, dict[str, int]]:
-        """The run's language-model use so far: its rounds' and its interviews' (which the
-        service asks, so they are read from the store)."""
+        """The run's language-model use so far: its rounds', and what was spent outside them
+        (backgrounds, and interviews, which the service asks), read from the store."""
         async with self.sessions() as session:
-            asked = await records.interview_usage(session, run_id=self.run.id)
-        return sum_usage([self._spent, asked])
+            outside = await records.usage_outside_rounds(session, run_id=self.run.id)
+        return sum_usage([self._spent, *outside.values()])
 
     async def _over_budget(self) -> str | None:
         """Why the run's language-model use has reached its budget, if it has."""

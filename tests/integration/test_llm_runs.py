@@ -206,17 +206,22 @@ def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(servi
     assert all(b.startswith("I grew up in a small town") for b in backgrounds)
     events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
     written = next(e for e in events if e["kind"] == "backgrounds written")
-    assert written["payload"] == {"written": 60, "kept": 0}
+    assert (written["payload"]["written"], written["payload"]["kept"]) == (60, 0)
     assert service.get(f"/api/v1/runs/{run['id']}").json()["live"]["personas"] == 60
+    # What the backgrounds cost is counted apart from the round's, and in the run's total.
+    usage = service.get(f"/api/v1/runs/{run['id']}/usage").json()
+    assert written["payload"]["usage"]["stub"]["calls"] == llm_stub.served.personas == 60
+    assert usage["models"]["stub"]["calls"] == llm_stub.served.answered
+    export = service.get(f"/api/v1/runs/{run['id']}/export", params={"table": "actions", "format": "json"})
+    assert usage["rounds"][0]["tokens"] == sum(a["tokens"] for a in export.json())  # the agents' own
+    assert usage["total"]["tokens"] == usage["rounds"][0]["tokens"] + usage["backgrounds"]["tokens"]
 
     llm_stub.config.garbage_rate = 1.0  # no persona passes the checks: the template stays
     run = service.post("/api/v1/runs", json=spec).json()
     wait_for(service, run["id"], "completed")
     events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
-    assert next(e for e in events if e["kind"] == "backgrounds written")["payload"] == {
-        "written": 0,
-        "kept": 60,
-    }
+    payload = next(e for e in events if e["kind"] == "backgrounds written")["payload"]
+    assert (payload["written"], payload["kept"]) == (0, 60)
     agent = service.get(f"/api/v1/runs/{run['id']}/agents/0").json()
     assert agent["background"].startswith(agent["name"])  # the template: "NAME. gender: ...; ..."
 
@@ -237,7 +242,12 @@ def test_a_stop_cuts_the_writing_of_backgrounds_short(service, llm_stub):
     assert asked < 2000  # it did not wait for the writing to end
     time.sleep(1.0)
     assert llm_stub.served.personas == asked  # and the hosts asked for no more
-    assert "stopped" in [e["kind"] for e in service.get(f"{url}/events").json()["data"]]
+    kinds = [e["kind"] for e in service.get(f"{url}/events").json()["data"]]
+    assert kinds == ["stopped", "backgrounds cut short"]
+    # The calls made before the stop are on the run's bill.
+    usage = service.get(f"{url}/usage").json()
+    assert usage["backgrounds"]["tokens"] > 0
+    assert usage["models"]["stub"]["calls"] <= asked
 
 
 def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(

@@ -119,6 +119,7 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         # The rounds' events go with them; an interview was asked (and paid for) all the same.
         kept = await records.list_events(session, run_id=run.id)
         assert [(e.kind, e.round) for e in kept] == [("interview", 3), ("round", 1)]
-        assert await records.interview_usage(session, run_id=run.id) == {
-            "m": {"calls": 1, "prompt_tokens": 7}
+        assert await records.usage_outside_rounds(session, run_id=run.id) == {
+            "interviews": {"m": {"calls": 1, "prompt_tokens": 7}},
+            "backgrounds": {},
         }
