@@ -185,7 +185,7 @@ class RunDriver:
         await self._publish(sim, result, recorder)
         self._spent = sum_usage([self._spent, result.usage])
         if result.usage:
-            await self.live.set_state(self.run.id, usage=self._spent)
+            await self.live.set_state(self.run.id, usage=await self._used())  # what /metrics reports
         if not sim.done and (reason := await self._over_budget()):
             await self._pause_for_budget(recorder, sim.round, reason)
         if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
