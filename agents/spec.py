@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agents.kinds import KINDS
 from agents.llm import LLMSpec
@@ -54,6 +62,7 @@ class SpecError(ValueError):
 
 # A check across fields of the whole spec names the field it is about: "placement.hosts: ...".
 _PLACED = re.compile(r"([a-z_]+(?:\.\w+)+): (.+)", re.S)
+_NAMED = re.compile(r"\w+: ")  # a scenario's check names its parameter: "seeds: ..."
 
 
 def located(where: str, message: str, *, top: str) -> tuple[str, str]:
@@ -225,13 +234,16 @@ class RunSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _scenario_fits_population(self) -> RunSpec:
+    def _scenario_fits_population(self, info: ValidationInfo) -> RunSpec:
+        if info.context and info.context.get("stored"):
+            return self  # it was checked when submitted, perhaps by an older check
         scenario = SCENARIOS.get(self.scenario.name)
         params = scenario.Params.model_validate(self.scenario.params)
         try:
             scenario.check(params, population=self.population.total)
         except ValueError as e:
-            raise ValueError(f"scenario.params.{e}") from None
+            where = "scenario.params." if _NAMED.match(str(e)) else "scenario.params: "
+            raise ValueError(f"{where}{e}") from None
         return self
 
     @model_validator(mode="after")
@@ -255,6 +267,13 @@ class RunSpec(_Strict):
             return cls.model_validate(data)
         except ValidationError as e:
             raise SpecError.from_validation(e) from None
+
+    @classmethod
+    def stored(cls, data: Any) -> RunSpec:
+        """A run's spec as the store holds it: valid when it was submitted, so the checks across
+        fields that only refuse new runs (a scenario's `check`) are not made again; a newer,
+        stricter check must not make an old run unreadable."""
+        return cls.model_validate(data, context={"stored": True})
 
 
 def load_spec(path: str | Path) -> RunSpec:

@@ -170,7 +170,7 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     rule and its recorded answers. Every interview is recorded as an event of the run, with the
     language-model use it cost (counted in the run's usage and budget)."""
     run, agent, actions = await _agent_of(rt, run_id, agent_id)
-    spec = RunSpec.parse(run.spec)
+    spec = RunSpec.stored(run.spec)
     part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
     kind = KINDS.get(part.kind) if part is not None else None
     answers = [f"round {a.round}: {_answer(a)}" for a in actions]

@@ -42,7 +42,7 @@ async def agents_page(
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> Response:
     run = await services.get_run(rt, run_id)
-    spec = RunSpec.parse(run.spec)
+    spec = RunSpec.stored(run.spec)
     # The form sends what was typed; a host that is not a number is said so, not a 422 page.
     host_index = int(host) if host.strip().isdigit() and len(host.strip()) <= 7 else None
     problem = "Host is a host's number, e.g. 0." if host.strip() and host_index is None else None

@@ -43,7 +43,7 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
     """The live part of a run's page: status, progress, controls and the statistics table."""
     run = await services.get_run(rt, run_id)
     rounds = await services.rounds(rt, run_id, details=False)
-    spec = RunSpec.parse(run.spec)
+    spec = RunSpec.stored(run.spec)
     usage = await services.usage(rt, spec, run_id, rounds) if spec.llm is not None else None
     return {
         "run": run,

@@ -73,7 +73,7 @@ class RunDriver:
         shutdown: asyncio.Event | None = None,
     ) -> None:
         self.run = run
-        self.spec = RunSpec.parse(run.spec)
+        self.spec = RunSpec.stored(run.spec)
         self.sessions = sessions
         self.live = live
         self.settings = settings

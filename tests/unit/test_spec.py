@@ -60,6 +60,14 @@ def test_bad_specs_name_the_field_and_the_problem(changes, where, what):
     assert any(p.startswith(f"{where}: ") and what in p for p in found), found
 
 
+def test_a_stored_spec_is_read_without_the_checks_that_refuse_new_runs():
+    # Stored before its scenario checked seeds against the population: its run stays readable.
+    crowded = spec_data(**SOCIAL | {"population.total": 5})
+    with pytest.raises(SpecError, match="10 seeds for 5 agents"):
+        RunSpec.parse(crowded)
+    assert RunSpec.stored(crowded).scenario.params["seeds"] == 10
+
+
 def test_every_problem_is_reported_at_once():
     found = problems(**{"rounds": -1, "population.total": 0})
     assert {p.split(":")[0] for p in found} >= {"rounds", "population.total"}

@@ -108,7 +108,7 @@ async def get_usage(rt: RuntimeDep, run_id: RunId) -> UsagePublic:
     """The run's language-model use per round, per model and in all, with its cost."""
     run = await services.get_run(rt, run_id)
     rows = await services.rounds(rt, run_id, details=False)
-    return UsagePublic.model_validate(await services.usage(rt, RunSpec.parse(run.spec), run_id, rows))
+    return UsagePublic.model_validate(await services.usage(rt, RunSpec.stored(run.spec), run_id, rows))
 
 
 @router.post("/{run_id}/inject", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)
