@@ -151,6 +151,7 @@ class Simulation:
         except BaseException:
             # `on_progress` may cut the writing short: the hosts stop asking the model too.
             writing.cancel()
+            writing.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen: not logged
             for task in tasks:
                 ray.cancel(task)
             raise

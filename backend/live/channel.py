@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -133,6 +133,12 @@ class LiveChannel:
             pipe.delete(_key(run_id, "commands"))
             waiting, _ = await pipe.execute()
         return [json.loads(c) for c in waiting]
+
+    async def give_back(self, run_id: int, commands: Sequence[Mapping[str, Any]]) -> None:
+        """Put commands taken but not applied back in front of those waiting, in their order
+        (a worker handing a run over passes them on to the next)."""
+        if commands:
+            await self.redis.lpush(_key(run_id, "commands"), *(json.dumps(c) for c in reversed(commands)))
 
     async def forget(self, run_id: int) -> None:
         """Drop everything live about a run (after it is deleted)."""

@@ -287,7 +287,7 @@ class RunDriver:
         except _Interrupted:
             await self._event(recorder, 0, "backgrounds cut short", {"usage": await sim.take_usage()})
             raise
-        await progress(total)
+        await self.live.set_state(run_id, personas=total)  # all written: nothing interrupts now
         spent = {"written": written, "kept": kept, "usage": await sim.take_usage()}
         await self._event(recorder, 0, "backgrounds written", spent)
         await recorder.flush()  # the budget is checked against what the store holds
@@ -389,6 +389,8 @@ class RunDriver:
             await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
         await self._event(recorder, sim.round, "released", {"worker": self.worker})
         await recorder.flush()
+        held, self._held = self._held, []
+        await self.live.give_back(self.run.id, held)  # commands not applied yet: the next worker's
         async with self.sessions() as session:
             await release_run(session, run_id=self.run.id, worker=self.worker)
 

@@ -52,6 +52,11 @@ async def test_commands_are_taken_once_in_order(live):
     await live.send(3, {"action": "inject", "content": "hi"})
     assert await live.take_commands(3) == [{"action": "pause"}, {"action": "inject", "content": "hi"}]
     assert await live.take_commands(3) == []
+    # Taken but not applied: given back in front of what came since, in their order.
+    await live.send(3, {"action": "resume"})
+    await live.give_back(3, [{"action": "pause"}, {"action": "stop"}])
+    await live.give_back(3, [])
+    assert await live.take_commands(3) == [{"action": "pause"}, {"action": "stop"}, {"action": "resume"}]
 
 
 async def test_hosts_expire(live):

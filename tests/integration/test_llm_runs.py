@@ -227,7 +227,7 @@ def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(servi
 
 
 def test_a_stop_cuts_the_writing_of_backgrounds_short(service, llm_stub):
-    llm_stub.config.latency = 0.2  # 2,000 personas, 40 at a time: 10 s of writing at least
+    llm_stub.config.latency = 0.2  # 2,000 personas, 40 at a time on each of 2 hosts: 5 s at least
     spec = llm_spec(llm_stub.url, **{"population.total": 2000, "population.persona": {"model": "stub"}})
     run = service.post("/api/v1/runs", json=spec).json()
     url = f"/api/v1/runs/{run['id']}"
@@ -278,6 +278,49 @@ def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
     assert events.count("backgrounds written") == 1
     assert llm_stub.served.personas == 40  # the second worker wrote none: it restored them
     assert background.startswith("I grew up in a small town")
+
+
+def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
+    tmp_path, redis_url, ray_cluster, llm_stub
+):
+    llm_stub.config.latency = 0.2  # 2,000 personas, 40 at a time on each of 2 hosts: 5 s at least
+    settings = driving_settings(f"sqlite:///{tmp_path / 'leaving.db'}", redis_url)
+    with redis.Redis.from_url(redis_url) as live:
+        live.flushdb()
+    persona = {"population.total": 2000, "population.persona": {"model": "stub"}}
+    spec = llm_spec(llm_stub.url, rounds=2, **persona)
+    with TestClient(create_app(settings), headers=API) as first:
+        run = first.post("/api/v1/runs", json=spec).json()
+        url = f"/api/v1/runs/{run['id']}"
+
+        def written() -> int:
+            return first.get(url).json()["live"].get("personas") or 0
+
+        deadline = time.monotonic() + 60
+        while not written():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert first.post(f"{url}/pause").status_code == 202
+        for _ in range(2):  # two progress reports later, the writer has taken the pause
+            seen = written()
+            while written() == seen:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    # Leaving stopped the writing; the next worker writes the backgrounds and then pauses.
+    with TestClient(create_app(settings), headers=API) as second:
+        paused = wait_for(second, run["id"], "paused")
+        kinds = [e["kind"] for e in second.get(f"{url}/events").json()["data"]]
+        assert second.post(f"{url}/stop").status_code == 202
+        wait_for(second, run["id"], "stopped")
+    assert paused["round"] == 0
+    assert kinds[::-1] == [
+        "backgrounds cut short",
+        "released",
+        "resumed",
+        "backgrounds written",
+        "started",
+        "paused",  # told the first worker
+    ]
 
 
 def test_llm_agents_take_part_in_the_social_network(service, llm_stub):
