@@ -182,6 +182,7 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     async with rt.sessions() as session:
         await records.add_event(session, run_id=run_id, round=run.round, kind="interview", payload=asked)
         await session.commit()
+    await rt.live.emit(run_id, "interview", run.round, asked)  # into the run page's feed
     if answer is None:
         raise InterviewFailed(f"{agent.name} could not answer: {error}")
     return answer

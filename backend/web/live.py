@@ -69,7 +69,7 @@ async def run_stream(
         feed = await services.follow(rt, run_id, after, wait=TICK)
         if feed:
             after = feed[-1][0]
-            html = render(request, "run_feed.html", {"feed": feed[::-1]})
+            html = render(request, "run_feed.html", {"feed": feed[::-1], "run_id": run_id})
             yield ServerSentEvent(raw_data=html, event="feed", id=after)
         waited += TICK
         if not feed and waited < REFRESH and sent:

@@ -78,6 +78,7 @@ async def run_page(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
     context = await following_context(rt, run_id)
     feed = await services.feed(rt, run_id)
     context |= {
+        "run_id": run_id,
         "feed": feed,
         "after": feed[0][0] if feed else "0-0",
         "exports": (services.EXPORT_TABLES, services.EXPORT_FORMATS),

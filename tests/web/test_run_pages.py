@@ -56,6 +56,24 @@ def test_run_page_draws_the_papers_figure(finished):
     assert 'sse-swap="chart"' in client.get(f"/runs/{run['id']}/chart").text
 
 
+def test_a_round_without_a_readable_answer_is_drawn_empty(finished):
+    client, _ = finished
+    late = [{"kind": "probe", "share": 100, "params": {"delay": 30}}]  # every agent misses its turn
+    spec = spec_data(
+        rounds=1, placement={"agent_timeout": 0.2}, **{"population.total": 10, "population.kinds": late}
+    )
+    run = client.post("/api/v1/runs", json=spec, headers=API).json()
+    deadline = time.monotonic() + 120
+    while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    page = client.get(f"/runs/{run['id']}")
+    assert page.status_code == 200
+    chart = chart_of(page.text)
+    assert (chart["mean"], chart["target"], sum(chart["histogram"])) == (None, None, 0)
+    assert "Round 1: no readable answer" in " ".join(page.text.split())
+
+
 def test_a_social_run_page_draws_the_stances_and_the_spread(finished):
     client, _ = finished
     run = client.post("/api/v1/runs", json=spec_data(**SOCIAL | {"rounds": 3}), headers=API).json()
@@ -174,6 +192,14 @@ def test_agent_page_shows_answers_messages_and_answers_an_interview(finished):
     assert reply.template.name == "interview.html"
     assert '<p class="q">Why that number?</p>' in reply.text
     assert f"I am {agent['name']}" in reply.text
+    # The interview is on the run's record: its feed, and its events.
+    feed = client.get(f"/runs/{run['id']}").text
+    feed = feed[feed.index('id="feed"') :]
+    who = agent["agent_id"]
+    link = f'<a href="http://testserver/runs/{run["id"]}/agents/{who}">agent {who}</a>'
+    assert f"{link} was asked “Why that number?”: “You asked" in feed
+    events = client.get(f"/api/v1/runs/{run['id']}/events", headers=API).json()["data"]
+    assert (events[0]["kind"], events[0]["payload"]["usage"]) == ("interview", {})  # no model, no cost
     assert client.get(f"/runs/{run['id']}/agents/5000").status_code == 404
 
 
