@@ -184,10 +184,11 @@ class RunDriver:
         await recorder.round(result, sim.last_actions)
         await self._publish(sim, result, recorder)
         self._spent = sum_usage([self._spent, result.usage])
-        if result.usage:
-            await self.live.set_state(self.run.id, usage=await self._used())  # what /metrics reports
-        if not sim.done and (reason := await self._over_budget()):
-            await self._pause_for_budget(recorder, sim.round, reason)
+        used = await self._used() if result.usage else None
+        if used is not None:
+            await self.live.set_state(self.run.id, usage=used)  # what /metrics reports
+        if not sim.done and (reason := await self._over_budget(used)):
+            await self._pause_for_budget(recorder, sim.round, reason, used)
         if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
             await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
         if self.on_round is not None and (pending := self.on_round(result)) is not None:
@@ -354,22 +355,26 @@ class RunDriver:
             outside = await records.usage_outside_rounds(session, run_id=self.run.id)
         return sum_usage([self._spent, *outside.values()])
 
-    async def _over_budget(self) -> str | None:
-        """Why the run's language-model use has reached its budget, if it has."""
+    async def _over_budget(self, used: dict[str, dict[str, int]] | None = None) -> str | None:
+        """Why the run's language-model use (`used`, if just read) has reached its budget, if it has."""
         budget = self.spec.budget
         if budget is None:
             return None
-        used = await self._used()
+        if used is None:
+            used = await self._used()
         if budget.tokens is not None and (count := tokens(used)) >= budget.tokens:
             return f"the token budget is spent ({count:,} of {budget.tokens:,})"
         if budget.cost is not None and (cost := priced(self.spec.llm, used)) >= budget.cost:
             return f"the cost budget is spent ({cost:.4f} of {budget.cost:g})"
         return None
 
-    async def _pause_for_budget(self, recorder: Recorder, round: int, reason: str) -> None:
+    async def _pause_for_budget(
+        self, recorder: Recorder, round: int, reason: str, used: dict[str, dict[str, int]] | None
+    ) -> None:
         await self._set(RunStatus.PAUSED)
         await self.live.set_state(self.run.id, reason=reason)
-        used = await self._used()
+        if used is None:
+            used = await self._used()
         spent = {"tokens": tokens(used), "cost": priced(self.spec.llm, used)}
         await self._event(recorder, round, "budget", {"reason": reason, **spent})
 
