@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.spec import RunSpec
 from backend.store.models import ActionRow, EventRow, RoundRow, Run, RunStatus
+from backend.store.records import SPENDING_EVENTS
 
 __all__ = [
     "LeaseLost",
@@ -188,13 +189,13 @@ async def release_run(session: AsyncSession, *, run_id: int, worker: str) -> Non
 
 async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker: str) -> None:
     """Delete what was recorded after `round` (the checkpoint a takeover resumes from), so the
-    rounds that are run again are not stored twice. Interviews stay: they were asked, and paid
-    for, whatever the rounds do."""
+    rounds that are run again are not stored twice. What was spent outside the rounds (interviews,
+    backgrounds) stays: it was paid for, whatever the rounds do."""
     await fence(session, run_id=run_id, worker=worker, round=round)
     for table in (ActionRow, RoundRow):
         await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
-    later = (EventRow.run_id == run_id) & (EventRow.round > round) & (EventRow.kind != "interview")
-    await session.execute(delete(EventRow).where(later))
+    later = (EventRow.run_id == run_id) & (EventRow.round > round)
+    await session.execute(delete(EventRow).where(later, EventRow.kind.not_in(SPENDING_EVENTS)))
     await session.commit()
 
 
