@@ -1,12 +1,14 @@
 """Runs of language-model agents, driven by the service, against the stand-in server."""
 
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.settings import Settings
 from tests.conftest import LLM_KEY, LLM_KEY_ENV, TOKEN, driving_settings, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,12 +47,17 @@ def llm_spec(url: str, **changes) -> dict:
     return spec_data(**changes)
 
 
+def driving_anew(database: Path, redis_url: str) -> Settings:
+    """The service driving runs on a new SQLite database, with the live layer emptied to match:
+    run ids restart at 1, so the live state of another test's run 1 must go."""
+    with redis.Redis.from_url(redis_url) as live:
+        live.flushdb()
+    return driving_settings(f"sqlite:///{database}", redis_url)
+
+
 @pytest.fixture
 def service(tmp_path, redis_url, ray_cluster):
-    settings = driving_settings(f"sqlite:///{tmp_path / 'llm.db'}", redis_url)
-    with redis.Redis.from_url(redis_url) as live:
-        live.flushdb()  # run ids restart with each database: the live state of another test's run 1 goes
-    with TestClient(create_app(settings), headers=API) as client:
+    with TestClient(create_app(driving_anew(tmp_path / "llm.db", redis_url)), headers=API) as client:
         yield client
 
 
@@ -284,9 +291,7 @@ def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
     tmp_path, redis_url, ray_cluster, llm_stub
 ):
     llm_stub.config.latency = 0.2  # 2,000 personas, 40 at a time on each of 2 hosts: 5 s at least
-    settings = driving_settings(f"sqlite:///{tmp_path / 'leaving.db'}", redis_url)
-    with redis.Redis.from_url(redis_url) as live:
-        live.flushdb()
+    settings = driving_anew(tmp_path / "leaving.db", redis_url)
     persona = {"population.total": 2000, "population.persona": {"model": "stub"}}
     spec = llm_spec(llm_stub.url, rounds=2, **persona)
     with TestClient(create_app(settings), headers=API) as first:
