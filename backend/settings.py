@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for runs")
     events_kept: int = Field(10_000, ge=100, description="events kept per run in the live stream")
     checkpoints_kept: int = Field(2, ge=1, description="checkpoints kept per run in the database")
+    live_outage_seconds: float = Field(
+        60.0, ge=0, description="how long a run waits for the live layer (Redis) to come back"
+    )
+    store_outage_seconds: float = Field(
+        60.0, ge=0, description="how long a run waits for the database to come back"
+    )
     token: str | None = Field(
         None,
         validation_alias="MYRIAD_TOKEN",
