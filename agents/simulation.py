@@ -80,13 +80,19 @@ class Simulation:
         return self.round > 0 and self.scenario.done(self.round)
 
     async def start(
-        self, exclude: Collection[str] = (), busy: Mapping[str, int] | None = None
+        self,
+        exclude: Collection[str] = (),
+        busy: Mapping[str, int] | None = None,
+        slots: Sequence[Slot] | None = None,
     ) -> list[HostStats]:
         """Place the hosts on the cluster's nodes (but those in `exclude`, e.g. just lost) by
-        their free CPUs (`busy`: hosts of other runs per node), and build every agent."""
+        their free CPUs (`busy`: hosts of other runs per node), or where `slots` say (a run's
+        hosts started again where they were), and build every agent."""
         spec = self.spec
-        nodes = [n for n in alive_nodes() if n.node_id not in exclude]
-        self.slots = plan(nodes, spec.population.total, spec.placement.hosts, busy)
+        if slots is None:
+            nodes = [n for n in alive_nodes() if n.node_id not in exclude]
+            slots = plan(nodes, spec.population.total, spec.placement.hosts, busy)
+        self.slots = list(slots)
         self._starts = [slot.ids.start for slot in self.slots]
         self._hosts = [
             RemoteAgentHost.options(

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from agents import llm
@@ -25,7 +27,7 @@ from agents.personas import write_persona
 from agents.population import Population
 from agents.spec import Budget, KindShare, RunSpec
 from backend.runtime import Runtime
-from backend.store import records, runs
+from backend.store import commands, records, runs
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
 from backend.workflow.lifecycle import IllegalTransition, check_transition
 
@@ -63,12 +65,23 @@ __all__ = [
     "usage",
 ]
 
+log = logging.getLogger(__name__)
+
 ExportTable = Literal["rounds", "actions", "agents", "events"]
 ExportFormat = Literal["csv", "json", "parquet"]
 EXPORT_TABLES: tuple[ExportTable, ...] = ("rounds", "actions", "agents", "events")
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
 EXPORT_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
 _BATCH = 50_000
+
+
+async def _tell(call: Awaitable[Any]) -> None:
+    """Tell the live layer, if it answers: the database has already recorded what matters, and a
+    user's request must not fail (and be sent twice) because Redis blinked."""
+    try:
+        await call
+    except RedisError as e:
+        log.warning("the live layer did not hear it: %s: %s", type(e).__name__, e)
 
 
 class RunNotFound(LookupError):
@@ -81,10 +94,15 @@ async def submit(rt: Runtime, spec: RunSpec) -> Run:
     """Queue a run; a worker will claim it."""
     async with rt.sessions() as session:
         run = await runs.create_run(session, spec=spec)
-    await rt.live.set_state(
-        run.id, status=RunStatus.QUEUED, round=0, rounds=spec.rounds, agents=spec.population.total
+        queued = {"name": spec.name}
+        await records.add_event(session, run_id=run.id, round=0, kind="queued", payload=queued)
+        await session.commit()
+    await _tell(
+        rt.live.set_state(
+            run.id, status=RunStatus.QUEUED, round=0, rounds=spec.rounds, agents=spec.population.total
+        )
     )
-    await rt.live.emit(run.id, "queued", 0, {"name": spec.name})
+    await _tell(rt.live.emit(run.id, "queued", 0, queued))
     return run
 
 
@@ -109,8 +127,12 @@ async def count_runs(rt: Runtime, *, status: str | None = None) -> int:
 
 
 async def live_state(rt: Runtime, run_id: int) -> dict[str, Any]:
-    """What the run's worker reports now (empty for a run no worker has touched)."""
-    return await rt.live.state(run_id)
+    """What the run's worker reports now (empty for a run no worker has touched, or while the
+    live layer is away: pages then show what the database has)."""
+    try:
+        return await rt.live.state(run_id)
+    except RedisError:
+        return {}
 
 
 async def delete_run(rt: Runtime, run_id: int) -> None:
@@ -120,7 +142,7 @@ async def delete_run(rt: Runtime, run_id: int) -> None:
         raise IllegalTransition(f"run {run_id} is {run.status}; stop it before deleting it")
     async with rt.sessions() as session:
         await runs.delete_run(session, run_id=run_id)
-    await rt.live.forget(run_id)
+    await _tell(rt.live.forget(run_id))
 
 
 INTERVIEW_SECONDS = 60.0
@@ -182,7 +204,7 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     async with rt.sessions() as session:
         await records.add_event(session, run_id=run_id, round=run.round, kind="interview", payload=asked)
         await session.commit()
-    await rt.live.emit(run_id, "interview", run.round, asked)  # into the run page's feed
+    await _tell(rt.live.emit(run_id, "interview", run.round, asked))  # into the run page's feed
     if answer is None:
         raise InterviewFailed(f"{agent.name} could not answer: {error}")
     return answer
@@ -230,30 +252,50 @@ async def events(rt: Runtime, run_id: int, limit: int = 100) -> Sequence[EventRo
         return await records.list_events(session, run_id=run_id, limit=limit)
 
 
-async def feed(rt: Runtime, run_id: int, count: int = 50) -> list[tuple[str, dict[str, Any]]]:
-    """The run's newest live events (rounds included), newest first, with their stream ids."""
-    return await rt.live.recent_events(run_id, count)
+Feed = list[tuple[str, dict[str, Any]]]
 
 
-async def follow(rt: Runtime, run_id: int, after: str, wait: float) -> list[tuple[str, dict[str, Any]]]:
-    """The run's live events after stream id `after`, waiting up to `wait` seconds for one."""
-    return await rt.live.events(run_id, after=after, block_ms=max(1, int(wait * 1000)))
+def _entry(event: EventRow) -> tuple[str, dict[str, Any]]:
+    """A stored event as the run page's feed shows it, with its id as the stream cursor."""
+    shown = {"kind": event.kind, "round": event.round, "payload": event.payload}
+    return str(event.id), shown | {"time": event.created_at.timestamp()}
+
+
+async def feed(rt: Runtime, run_id: int, count: int = 50) -> Feed:
+    """The run's newest events (rounds included), newest first, with their ids: its stored
+    history, whatever happened to the workers or the live layer."""
+    async with rt.sessions() as session:
+        return [_entry(e) for e in await records.list_events(session, run_id=run_id, limit=count)]
+
+
+async def follow(rt: Runtime, run_id: int, after: int, wait: float) -> Feed:
+    """The run's events stored after event id `after`, oldest first, waiting up to `wait` seconds
+    for the live layer to say one came (without it, the wait is just a wait)."""
+    try:
+        await rt.live.wait_for_event(run_id, wait)
+    except RedisError:
+        await asyncio.sleep(wait)
+    async with rt.sessions() as session:
+        return [_entry(e) for e in await records.events_after(session, run_id=run_id, after=after)]
 
 
 async def messages(rt: Runtime, run_id: int, agent: AgentRow) -> list[dict[str, Any]]:
     """What was injected into the run and reached `agent`: the round it arrived in, its text, and
-    whether it was public information or a message to the agent."""
+    whether it was public information or a message to the agent. Only what was delivered: an
+    injection applied after the run's last stored round has not reached anyone yet."""
+    run = await get_run(rt, run_id)
     async with rt.sessions() as session:
-        injected = await records.list_events(session, run_id=run_id, kind="injected", limit=1_000)
+        injected = await commands.applied_injections(session, run_id=run_id, before=run.round)
     reached = []
-    for event in reversed(injected):
-        where = event.payload.get("where") or {}
+    for command in injected:
+        where = command.payload.get("where") or {}
         if all(agent.attributes.get(k) == v for k, v in where.items()):
+            assert command.applied_round is not None
             reached.append(
                 {
-                    "round": event.round + 1,
-                    "content": event.payload["content"],
-                    "public": event.payload["public"],
+                    "round": command.applied_round + 1,
+                    "content": command.payload["content"],
+                    "public": bool(command.payload.get("public")),
                 }
             )
     return reached
@@ -360,30 +402,56 @@ _TARGET = {"pause": RunStatus.PAUSED, "resume": RunStatus.RUNNING, "stop": RunSt
 
 
 async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
-    """Pause, resume, stop or inject into a run. Commands reach the run's worker through the live
-    layer and take effect at the next round boundary; a queued run is stopped at once."""
+    """Pause, resume, stop or inject into a run. Commands go into the run's command log, which
+    its worker reads at the next round boundary (a worker that takes the run over reads it
+    too). A run no worker holds is stopped at once; resuming a failed run queues it again, to
+    go on from its last checkpoint."""
     run = await get_run(rt, run_id)
     if action == "inject":
         if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.QUEUED):
             raise IllegalTransition(f"run {run_id} is {run.status}; only an unfinished run takes injections")
         if "content" not in params:
             raise ValueError("inject needs a content")
-        await rt.live.send(run_id, {"action": "inject", **params})
+        await _log_command(rt, run_id, "inject", params)
         return run
     if action not in _TARGET:
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop, inject")
+    if action == "resume" and run.status == RunStatus.FAILED:
+        return await _requeue(rt, run)
     check_transition(run_id, run.status, _TARGET[action])
-    if action == "stop" and run.status == RunStatus.QUEUED:
-        async with rt.sessions() as session:
-            await runs.set_status(session, run_id=run_id, status=RunStatus.STOPPED)
-        await rt.live.set_state(run_id, status=RunStatus.STOPPED)
-        await rt.live.emit(run_id, "stopped", run.round, {})
-        return await get_run(rt, run_id)
-    command: dict[str, Any] = {"action": action}
+    command: dict[str, Any] = {}
     if action == "resume" and params.get("budget") is not None:
         command["budget"] = Budget.model_validate(params["budget"]).model_dump()
-    await rt.live.send(run_id, command)
+    if action == "stop":
+        async with rt.sessions() as session:
+            stopped = await runs.stop_unclaimed(session, run_id=run_id)
+            if stopped:
+                await records.add_event(session, run_id=run_id, round=run.round, kind="stopped", payload={})
+            await session.commit()
+        if stopped:
+            await _tell(rt.live.set_state(run_id, status=RunStatus.STOPPED))
+            await _tell(rt.live.emit(run_id, "stopped", run.round, {}))
+            return await get_run(rt, run_id)
+    await _log_command(rt, run_id, action, command)
     return run
+
+
+async def _log_command(rt: Runtime, run_id: int, action: str, payload: dict[str, Any]) -> None:
+    async with rt.sessions() as session:
+        await commands.add_command(session, run_id=run_id, action=action, payload=payload)
+        await session.commit()
+
+
+async def _requeue(rt: Runtime, run: Run) -> Run:
+    """A failed run goes back in the queue; its next worker rewinds to its last checkpoint."""
+    async with rt.sessions() as session:
+        if not await runs.requeue(session, run_id=run.id):
+            raise IllegalTransition(f"run {run.id} is no longer failed")
+        await records.add_event(session, run_id=run.id, round=run.round, kind="resume requested", payload={})
+        await session.commit()
+    await _tell(rt.live.set_state(run.id, status=RunStatus.QUEUED, error=None))
+    await _tell(rt.live.emit(run.id, "resume requested", run.round, {}))
+    return await get_run(rt, run.id)
 
 
 _EXPORTS: dict[ExportTable, tuple[type, tuple[str, ...], Any]] = {

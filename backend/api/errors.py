@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.spec import located
 from backend.api.schemas import ErrorOut, FieldError
 from backend.services import AgentNotFound, InterviewFailed, RunNotFound
 from backend.workflow.lifecycle import IllegalTransition
+from backend.workflow.outage import transient
 
 __all__ = ["install"]
+
+log = logging.getLogger(__name__)
 
 
 def _error(code: int, detail: str, errors: list[FieldError] | None = None, headers=None) -> JSONResponse:  # type: ignore[no-untyped-def]
@@ -55,6 +62,20 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
 
 
+async def _service_away(_: Request, exc: Exception) -> JSONResponse:
+    """The database or the live layer is away for a moment: say so (and when to try again)
+    instead of a server error."""
+    service = transient(exc)
+    if service is None:
+        log.error("unexpected error", exc_info=exc)
+        return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the {service} is unreachable; try again in a few seconds",
+        headers={"Retry-After": "5"},
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
@@ -62,3 +83,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AgentNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(InterviewFailed, _unavailable)
+    for error in (RedisError, DBAPIError, OSError):
+        app.add_exception_handler(error, _service_away)

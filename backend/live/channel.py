@@ -1,10 +1,10 @@
-"""Live state, events and control commands over the Redis protocol (redis-py's asyncio client).
+"""Live state and events over the Redis protocol (redis-py's asyncio client): the fast path.
 
 Keys, per run:
 - `myriad:run:{id}:state`    hash: status, round, rounds, agents done / failed, updated time
 - `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
-- `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`
-- `myriad:run:{id}:commands` list of control commands, consumed by the run's worker
+- `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`: the fast
+                             path (the database keeps every event, and the commands)
 and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,7 +34,7 @@ def _event(entry: tuple[str, dict[str, str]]) -> tuple[str, dict[str, Any]]:
 
 
 class LiveChannel:
-    """What is happening now in every run, and the commands sent to running runs.
+    """What is happening now in every run.
 
     Args:
         url: a redis:// URL (a real Redis, or the embedded server).
@@ -117,29 +117,10 @@ class LiveChannel:
         replies = await self.redis.xread({_key(run_id, "events"): after}, count=count, block=block_ms)
         return [_event(entry) for _, entries in replies or [] for entry in entries]
 
-    async def recent_events(self, run_id: int, count: int = 50) -> list[tuple[str, dict[str, Any]]]:
-        """The newest `count` events, newest first."""
-        return [_event(entry) for entry in await self.redis.xrevrange(_key(run_id, "events"), count=count)]
-
-    # -- commands -----------------------------------------------------------------------------
-
-    async def send(self, run_id: int, command: Mapping[str, Any]) -> None:
-        await self.redis.rpush(_key(run_id, "commands"), json.dumps(command))
-
-    async def take_commands(self, run_id: int) -> list[dict[str, Any]]:
-        """Every command waiting for the run, removed atomically (a command is taken once)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(_key(run_id, "commands"), 0, -1)
-            pipe.delete(_key(run_id, "commands"))
-            waiting, _ = await pipe.execute()
-        return [json.loads(c) for c in waiting]
-
-    async def give_back(self, run_id: int, commands: Sequence[Mapping[str, Any]]) -> None:
-        """Put commands taken but not applied back in front of those waiting, in their order
-        (a worker handing a run over passes them on to the next)."""
-        if commands:
-            await self.redis.lpush(_key(run_id, "commands"), *(json.dumps(c) for c in reversed(commands)))
+    async def wait_for_event(self, run_id: int, timeout: float) -> None:
+        """Return when the run's stream gets a new event, or after `timeout` seconds."""
+        await self.redis.xread({_key(run_id, "events"): "$"}, count=1, block=max(1, int(timeout * 1000)))
 
     async def forget(self, run_id: int) -> None:
         """Drop everything live about a run (after it is deleted)."""
-        await self.redis.delete(*(_key(run_id, part) for part in ("state", "hosts", "events", "commands")))
+        await self.redis.delete(*(_key(run_id, part) for part in ("state", "hosts", "events")))

@@ -27,7 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ActionRow", "AgentRow", "Base", "CheckpointRow", "EventRow", "RoundRow", "Run", "RunStatus"]
+__all__ = [
+    "ActionRow",
+    "AgentRow",
+    "Base",
+    "CheckpointRow",
+    "CommandRow",
+    "EventRow",
+    "RoundRow",
+    "Run",
+    "RunStatus",
+]
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY columns, not BIGINT ones.
@@ -159,4 +169,24 @@ class CheckpointRow(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CommandRow(Base):
+    """A control command sent to a run (pause, resume, stop, inject): the run's command log.
+
+    A worker applies pending commands at a round boundary and marks each with that boundary's
+    round (`applied_round`: after that round, before the next), so a worker taking the run over
+    applies what is still pending, and replays injections applied after the checkpoint it goes
+    back to at the rounds they were first applied: each is delivered once, in one round.
+    """
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_run_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    applied_round: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

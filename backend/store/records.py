@@ -94,11 +94,9 @@ def action_rows(
         yield (run_id, round, agent_id, value, text, errors.get(agent_id), tokens.get(agent_id, 0))
 
 
-def _plain(value: Any) -> Any:
+def plain_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-safe stats: NaN and infinities (a round without valid answers) become None."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in stats.items()}
 
 
 async def save_round(session: AsyncSession, *, run_id: int, result: RoundResult) -> None:
@@ -106,7 +104,7 @@ async def save_round(session: AsyncSession, *, run_id: int, result: RoundResult)
         RoundRow(
             run_id=run_id,
             round=result.round,
-            stats={k: _plain(v) for k, v in result.stats.items()},
+            stats=plain_stats(result.stats),
             details=result.details,
             time=result.time,
             failures=result.failures,
@@ -142,6 +140,18 @@ SPENDING_EVENTS = {
 }
 
 
+# What a rewind to a checkpoint keeps of the events after it: the run's history, which the rounds
+# run again do not repeat. The rest (rounds, failures, the scenario's own) is recorded anew.
+HISTORY_EVENTS = frozenset(
+    {
+        *SPENDING_EVENTS,
+        *("queued", "started", "paused", "resumed", "injected", "stopped", "completed", "failed"),
+        *("budget", "budget raised", "resume requested", "outage", "released"),
+        *("worker lost", "host lost", "node lost", "recovered"),
+    }
+)
+
+
 async def usage_outside_rounds(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, dict[str, int]]]:
     """The language-model use recorded with the run's events, by what spent it (`interviews`,
     `backgrounds`), per model."""
@@ -166,6 +176,14 @@ async def list_events(
     if kind is not None:
         query = query.where(EventRow.kind == kind)
     return (await session.scalars(query.order_by(EventRow.id.desc()).limit(limit))).all()
+
+
+async def events_after(
+    session: AsyncSession, *, run_id: int, after: int, limit: int = 100
+) -> Sequence[EventRow]:
+    """The run's events after event id `after`, oldest first."""
+    query = select(EventRow).where(EventRow.run_id == run_id, EventRow.id > after)
+    return (await session.scalars(query.order_by(EventRow.id).limit(limit))).all()
 
 
 async def save_checkpoint(session: AsyncSession, *, run_id: int, round: int, data: bytes, keep: int) -> None:

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.spec import RunSpec
 from backend.store.models import ActionRow, EventRow, RoundRow, Run, RunStatus
-from backend.store.records import SPENDING_EVENTS
+from backend.store.records import HISTORY_EVENTS
 
 __all__ = [
     "LeaseLost",
@@ -25,7 +25,9 @@ __all__ = [
     "list_runs",
     "release_run",
     "renew_lease",
+    "requeue",
     "set_status",
+    "stop_unclaimed",
 ]
 
 # A worker may take a run that is queued, or whose worker stopped renewing its lease.
@@ -103,33 +105,39 @@ async def claim_run(
     On Postgres the candidate row is locked with `FOR UPDATE SKIP LOCKED`, so racing workers each
     get a different run. Everywhere the UPDATE repeats the claimability test, so of two workers that
     read the same candidate only one changes it (SQLite serialises writers, which does the rest).
+    A paused run stays paused: its new worker waits for a resume as the old one did. Taking over
+    a lease that expired records that its worker was lost, in the same transaction.
     """
     at = now()
-    query = select(Run.id).where(_claimable(at)).order_by(Run.id).limit(1)
+    query = select(Run.id, Run.lease_owner, Run.round).where(_claimable(at)).order_by(Run.id).limit(1)
     if run_id is not None:
         query = query.where(Run.id == run_id)
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    candidate = (await session.execute(query)).scalar_one_or_none()
+    candidate = (await session.execute(query)).one_or_none()
     if candidate is None:
         await session.rollback()
         return None
     claimed = await session.execute(
         update(Run)
-        .where(Run.id == candidate, _claimable(at))
+        .where(Run.id == candidate.id, _claimable(at))
         .values(
             lease_owner=worker,
             lease_expires=at + timedelta(seconds=lease_seconds),
             attempts=Run.attempts + 1,
-            status=RunStatus.RUNNING,
+            status=case((Run.status == RunStatus.PAUSED, RunStatus.PAUSED), else_=RunStatus.RUNNING),
             started_at=func.coalesce(Run.started_at, at),
         )
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
     if claimed.rowcount != 1:
+        await session.rollback()
         return None
-    return await get_run(session, run_id=candidate)
+    if candidate.lease_owner is not None:
+        lost = {"worker": candidate.lease_owner, "by": worker}
+        session.add(EventRow(run_id=candidate.id, round=candidate.round, kind="worker lost", payload=lost))
+    await session.commit()
+    return await get_run(session, run_id=candidate.id)
 
 
 async def renew_lease(session: AsyncSession, *, run_id: int, worker: str, lease_seconds: float) -> None:
@@ -189,14 +197,38 @@ async def release_run(session: AsyncSession, *, run_id: int, worker: str) -> Non
 
 async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker: str) -> None:
     """Delete what was recorded after `round` (the checkpoint a takeover resumes from), so the
-    rounds that are run again are not stored twice. What was spent outside the rounds (interviews,
-    backgrounds) stays: it was paid for, whatever the rounds do."""
+    rounds that are run again are not stored twice. The run's history stays: what users did,
+    what happened to its workers, and what was spent outside the rounds (`HISTORY_EVENTS`)."""
     await fence(session, run_id=run_id, worker=worker, round=round)
     for table in (ActionRow, RoundRow):
         await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
     later = (EventRow.run_id == run_id) & (EventRow.round > round)
-    await session.execute(delete(EventRow).where(later, EventRow.kind.not_in(SPENDING_EVENTS)))
+    await session.execute(delete(EventRow).where(later, EventRow.kind.not_in(HISTORY_EVENTS)))
     await session.commit()
+
+
+async def stop_unclaimed(session: AsyncSession, *, run_id: int) -> bool:
+    """Stop a run that no worker holds (queued, handed back, or whose worker died) at once;
+    False if a worker holds it, which then applies the stop at its next round boundary."""
+    at = now()
+    unleased = or_(Run.lease_owner.is_(None), Run.lease_expires.is_(None), Run.lease_expires < at)
+    stopped = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_((RunStatus.QUEUED, *_ACTIVE)), unleased)
+        .values(status=RunStatus.STOPPED, finished_at=at, lease_owner=None, lease_expires=None)
+    )
+    return stopped.rowcount == 1
+
+
+async def requeue(session: AsyncSession, *, run_id: int) -> bool:
+    """Make a failed run claimable again (the caller commits): its next worker continues from
+    its last checkpoint. False if it is not failed (any more)."""
+    requeued = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.FAILED)
+        .values(status=RunStatus.QUEUED, error=None, finished_at=None, lease_owner=None, lease_expires=None)
+    )
+    return requeued.rowcount == 1
 
 
 async def delete_run(session: AsyncSession, *, run_id: int) -> None:

@@ -51,26 +51,31 @@ _page_stream("/runs", "runs_stream", "runs_rows.html", "rows", runs.runs_context
 _page_stream("/cluster", "cluster_stream", "cluster_nodes.html", "nodes", cluster.cluster_context)
 
 
+def _cursor(text: str) -> int:
+    """The id of the last event a page has; one it cannot read sends the feed from the start."""
+    return int(text) if text.isdigit() and len(text) < 19 else 0
+
+
 @router.get("/runs/{run_id}", name="run_stream", response_class=EventSourceResponse)
 async def run_stream(
     request: Request,
     rt: RuntimeDep,
     run_id: RunId,
-    after: str = "0-0",
+    after: str = "0",
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """A run's page: new events for the feed (with their stream ids, so a reconnecting browser
-    resumes where it was), and its live part and chart whenever a round or a command lands;
-    "done" once the run is finished."""
-    after = last_event_id or after
+    """A run's page: new events for the feed (with their ids, so a reconnecting browser resumes
+    where it was), and its live part and chart whenever a round or a command lands; "done" once
+    the run is finished."""
+    cursor = _cursor(last_event_id or after)
     sent: dict[str, str] = {}
     waited = REFRESH
     while not _closing(request):
-        feed = await services.follow(rt, run_id, after, wait=TICK)
+        feed = await services.follow(rt, run_id, cursor, wait=TICK)
         if feed:
-            after = feed[-1][0]
+            cursor = int(feed[-1][0])
             html = render(request, "run_feed.html", {"feed": feed[::-1], "run_id": run_id})
-            yield ServerSentEvent(raw_data=html, event="feed", id=after)
+            yield ServerSentEvent(raw_data=html, event="feed", id=str(cursor))
         waited += TICK
         if not feed and waited < REFRESH and sent:
             continue

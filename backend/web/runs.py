@@ -80,7 +80,7 @@ async def run_page(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
     context |= {
         "run_id": run_id,
         "feed": feed,
-        "after": feed[0][0] if feed else "0-0",
+        "after": feed[0][0] if feed else "0",
         "exports": (services.EXPORT_TABLES, services.EXPORT_FORMATS),
     }
     return page_or_fragment(request, "run.html", "run_live.html", context)
@@ -161,10 +161,15 @@ async def control(
     may carry a new budget (`tokens`, `cost`), for a run paused because it spent its own."""
     try:
         budget = _budget(tokens, cost) if action == "resume" else None
-        await services.control(rt, run_id, action, budget=budget)
+        before = await services.get_run(rt, run_id)
+        after = await services.control(rt, run_id, action, budget=budget)
         notice = f"{action} sent: it takes effect at the next round boundary"
     except (IllegalTransition, ValueError) as e:
         notice = str(e)
+    else:
+        if before.status == RunStatus.FAILED and after.status == RunStatus.QUEUED:
+            # Queued again: the whole page, so that it follows the run live once more.
+            return Response(status_code=204, headers={"HX-Refresh": "true"})
     context = await live_context(rt, run_id) | {"notice": notice}
     return templates.TemplateResponse(request, "run_live.html", context)
 

@@ -1,22 +1,25 @@
-"""Driving one claimed run: rounds, control commands, checkpoints, and the lease's heartbeat."""
+"""Driving one claimed run: rounds, control commands, checkpoints, recovery, and the lease.
+
+Starting a run, taking it over from a worker that died, and recovering from a lost host take one
+path: place the hosts, go back to the last checkpoint (if anything was recorded), go on. Faults
+that pass (the live layer or the database away for a while) are waited out at the round
+boundary; a live layer away for longer than its bound hands the run back, a database away for
+longer abandons it to the lease (nothing can be written then), and anything else wrong with the
+run fails it, with the reason, without taking the worker down.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import ray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.core import Intervention, sum_usage
-from agents.host import HostStats
-from agents.llm import priced, tokens
-from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import Budget, RunSpec
@@ -24,26 +27,24 @@ from backend.live.channel import LiveChannel
 from backend.logs import RUN_ID
 from backend.settings import Settings
 from backend.store import records
-from backend.store.models import Run, RunStatus
-from backend.store.runs import LeaseLost, fence, forget_after, release_run, renew_lease, set_status
+from backend.store.models import CommandRow, Run, RunStatus
+from backend.store.runs import LeaseLost, fence, forget_after, release_run, renew_lease
 from backend.workflow import checkpoint
+from backend.workflow.budget import BudgetKeeper, Usage
+from backend.workflow.commands import CommandLog, intervention
+from backend.workflow.outage import LIVE, STORE, Unavailable
+from backend.workflow.placing import dead_nodes, place, restore_personas
+from backend.workflow.publishing import HOSTS_TTL, Publisher
 from backend.workflow.recorder import Recorder
 
-__all__ = ["RunDriver", "publish_nodes"]
+__all__ = ["OnRound", "RunDriver"]
 
 log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
+Order = Literal["go", "stop", "release"]
 _PAUSE_POLL = 0.2
 _MAX_RECOVERIES = 5  # hosts lost this often in one drive: the run fails instead
-_BACKGROUND_CHUNK = 10_000  # backgrounds read and sent to a host at a time, after a takeover
-_HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
-
-
-async def publish_nodes(live: LiveChannel) -> None:
-    """Tell the dashboard which Ray nodes there are (the API process need not join Ray)."""
-    nodes = await asyncio.to_thread(alive_nodes)
-    await live.set_nodes([dataclasses.asdict(n) for n in nodes])
 
 
 class _Interrupted(Exception):
@@ -51,13 +52,13 @@ class _Interrupted(Exception):
 
 
 class RunDriver:
-    """Drives a run this worker has claimed until it completes, stops, fails or is taken over.
+    """Drives a run this worker has claimed until it completes, stops, fails or is handed back.
 
     Args:
         run: the claimed run.
         sessions: the session factory.
         live: the live channel.
-        settings: lease and retention settings; `settings.worker_id` owns the lease.
+        settings: lease, outage and retention settings; `settings.worker_id` owns the lease.
         on_round: called after every round (the CLI prints it).
         shutdown: once set, the run is handed back at the next round boundary.
     """
@@ -73,24 +74,26 @@ class RunDriver:
         shutdown: asyncio.Event | None = None,
     ) -> None:
         self.run = run
-        self.spec = RunSpec.stored(run.spec)
         self.sessions = sessions
-        self.live = live
         self.settings = settings
         self.worker = settings.worker_id
         self.on_round = on_round
         self.shutdown = shutdown
         self.status = RunStatus(run.status)
-        self._hosts_published = 0.0
-        self._spent: dict[str, dict[str, int]] = {}  # the rounds' language-model use so far, per model
+        bounds = {LIVE: settings.live_outage_seconds, STORE: settings.store_outage_seconds}
+        self.publisher = Publisher(run.id, worker=self.worker, sessions=sessions, live=live, bounds=bounds)
+        self.commands = CommandLog(self.publisher)
+        self.spec: RunSpec  # read from the run in `_drive`, where a bad one fails the run
+        self.budget: BudgetKeeper
         self._recoveries = 0
-        self._held: list[dict[str, Any]] = []  # commands taken while writing backgrounds, for _obey
+        self._checkpointed = -1  # the round of the last checkpoint this driver took
 
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
 
     async def drive(self) -> RunStatus:
-        """Drive the run; return its final status, or raise `LeaseLost` if taken over."""
+        """Drive the run; return its status when it ends or is handed back. Raises `LeaseLost` if
+        it was taken over, `Unavailable` if the database stayed away (the lease then expires)."""
         named = RUN_ID.set(self.run.id)  # the lines of this task and the tasks it starts name the run
         try:
             return await self._drive_named()
@@ -107,178 +110,179 @@ class RunDriver:
             # giving up: a transaction left open would keep the run's row locked.
             body.cancel()
             await asyncio.gather(body, return_exceptions=True)
-            if (
-                heartbeat.done()
-                and not heartbeat.cancelled()
-                and isinstance(heartbeat.exception(), LeaseLost)
-            ):
-                raise LeaseLost(f"run {self.run.id} was taken over") from None
+            if heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None:
+                raise heartbeat.exception() from None  # type: ignore[misc]
             raise
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost, Unavailable):
                 await heartbeat
 
     async def _heartbeat(self, body: asyncio.Task[RunStatus]) -> None:
+        """Renew the lease; a lease lost to another worker, or a database away for longer than
+        its bound, ends the drive."""
+        lease = self.settings.lease_seconds
+
+        async def renew(session: AsyncSession) -> None:
+            await renew_lease(session, run_id=self.run.id, worker=self.worker, lease_seconds=lease)
+
         while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
+            await asyncio.sleep(lease / 3)
             try:
-                async with self.sessions() as session:
-                    await renew_lease(
-                        session,
-                        run_id=self.run.id,
-                        worker=self.worker,
-                        lease_seconds=self.settings.lease_seconds,
-                    )
-            except LeaseLost:
-                log.warning("run %s: lease lost, abandoning it", self.run.id)
+                await self.publisher.store(renew)
+            except (LeaseLost, Unavailable) as e:
+                log.warning("run %s: %s; abandoning it", self.run.id, e)
                 body.cancel()
                 raise
 
     async def _drive(self) -> RunStatus:
-        run_id, spec = self.run.id, self.spec
-        sim = Simulation(spec)
+        try:
+            # A stored spec that no longer validates, an unknown scenario or kind: the run fails,
+            # the worker goes on with the next one.
+            self.spec = RunSpec.stored(self.run.spec)
+            sim = Simulation(self.spec)
+        except Exception as exc:
+            return await self._fail(exc, self.run.round)
+        self.budget = BudgetKeeper(self.spec.budget, self.spec.llm, self.publisher)
         try:
             async with Recorder(
                 self.sessions,
-                run_id=run_id,
+                run_id=self.run.id,
                 worker=self.worker,
-                spec=spec,
+                spec=self.spec,
                 checkpoints_kept=self.settings.checkpoints_kept,
+                bounds=self.publisher.bounds,
+                on_outage=self.publisher.heard,
             ) as recorder:
-                hosts = await sim.start(busy=await self._busy_nodes())
-                await self._prepare(sim, recorder, hosts)
-                while not sim.done:
-                    order = await self._obey(sim, recorder)
-                    if order == "stop":
-                        break
-                    if order == "release":
-                        await self._release(sim, recorder)
-                        return self.status
-                    try:
-                        await self._round(sim, recorder)
-                    except ray.exceptions.RayActorError as lost:
-                        sim = await self._recover(sim, recorder, lost)
-                final = RunStatus.COMPLETED if sim.done else RunStatus.STOPPED
-                await recorder.flush()
-                await self.live.set_state(
-                    run_id,
-                    actions_written=recorder.actions_written,
-                    seconds_writing_actions=recorder.seconds_writing_actions,
-                )
-                await self._finish(final, sim.round)
-                return final
-        except (LeaseLost, asyncio.CancelledError):
+                self.publisher.recorder = recorder
+                try:
+                    return await self._loop(sim)
+                except Unavailable as outage:
+                    if outage.service != LIVE:
+                        raise
+                    return await self._release(sim, reason=str(outage))
+        except (LeaseLost, asyncio.CancelledError, Unavailable):
             raise
         except Exception as exc:
-            log.exception("run %s failed", run_id)
-            await self._finish(RunStatus.FAILED, self.run.round, error=f"{type(exc).__name__}: {exc}")
-            return RunStatus.FAILED
+            return await self._fail(exc, sim.round)
         finally:
             sim.close()
 
-    async def _round(self, sim: Simulation, recorder: Recorder) -> None:
-        """One round: step, record, publish, keep to the budget, checkpoint."""
-        result = await sim.step()
-        assert sim.last_actions is not None
-        await recorder.round(result, sim.last_actions)
-        await self._publish(sim, result, recorder)
-        self._spent = sum_usage([self._spent, result.usage])
-        used = await self._used() if result.usage else None
-        if used is not None:
-            await self.live.set_state(self.run.id, usage=used)  # what /metrics reports
-        if not sim.done and (reason := await self._over_budget(used)):
-            await self._pause_for_budget(recorder, sim.round, reason, used)
-        if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
-            await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
-        if self.on_round is not None and (pending := self.on_round(result)) is not None:
-            await pending
+    async def _loop(self, sim: Simulation) -> RunStatus:
+        await self._start(sim)
+        while not sim.done:
+            try:
+                order = await self._obey(sim)
+                if order == "release":
+                    return await self._release(sim, reason="the worker is shutting down")
+                if order == "stop":
+                    break
+                await self._round(sim)
+            except ray.exceptions.RayActorError as lost:
+                sim = await self._recover(sim, lost)
+        if sim.done:
+            await self.publisher.finish(RunStatus.COMPLETED, sim.round)
+            self.status = RunStatus.COMPLETED
+            recorder = self.publisher.recorder
+            assert recorder is not None
+            await self.publisher.state(
+                actions_written=recorder.actions_written,
+                seconds_writing_actions=recorder.seconds_writing_actions,
+            )
+        return self.status
 
-    async def _recover(self, sim: Simulation, recorder: Recorder, lost: Exception) -> Simulation:
-        """A host died with its node (or alone): place the run anew on the nodes that answer and
-        go on from the last checkpoint, so the rounds run again come out the same."""
+    # -- one path for starting, taking over and recovering ------------------------------------
+
+    async def _start(self, sim: Simulation) -> None:
+        """Place the run's hosts; go back to the last checkpoint if anything was recorded; write
+        the backgrounds (or give back those written before) and store the profiles."""
+        hosts = await place(sim, self.publisher)
+        await self.publisher.hosts(sim, hosts)
+        spec = self.spec
+        await self.publisher.state(
+            status=self.status, round=self.run.round, rounds=spec.rounds, agents=spec.population.total
+        )
+        if self.run.attempts > 1 or self.run.round > 0:
+            at = await self._rewind(sim)
+            await self.publisher.event(at, "resumed", {"worker": self.worker, "from_round": at})
+        backgrounds = None
+        if spec.population.persona is not None and not await restore_personas(
+            sim, self.publisher, spec.population.total
+        ):
+            try:
+                await self._write_personas(sim)
+            except _Interrupted:
+                return  # nothing stored: _obey stops the run or hands it back, to be written anew
+            backgrounds = sim.backgrounds
+        nodes = {h.index: h.node_id for h in hosts}
+        await self.publisher.recorder.profiles(sim.slots, nodes, backgrounds)  # type: ignore[union-attr]
+        await self.publisher.event(sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
+
+    async def _rewind(self, sim: Simulation) -> int:
+        """Put `sim` at the run's last checkpoint, forgetting what was recorded after it (but the
+        run's history); returns the round it stands at."""
+        run_id = self.run.id
+
+        async def rewind(session: AsyncSession) -> tuple[int, bytes | None]:
+            current = await records.stored_round(session, run_id=run_id)
+            saved = await records.latest_checkpoint(session, run_id=run_id, at_most=current)
+            at = saved.round if saved is not None else 0
+            await forget_after(session, run_id=run_id, round=at, worker=self.worker)
+            return at, saved.data if saved is not None else None
+
+        at, data = await self.publisher.store(rewind)
+        if data is not None:
+            await sim.set_state(checkpoint.decode(data))
+        self._checkpointed = at
+        await self.budget.rewound()
+        await self.commands.rewound(at)
+        await self.publisher.state(round=at)
+        return at
+
+    async def _recover(self, sim: Simulation, lost: Exception) -> Simulation:
+        """Hosts died: start them again where they were if their node lives, or place the run
+        anew on the nodes that answer if a node died too, and go on from the last checkpoint,
+        so the rounds run again come out the same."""
         self._recoveries += 1
         if self._recoveries > _MAX_RECOVERIES:
             raise RuntimeError(f"lost hosts {self._recoveries} times; giving up") from lost
         gone = await sim.lost_slots()
-        nodes_lost = sorted({slot.node_id for slot in gone})
-        log.warning("run %s: hosts %s lost on nodes %s", self.run.id, [s.index for s in gone], nodes_lost)
+        dead = dead_nodes(gone)
+        log.warning("run %s: hosts %s lost (dead nodes: %s)", self.run.id, [s.index for s in gone], dead)
         sim.close()
-        await recorder.flush()  # what was handed over is written, so it can be forgotten below
+        await self.publisher.recorder.flush()  # type: ignore[union-attr]  # written, so it can be forgotten
         replacement = Simulation(self.spec)
-        hosts = await replacement.start(exclude=nodes_lost, busy=await self._busy_nodes())
-        resume_at = await self._rewind(replacement)
+        hosts = await place(replacement, self.publisher, exclude=dead, keep=None if dead else sim.slots)
+        at = await self._rewind(replacement)
         nodes = {h.index: h.node_id for h in hosts}
-        async with self.sessions() as session:
-            await records.place_agents(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
+        if dead:
+
+            async def moved(session: AsyncSession) -> None:
+                await records.place_agents(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
+
+            await self.publisher.store(moved)
         if self.spec.population.persona is not None:
-            await self._restore_personas(replacement)
-        await self._publish_hosts(replacement, hosts)
-        lost_payload = {"nodes": nodes_lost, "hosts": [s.index for s in gone], "error": str(lost)[:300]}
-        await self._event(recorder, resume_at, "node lost", lost_payload)
-        recovered = {"from_round": resume_at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
-        await self._event(recorder, resume_at, "recovered", recovered)
-        await self.live.set_state(self.run.id, round=resume_at)
+            await restore_personas(replacement, self.publisher, self.spec.population.total)
+        await self.publisher.hosts(replacement, hosts)
+        where = sorted({slot.node_id for slot in gone})
+        what = {"hosts": [s.index for s in gone], "error": str(lost)[:300]}
+        if dead:
+            await self.publisher.event(at, "node lost", {"nodes": dead, **what})
+        else:
+            await self.publisher.event(at, "host lost", {"nodes": where, **what})
+        recovered = {"from_round": at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
+        await self.publisher.event(at, "recovered", recovered)
         return replacement
 
-    async def _busy_nodes(self) -> dict[str, int]:
-        """How many hosts other runs keep on each node, as their workers last reported."""
-        busy: dict[str, int] = {}
-        for run_id, hosts in (await self.live.all_hosts()).items():
-            if run_id != self.run.id:
-                for host in hosts:
-                    if host.get("node_id"):
-                        busy[host["node_id"]] = busy.get(host["node_id"], 0) + 1
-        return busy
-
-    async def _rewind(self, sim: Simulation) -> int:
-        """Put `sim` at the run's last checkpoint, forgetting what was recorded after it; returns
-        the round it stands at."""
-        run_id = self.run.id
-        async with self.sessions() as session:
-            current = await records.stored_round(session, run_id=run_id)
-            saved = await records.latest_checkpoint(session, run_id=run_id, at_most=current)
-            resume_at = saved.round if saved is not None else 0
-            await forget_after(session, run_id=run_id, round=resume_at, worker=self.worker)
-            self._spent = await records.usage_totals(session, run_id=run_id)
-        if saved is not None:
-            await sim.set_state(checkpoint.decode(saved.data))
-        return resume_at
-
-    async def _prepare(self, sim: Simulation, recorder: Recorder, hosts: Sequence[HostStats]) -> None:
-        """Resume from the last checkpoint after a takeover; store the profiles of a new run.
-        `hosts`: the stats of the hosts just started."""
-        run_id = self.run.id
-        nodes = {h.index: h.node_id for h in hosts}
-        await self._publish_hosts(sim, hosts)
-        await self.live.set_state(
-            run_id, status=RunStatus.RUNNING, round=self.run.round, rounds=self.spec.rounds
-        )
-        if self.run.attempts > 1 or self.run.round > 0:
-            resume_at = await self._rewind(sim)
-            await self._event(
-                recorder, resume_at, "resumed", {"worker": self.worker, "from_round": resume_at}
-            )
-        backgrounds = None
-        if self.spec.population.persona is not None and not await self._restore_personas(sim):
-            try:
-                await self._write_personas(sim, recorder)
-            except _Interrupted:
-                return  # nothing stored: _obey stops the run or hands it back, to be written anew
-            backgrounds = sim.backgrounds
-        await recorder.profiles(sim.slots, nodes, backgrounds)
-        await self._event(recorder, sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
-
-    async def _write_personas(self, sim: Simulation, recorder: Recorder) -> None:
+    async def _write_personas(self, sim: Simulation) -> None:
         """Have the model write every background, showing the progress live. Writing a million
         takes a while: a stop, or this worker shutting down, interrupts it (raises _Interrupted);
         other commands wait for the first round."""
-        run_id, total = self.run.id, self.spec.population.total
+        total = self.spec.population.total
 
         async def progress(done: int) -> None:
-            await self.live.set_state(run_id, personas=done, personas_total=total)
-            self._held += await self.live.take_commands(run_id)
-            stopped = any(c.get("action") == "stop" for c in self._held)
+            await self.publisher.state(personas=done, personas_total=total)
+            stopped = any(c.action == "stop" for c in await self.commands.pending())
             if stopped or (self.shutdown is not None and self.shutdown.is_set()):
                 raise _Interrupted
 
@@ -286,123 +290,40 @@ class RunDriver:
         try:
             written, kept = await sim.write_personas(progress)
         except _Interrupted:
-            await self._event(recorder, 0, "backgrounds cut short", {"usage": await sim.take_usage()})
+            await self.publisher.event(0, "backgrounds cut short", {"usage": await sim.take_usage()})
             raise
-        await self.live.set_state(run_id, personas=total)  # all written: nothing interrupts now
+        await self.publisher.state(personas=total)  # all written: nothing interrupts now
         spent = {"written": written, "kept": kept, "usage": await sim.take_usage()}
-        await self._event(recorder, 0, "backgrounds written", spent)
-        await recorder.flush()  # the budget is checked against what the store holds
+        await self.publisher.event(0, "backgrounds written", spent)
+        await self.publisher.recorder.flush()  # type: ignore[union-attr]  # the budget reads the store
 
-    async def _restore_personas(self, sim: Simulation) -> bool:
-        """After a takeover, give the new hosts the backgrounds written before, if all are stored."""
-        async with self.sessions() as session:
-            stored = await records.count_agents(session, run_id=self.run.id)
-            if stored != self.spec.population.total:
-                return False
-            for slot in sim.slots:
-                for start in range(slot.ids.start, slot.ids.stop, _BACKGROUND_CHUNK):
-                    ids = range(start, min(start + _BACKGROUND_CHUNK, slot.ids.stop))
-                    stored_backgrounds = await records.backgrounds(session, run_id=self.run.id, ids=ids)
-                    await sim.set_backgrounds(start, stored_backgrounds)
-        return True
+    # -- rounds ---------------------------------------------------------------------------------
 
-    async def _obey(self, sim: Simulation, recorder: Recorder) -> Literal["go", "stop", "release"]:
-        """Apply the control commands sent since the last round, and say whether to go on, stop
-        the run, or hand it back because this worker is shutting down. While paused, wait here
-        (the heartbeat keeps the lease) until resumed or stopped."""
-        paused = self.status == RunStatus.PAUSED
-        while True:
-            if self.shutdown is not None and self.shutdown.is_set():
-                return "release"
-            held, self._held = self._held, []
-            for command in held + await self.live.take_commands(self.run.id):
-                action = command.get("action")
-                if action == "stop":
-                    await self._event(recorder, sim.round, "stopped", {})
-                    return "stop"
-                if action == "pause" and not paused:
-                    paused = True
-                    await self._set(RunStatus.PAUSED)
-                    await self._event(recorder, sim.round, "paused", {})
-                elif action == "resume" and paused:
-                    if command.get("budget") is not None:
-                        await self._set_budget(recorder, sim.round, command["budget"])
-                    if reason := await self._over_budget():
-                        refused = {"reason": f"{reason}: raise it to resume"}
-                        await self._event(recorder, sim.round, "budget", refused)
-                        continue
-                    paused = False
-                    await self._set(RunStatus.RUNNING)
-                    await self.live.set_state(self.run.id, reason=None)
-                    await self._event(recorder, sim.round, "resumed", {})
-                elif action == "inject":
-                    sim.inject(
-                        Intervention(command["content"], command.get("where"), bool(command.get("public")))
-                    )
-                    await self._event(
-                        recorder, sim.round, "injected", {k: v for k, v in command.items() if k != "action"}
-                    )
-            if not paused:
-                return "go"
-            if time.monotonic() - self._hosts_published > _HOSTS_TTL / 3:
-                await self._publish_hosts(sim)  # a paused run's hosts are still there
-            await asyncio.sleep(_PAUSE_POLL)
+    async def _round(self, sim: Simulation) -> None:
+        """One round: step, record, publish, keep to the budget, checkpoint."""
+        result = await sim.step()
+        assert sim.last_actions is not None
+        await self.publisher.recorder.round(result, sim.last_actions)  # type: ignore[union-attr]
+        await self._publish(sim, result)
+        self.budget.add(result.usage)
+        used = await self.budget.used() if result.usage else None
+        if used is not None:
+            await self.publisher.state(usage=used)  # what /metrics reports
+        if not sim.done and (reason := await self.budget.over(used)):
+            await self._pause_for_budget(sim.round, reason, used)
+        if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
+            await self._checkpoint(sim)
+        if self.on_round is not None and (pending := self.on_round(result)) is not None:
+            await pending
 
-    async def _used(self) -> dict[str, dict[str, int]]:
-        """The run's language-model use so far: its rounds', and what was spent outside them
-        (backgrounds, and interviews, which the service asks), read from the store."""
-        async with self.sessions() as session:
-            outside = await records.usage_outside_rounds(session, run_id=self.run.id)
-        return sum_usage([self._spent, *outside.values()])
+    async def _checkpoint(self, sim: Simulation) -> None:
+        data = checkpoint.encode(await sim.get_state())
+        await self.publisher.recorder.checkpoint(sim.round, data)  # type: ignore[union-attr]
+        self._checkpointed = sim.round
 
-    async def _over_budget(self, used: dict[str, dict[str, int]] | None = None) -> str | None:
-        """Why the run's language-model use (`used`, if just read) has reached its budget, if it has."""
-        budget = self.spec.budget
-        if budget is None:
-            return None
-        if used is None:
-            used = await self._used()
-        if budget.tokens is not None and (count := tokens(used)) >= budget.tokens:
-            return f"the token budget is spent ({count:,} of {budget.tokens:,})"
-        if budget.cost is not None and (cost := priced(self.spec.llm, used)) >= budget.cost:
-            return f"the cost budget is spent ({cost:.4f} of {budget.cost:g})"
-        return None
-
-    async def _pause_for_budget(
-        self, recorder: Recorder, round: int, reason: str, used: dict[str, dict[str, int]] | None
-    ) -> None:
-        await self._set(RunStatus.PAUSED)
-        await self.live.set_state(self.run.id, reason=reason)
-        if used is None:
-            used = await self._used()
-        spent = {"tokens": tokens(used), "cost": priced(self.spec.llm, used)}
-        await self._event(recorder, round, "budget", {"reason": reason, **spent})
-
-    async def _set_budget(self, recorder: Recorder, round: int, budget: dict[str, Any]) -> None:
-        """A new budget, kept in the run's stored spec so that a worker taking over knows it."""
-        self.spec = self.spec.model_copy(update={"budget": Budget.model_validate(budget)})
-        async with self.sessions() as session:
-            stored = self.spec.model_dump(mode="json")
-            await fence(session, run_id=self.run.id, worker=self.worker, spec=stored)
-            await session.commit()
-        await self._event(recorder, round, "budget raised", {"budget": budget})
-
-    async def _release(self, sim: Simulation, recorder: Recorder) -> None:
-        """Hand the run back at a round boundary: checkpoint where it stands, write everything,
-        and give up the lease, so another worker continues at once."""
-        if sim.round % self.spec.checkpoint_interval:
-            await recorder.checkpoint(sim.round, checkpoint.encode(await sim.get_state()))
-        await self._event(recorder, sim.round, "released", {"worker": self.worker})
-        await recorder.flush()
-        held, self._held = self._held, []
-        await self.live.give_back(self.run.id, held)  # commands not applied yet: the next worker's
-        async with self.sessions() as session:
-            await release_run(session, run_id=self.run.id, worker=self.worker)
-
-    async def _publish(self, sim: Simulation, result: RoundResult, recorder: Recorder) -> None:
-        run_id = self.run.id
-        await self.live.set_state(
-            run_id,
+    async def _publish(self, sim: Simulation, result: RoundResult) -> None:
+        publisher, actions = self.publisher, sim.last_actions
+        await publisher.state(
             status=self.status,
             round=result.round,
             rounds=self.spec.rounds,
@@ -410,44 +331,111 @@ class RunDriver:
             failed=result.failures,
             time=result.time,
         )
-        await self.live.emit(
-            run_id, "round", result.round, {"stats": result.stats, "failures": result.failures}
-        )
-        if result.failures:
-            assert sim.last_actions is not None
-            examples = dict(list(sim.last_actions.errors.items())[:5])
-            await self._event(
-                recorder, result.round, "failures", {"count": result.failures, "examples": examples}
-            )
+        summary = {"stats": result.stats, "failures": result.failures}
+        await publisher.live_call(lambda: publisher.live.emit(self.run.id, "round", result.round, summary))
+        if result.failures and actions is not None:
+            examples = dict(list(actions.errors.items())[:5])
+            await publisher.event(result.round, "failures", {"count": result.failures, "examples": examples})
         # What the scenario found notable this round goes to the event feed.
         for event in result.details.get("events", ()):
-            await self._event(recorder, result.round, str(event["kind"]), dict(event.get("payload", {})))
-        if messages := len(sim.last_actions.messages) if sim.last_actions else 0:
-            await self._event(recorder, result.round, "messages", {"count": messages})
-        await self._publish_hosts(sim)
-        await publish_nodes(self.live)
+            await publisher.event(result.round, str(event["kind"]), dict(event.get("payload", {})))
+        if messages := len(actions.messages) if actions else 0:
+            await publisher.event(result.round, "messages", {"count": messages})
+        await publisher.hosts(sim)
+        await publisher.nodes()
 
-    async def _publish_hosts(self, sim: Simulation, hosts: Sequence[HostStats] | None = None) -> None:
-        """Show the run's hosts on the cluster page (they expire unless refreshed); `hosts`: their
-        stats when the caller has just read them."""
-        hosts = hosts if hosts is not None else await sim.host_stats()
-        await self.live.set_hosts(self.run.id, [dataclasses.asdict(h) for h in hosts], ttl=_HOSTS_TTL)
-        self._hosts_published = time.monotonic()
+    # -- commands -------------------------------------------------------------------------------
 
-    async def _event(self, recorder: Recorder, round: int, kind: str, payload: dict[str, Any]) -> None:
-        await recorder.event(round, kind, payload)
-        await self.live.emit(self.run.id, kind, round, payload)
+    async def _obey(self, sim: Simulation) -> Order:
+        """Apply the commands sent since the last round, and say whether to go on, stop the run,
+        or hand it back because this worker is shutting down. While paused, wait here (the
+        heartbeat keeps the lease) until resumed or stopped."""
+        publisher, at = self.publisher, sim.round
+        await publisher.report_outages(at)
+        for again in self.commands.again(at):
+            sim.inject(again)  # delivered in this round before the rewind: delivered in it again
+        while True:
+            if self.shutdown is not None and self.shutdown.is_set():
+                return "release"
+            for command in await self.commands.pending():
+                if await self._apply(sim, command) == "stop":
+                    return "stop"
+            if self.status != RunStatus.PAUSED:
+                return "go"
+            if time.monotonic() - publisher.hosts_published > HOSTS_TTL / 3:
+                await publisher.hosts(sim)  # a paused run's hosts are still there
+            await asyncio.sleep(_PAUSE_POLL)
 
-    async def _set(self, status: RunStatus) -> None:
-        async with self.sessions() as session:
-            await set_status(session, run_id=self.run.id, status=status, worker=self.worker)
-        self.status = status
-        await self.live.set_state(self.run.id, status=status)
+    async def _apply(self, sim: Simulation, command: CommandRow) -> Literal["go", "stop"]:
+        """Apply one command at this boundary and mark it applied, with its effect, at once."""
+        at, action, payload, ids = sim.round, command.action, command.payload, [command.id]
+        publisher = self.publisher
+        if action == "stop":
+            await publisher.finish(RunStatus.STOPPED, at, applied=ids)
+            self.status = RunStatus.STOPPED
+            return "stop"
+        if action == "pause" and self.status != RunStatus.PAUSED:
+            await publisher.transition(RunStatus.PAUSED, at, "paused", applied=ids)
+            self.status = RunStatus.PAUSED
+        elif action == "resume" and self.status == RunStatus.PAUSED:
+            if payload.get("budget") is not None:
+                await self._set_budget(at, payload["budget"])
+            if reason := await self.budget.over():
+                await publisher.apply(ids, at, "budget", {"reason": f"{reason}: raise it to resume"})
+                return "go"
+            await publisher.transition(RunStatus.RUNNING, at, "resumed", applied=ids)
+            await publisher.state(reason=None)
+            self.status = RunStatus.RUNNING
+        elif action == "inject":
+            await publisher.apply(ids, at, "injected", dict(payload))
+            sim.inject(intervention(payload))
+        else:  # a pause of a paused run, a resume of a running one: nothing to do
+            await publisher.apply(ids, at)
+        return "go"
 
-    async def _finish(self, status: RunStatus, round: int, error: str | None = None) -> None:
-        async with self.sessions() as session:
-            await set_status(session, run_id=self.run.id, status=status, worker=self.worker, error=error)
-        self.status = status
-        await self.live.set_state(self.run.id, status=status, error=error)
-        await self.live.set_hosts(self.run.id, [])  # its hosts are gone: off the cluster page
-        await self.live.emit(self.run.id, status.value, round, {"error": error} if error else {})
+    async def _pause_for_budget(self, round: int, reason: str, used: Usage | None) -> None:
+        used = used if used is not None else await self.budget.used()
+        payload = {"reason": reason, **self.budget.price(used)}
+        await self.publisher.transition(RunStatus.PAUSED, round, "budget", payload)
+        await self.publisher.state(reason=reason)
+        self.status = RunStatus.PAUSED
+
+    async def _set_budget(self, round: int, budget: dict[str, Any]) -> None:
+        """A new budget, kept in the run's stored spec so that a worker taking over knows it."""
+        self.spec = self.spec.model_copy(update={"budget": Budget.model_validate(budget)})
+        self.budget.budget = self.spec.budget
+        stored = self.spec.model_dump(mode="json")
+
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=self.run.id, worker=self.worker, spec=stored)
+            await session.commit()
+
+        await self.publisher.store(write)
+        await self.publisher.event(round, "budget raised", {"budget": budget})
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    async def _release(self, sim: Simulation, reason: str) -> RunStatus:
+        """Hand the run back at a round boundary: checkpoint where it stands, write everything,
+        and give up the lease, so another worker continues (at once, or once the live layer is
+        back). Commands not applied yet stay in the log for it."""
+        publisher = self.publisher
+        publisher.live_lost = publisher.live_lost or reason.startswith("the live layer")
+        if sim.hosts and sim.round > self._checkpointed:
+            await self._checkpoint(sim)
+        await publisher.event(sim.round, "released", {"worker": self.worker, "reason": reason})
+        await publisher.recorder.flush()  # type: ignore[union-attr]
+
+        async def release(session: AsyncSession) -> None:
+            await release_run(session, run_id=self.run.id, worker=self.worker)
+
+        await publisher.store(release)
+        return self.status
+
+    async def _fail(self, exc: Exception, round: int) -> RunStatus:
+        """The run fails with the reason on its page; the worker lives on."""
+        log.error("run %s failed", self.run.id, exc_info=exc)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        await self.publisher.finish(RunStatus.FAILED, round, error=error, in_order=False)
+        self.status = RunStatus.FAILED
+        return RunStatus.FAILED

@@ -4,7 +4,9 @@ The round loop hands each round to the recorder and goes on with the next one; t
 writes rounds, actions, events and checkpoints in the order they were handed over, one
 transaction per round. A small queue bounds how far the loop may run ahead of the database.
 Every transaction first checks that this worker still holds the run's lease, so a worker that
-was taken over can never add a row.
+was taken over can never add a row. A transaction cut off by a database outage is tried again
+until the outage outlasts its bound; one whose commit went through unacknowledged is not
+written twice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from agents.spec import RecordSample, RunSpec
 from backend.store import records
 from backend.store.models import AgentRow
 from backend.store.runs import fence
+from backend.workflow.outage import Outage, Service, patiently
 
 __all__ = ["Recorder"]
 
@@ -63,6 +66,8 @@ class Recorder:
         worker: this worker's id (the lease owner).
         spec: the run's spec (what to record).
         checkpoints_kept: how many checkpoints to keep.
+        bounds: how long to wait out an outage, per service.
+        on_outage: hears of every outage the writes rode out.
     """
 
     def __init__(
@@ -73,12 +78,16 @@ class Recorder:
         worker: str,
         spec: RunSpec,
         checkpoints_kept: int = 2,
+        bounds: dict[Service, float] | None = None,
+        on_outage: Callable[[Outage], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.run_id = run_id
         self.worker = worker
         self.spec = spec
         self.checkpoints_kept = checkpoints_kept
+        self.bounds: dict[Service, float] = bounds or {"database": 0.0, "live layer": 0.0}
+        self.on_outage = on_outage
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2)
         self._task: asyncio.Task[None] | None = None
         self._profiles: asyncio.Task[None] | None = None
@@ -126,9 +135,17 @@ class Recorder:
 
     async def _write_all(self) -> None:
         while (job := await self._queue.get()) is not None:
+            await self._patiently(job)
+
+    async def _patiently(self, job: _Job) -> None:
+        """Write `job` in a transaction of its own, again after an outage that passes."""
+
+        async def attempt() -> None:
             async with self.sessions() as session:
                 await job(session)
                 await session.commit()
+
+        await patiently(attempt, self.bounds, self.on_outage)
 
     async def flush(self) -> None:
         """Wait until everything handed over is written; raise what failed, if anything."""
@@ -153,42 +170,51 @@ class Recorder:
         """Store every agent's profile, once per run, beside the rounds rather than before them:
         nothing in a round waits for profiles. A takeover finds them complete, or starts over.
         `backgrounds`, when given, supplies backgrounds written at the start (personas)."""
-        self._profiles = asyncio.create_task(
-            self._write_profiles(slots, nodes, backgrounds), name=f"profiles-{self.run_id}"
-        )
+
+        async def write(session: AsyncSession) -> None:
+            await self._write_profiles(session, slots, nodes, backgrounds)
+
+        self._profiles = asyncio.create_task(self._patiently(write), name=f"profiles-{self.run_id}")
 
     async def _write_profiles(
-        self, slots: Sequence[Slot], nodes: dict[int, str | None], backgrounds: Backgrounds | None
+        self,
+        session: AsyncSession,
+        slots: Sequence[Slot],
+        nodes: dict[int, str | None],
+        backgrounds: Backgrounds | None,
     ) -> None:
         spec, run_id = self.spec, self.run_id
-        async with self.sessions() as session:
-            # Check the lease, then let go of the run's row: holding it for the whole COPY would
-            # make every round's write wait. A zombie's late rows would clash with the key anyway.
-            await fence(session, run_id=run_id, worker=self.worker)
-            await session.commit()
-            stored = await records.count_agents(session, run_id=run_id)
-            if stored == spec.population.total:
-                return
-            await session.execute(delete(AgentRow).where(AgentRow.run_id == run_id))
-            population = await asyncio.to_thread(Population, spec.population, spec.seed)
-            connection = await session.connection()
-            for slot in slots:
-                node = nodes.get(slot.index)
-                for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
-                    ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
-                    written = await backgrounds(ids) if backgrounds is not None else None
-                    rows = await asyncio.to_thread(
-                        _profile_rows, population, run_id, ids, slot.index, node, written
-                    )
-                    await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
-            await session.commit()
+        # Check the lease, then let go of the run's row: holding it for the whole COPY would
+        # make every round's write wait. A zombie's late rows would clash with the key anyway.
+        await fence(session, run_id=run_id, worker=self.worker)
+        await session.commit()
+        stored = await records.count_agents(session, run_id=run_id)
+        if stored == spec.population.total:
+            return
+        await session.execute(delete(AgentRow).where(AgentRow.run_id == run_id))
+        population = await asyncio.to_thread(Population, spec.population, spec.seed)
+        connection = await session.connection()
+        for slot in slots:
+            node = nodes.get(slot.index)
+            for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
+                ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
+                written = await backgrounds(ids) if backgrounds is not None else None
+                rows = await asyncio.to_thread(
+                    _profile_rows, population, run_id, ids, slot.index, node, written
+                )
+                await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
+        await session.commit()
 
     async def round(self, result: RoundResult, actions: ActionBatch) -> None:
         run_id, sample = self.run_id, self._sample
 
         async def write(session: AsyncSession) -> None:
+            if await records.get_round(session, run_id=run_id, round=result.round) is not None:
+                return  # an earlier try committed, but its answer was lost with the connection
             await fence(session, run_id=run_id, worker=self.worker, round=result.round)
             await records.save_round(session, run_id=run_id, result=result)
+            summary = {"stats": records.plain_stats(result.stats), "failures": result.failures}
+            await records.add_event(session, run_id=run_id, round=result.round, kind="round", payload=summary)
             if sample != []:
                 started = time.perf_counter()
                 rows = records.action_rows(run_id, result.round, actions, sample)

@@ -9,7 +9,9 @@ import logging
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
 from backend.store.runs import LeaseLost, claim_run
-from backend.workflow.driver import OnRound, RunDriver, publish_nodes
+from backend.workflow.driver import OnRound, RunDriver
+from backend.workflow.outage import Unavailable, transient
+from backend.workflow.publishing import publish_nodes
 
 __all__ = ["Worker"]
 
@@ -35,8 +37,10 @@ class Worker:
     async def drive(
         self, run: Run, on_round: OnRound | None = None, shutdown: asyncio.Event | None = None
     ) -> RunStatus | None:
-        """Drive a claimed run; None if another worker took it over meanwhile. Once `shutdown` is
-        set, the run is handed back at the next round boundary (still running, lease released)."""
+        """Drive a claimed run; None if another worker took it over meanwhile, or if the
+        database stayed away too long (its lease then expires and a worker takes it over).
+        Once `shutdown` is set, the run is handed back at the next round boundary (still
+        running, lease released)."""
         log.info("worker %s drives run %s (attempt %s)", self.id, run.id, run.attempts)
         driver = RunDriver(
             run,
@@ -50,21 +54,30 @@ class Worker:
             return await driver.drive()
         except LeaseLost:
             log.warning("worker %s lost run %s to another worker", self.id, run.id)
-            return None
+        except Unavailable as outage:
+            log.error("worker %s abandons run %s: %s", self.id, run.id, outage)
+        return None
 
     async def serve(self, stop: asyncio.Event, *, exit_when_idle: bool = False) -> int:
         """Drive runs until `stop` is set (or, with `exit_when_idle`, until none is left);
-        returns how many runs were driven."""
+        returns how many runs were driven. No run's trouble, and no outage of the database or
+        the live layer, ends the loop: the worker waits and tries again."""
         driven = 0
         while not stop.is_set():
-            run = await self.claim()
-            if run is not None:
-                await self.drive(run, shutdown=stop)
-                driven += 1
-                continue
-            if exit_when_idle:
-                break
-            await publish_nodes(self.runtime.live)
+            try:
+                run = await self.claim()
+                if run is not None:
+                    await self.drive(run, shutdown=stop)
+                    driven += 1
+                    continue
+                if exit_when_idle:
+                    break
+                await publish_nodes(self.runtime.live)
+            except Exception as e:
+                if transient(e) is None:
+                    log.exception("worker %s: unexpected error; going on", self.id)
+                else:
+                    log.warning("worker %s: %s: %s; trying again", self.id, type(e).__name__, e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
         return driven

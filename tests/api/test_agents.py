@@ -88,7 +88,10 @@ def test_one_agent_with_its_answers_and_an_interview(finished):
 def test_events_and_cluster(finished):
     client, run = finished
     events = client.get(f"/api/v1/runs/{run['id']}/events").json()
-    assert [e["kind"] for e in events["data"]][-1] == "started"
+    kinds = [e["kind"] for e in events["data"]][::-1]  # newest first
+    assert kinds[:2] == ["queued", "started"]  # every event is stored, from the first
+    assert kinds.count("round") == 3
+    assert "completed" in kinds
     cluster = client.get("/api/v1/cluster").json()
     assert len(cluster["nodes"]) == 3
     assert all(n["cpus"] == 1 for n in cluster["nodes"])

@@ -47,18 +47,6 @@ async def test_event_streams_are_trimmed(live):
     assert newest[-1][1]["round"] == 999
 
 
-async def test_commands_are_taken_once_in_order(live):
-    await live.send(3, {"action": "pause"})
-    await live.send(3, {"action": "inject", "content": "hi"})
-    assert await live.take_commands(3) == [{"action": "pause"}, {"action": "inject", "content": "hi"}]
-    assert await live.take_commands(3) == []
-    # Taken but not applied: given back in front of what came since, in their order.
-    await live.send(3, {"action": "resume"})
-    await live.give_back(3, [{"action": "pause"}, {"action": "stop"}])
-    await live.give_back(3, [])
-    assert await live.take_commands(3) == [{"action": "pause"}, {"action": "stop"}, {"action": "resume"}]
-
-
 async def test_hosts_expire(live):
     await live.set_hosts(4, [{"index": 0, "agents": 10}], ttl=0.05)
     assert await live.hosts(4) == [{"index": 0, "agents": 10}]

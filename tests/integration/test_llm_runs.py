@@ -250,7 +250,7 @@ def test_a_stop_cuts_the_writing_of_backgrounds_short(service, llm_stub):
     time.sleep(1.0)
     assert llm_stub.served.personas == asked  # and the hosts asked for no more
     kinds = [e["kind"] for e in service.get(f"{url}/events").json()["data"]]
-    assert kinds == ["stopped", "backgrounds cut short"]
+    assert kinds == ["stopped", "backgrounds cut short", "queued"]
     # The calls made before the stop are on the run's bill.
     usage = service.get(f"{url}/usage").json()
     assert usage["backgrounds"]["tokens"] > 0
@@ -319,6 +319,7 @@ def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
         wait_for(second, run["id"], "stopped")
     assert paused["round"] == 0
     assert kinds[::-1] == [
+        "queued",
         "backgrounds cut short",
         "released",
         "resumed",

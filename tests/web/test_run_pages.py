@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.store.commands import pending_commands
+from backend.store.db import create_engine, session_factory
 from tests.conftest import SOCIAL, TOKEN, driving_settings, spec_data
 from tests.web.conftest import csrf_of, sign_in
 
@@ -247,12 +249,7 @@ def test_inject_form_checks_what_it_sends(member):
     assert "Sent to the agents in the next round." in sent.text
     commands = asyncio.run(_commands(member, run["id"]))
     assert commands == [
-        {
-            "action": "inject",
-            "content": "hi",
-            "where": {"gender": "female", "education": "school"},
-            "public": False,
-        }
+        ("inject", {"content": "hi", "where": {"gender": "female", "education": "school"}, "public": False})
     ]
     member.post(f"/runs/{run['id']}/stop", headers=csrf)
     refused = member.post(url, data={"content": "hi"}, headers=csrf)
@@ -261,12 +258,13 @@ def test_inject_form_checks_what_it_sends(member):
 
 
 async def _commands(client, run_id: int) -> list:
-    rt = client.app.state.runtime
-    live = type(rt.live)(rt.live.url)
+    """The run's pending commands, read from its command log (an engine of this event loop's)."""
+    engine = create_engine(client.app.state.runtime.settings.database_url)
     try:
-        return await live.take_commands(run_id)
+        async with session_factory(engine)() as session:
+            return [(c.action, c.payload) for c in await pending_commands(session, run_id=run_id)]
     finally:
-        await live.close()
+        await engine.dispose()
 
 
 def first_event(client, url: str) -> tuple[str, str]:
