@@ -160,6 +160,7 @@ class RunDriver:
                 except Unavailable as outage:
                     if outage.service != LIVE:
                         raise
+                    self.publisher.live_lost = True  # hand the run back through the database alone
                     return await self._release(sim, reason=str(outage))
         except (LeaseLost, asyncio.CancelledError, Unavailable):
             raise
@@ -420,7 +421,6 @@ class RunDriver:
         and give up the lease, so another worker continues (at once, or once the live layer is
         back). Commands not applied yet stay in the log for it."""
         publisher = self.publisher
-        publisher.live_lost = publisher.live_lost or reason.startswith("the live layer")
         if sim.hosts and sim.round > self._checkpointed:
             await self._checkpoint(sim)
         await publisher.event(sim.round, "released", {"worker": self.worker, "reason": reason})

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
 from tests.conftest import SOCIAL, TOKEN, driving_settings, spec_data
@@ -110,6 +111,32 @@ def test_run_page_lists_events_and_exports(finished):
     assert download.status_code == 200
     assert download.text.splitlines()[0].startswith("round,win,cnt,avg")
     assert len(download.text.splitlines()) == 4
+
+
+def test_the_feed_is_the_stored_history_after_the_live_layer_is_gone(finished, tmp_path):
+    """A restarted embedded service comes back with an empty live layer: the run page's feed
+    still shows every event, read from the database."""
+    client, run = finished
+    settings = client.app.state.runtime.settings
+    fresh = settings.model_copy(update={"redis_url": settings.redis_url.rsplit("/", 1)[0] + "/14"})
+    with TestClient(create_app(fresh), follow_redirects=False) as restarted:
+        asyncio.run(_empty(fresh.redis_url))
+        sign_in(restarted)
+        page = restarted.get(f"/runs/{run['id']}").text
+    feed = page[page.index('id="feed"') :]
+    kinds = re.findall(r'class="event ([\w ]+)"', feed)
+    assert kinds[0] == "completed"
+    assert kinds[-2:] == ["started", "queued"]
+    assert kinds.count("round") == 3
+    assert "“Most players answer low.” to gender=female" in feed
+
+
+async def _empty(redis_url: str) -> None:
+    live = LiveChannel(redis_url)
+    try:
+        await live.redis.flushdb()
+    finally:
+        await live.close()
 
 
 def test_live_stream_of_a_finished_run_sends_its_parts_then_done(finished):
