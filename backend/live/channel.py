@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -80,7 +80,7 @@ class LiveChannel:
             )
         return found
 
-    async def set_hosts(self, run_id: int, hosts: list[Mapping[str, Any]], ttl: float = 60) -> None:
+    async def set_hosts(self, run_id: int, hosts: Sequence[Mapping[str, Any]], ttl: float = 60) -> None:
         await self.redis.set(_key(run_id, "hosts"), json.dumps(hosts), px=int(ttl * 1000))
 
     async def hosts(self, run_id: int) -> list[dict[str, Any]]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import sum_usage
-from agents.llm import LLMSpec, priced, tokens
-from agents.spec import Budget
+from agents.llm import priced, tokens
+from agents.spec import Budget, RunSpec
 from backend.store import records
+from backend.store.runs import fence
 from backend.workflow.publishing import Publisher
 
 __all__ = ["BudgetKeeper", "Usage"]
@@ -19,14 +22,14 @@ class BudgetKeeper:
     """Counts a run's language-model use and holds it to its budget.
 
     Args:
-        budget: the run's budget (None: unlimited).
-        llm: the run's models, for prices.
+        spec: the run's spec: its budget (None: unlimited) and its models' prices.
         publisher: reads what was spent outside the rounds from the store.
     """
 
-    def __init__(self, budget: Budget | None, llm: LLMSpec | None, publisher: Publisher) -> None:
-        self.budget = budget
-        self.llm = llm
+    def __init__(self, spec: RunSpec, publisher: Publisher) -> None:
+        self.spec = spec
+        self.budget = spec.budget
+        self.llm = spec.llm
         self.publisher = publisher
         self.spent: Usage = {}  # the rounds' use so far, per model
 
@@ -67,3 +70,17 @@ class BudgetKeeper:
 
     def price(self, used: Usage) -> dict[str, float | int]:
         return {"tokens": tokens(used), "cost": priced(self.llm, used)}
+
+    async def raise_to(self, round: int, budget: dict[str, Any]) -> None:
+        """A new budget, kept in the run's stored spec so that a worker taking over knows it."""
+        self.spec = self.spec.model_copy(update={"budget": Budget.model_validate(budget)})
+        self.budget = self.spec.budget
+        stored = self.spec.model_dump(mode="json")
+        publisher = self.publisher
+
+        async def write(session: AsyncSession) -> None:
+            await fence(session, run_id=publisher.run_id, worker=publisher.worker, spec=stored)
+            await session.commit()
+
+        await publisher.store(write)
+        await publisher.event(round, "budget raised", {"budget": budget})

@@ -1,4 +1,5 @@
-"""The commands a run's worker obeys at round boundaries, read from the run's command log.
+"""Control: the run's status as its worker keeps it, and the commands that change it, read from
+the run's command log at round boundaries.
 
 The log is in the database, so a command outlives the worker it was sent to: a new worker
 applies what is still pending, and after going back to a checkpoint it delivers again, at the
@@ -8,35 +9,60 @@ are run again, and so must their injections be: each reaches its agents once, in
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import Intervention
+from agents.simulation import Simulation
 from backend.store import commands
-from backend.store.models import CommandRow
-from backend.workflow.publishing import Publisher
+from backend.store.models import CommandRow, RunStatus
+from backend.workflow.budget import BudgetKeeper, Usage
+from backend.workflow.publishing import HOSTS_TTL, Publisher
 
-__all__ = ["CommandLog", "intervention"]
+__all__ = ["Control", "Order", "intervention"]
+
+Order = Literal["go", "stop", "release"]
+_PAUSE_POLL = 0.2  # seconds between looks at the command log while paused
 
 
 def intervention(payload: Mapping[str, Any]) -> Intervention:
     return Intervention(payload["content"], payload.get("where"), bool(payload.get("public")))
 
 
-class CommandLog:
-    """A run's pending commands, and the injections to deliver again after a rewind."""
+class Control:
+    """Keeps a run's status and obeys its commands.
 
-    def __init__(self, publisher: Publisher) -> None:
+    Args:
+        status: the run's status when claimed (a paused run stays paused).
+        publisher: writes status changes, events and applied commands.
+        budget: holds the run to its language-model budget.
+        shutdown: once set, the run is handed back at the next round boundary.
+    """
+
+    def __init__(
+        self,
+        status: RunStatus,
+        publisher: Publisher,
+        budget: BudgetKeeper,
+        shutdown: asyncio.Event | None = None,
+    ) -> None:
+        self.status = status
         self.publisher = publisher
+        self.budget = budget
+        self.shutdown = shutdown
         self._again: dict[int, list[Intervention]] = {}
 
     def __repr__(self) -> str:
-        return f"CommandLog(run={self.publisher.run_id}, again={sorted(self._again)})"
+        return f"Control(run={self.publisher.run_id}, status={self.status}, again={sorted(self._again)})"
 
     async def pending(self) -> Sequence[CommandRow]:
+        """The run's commands no worker has applied yet, oldest first."""
+
         async def read(session: AsyncSession) -> Sequence[CommandRow]:
             return await commands.pending_commands(session, run_id=self.publisher.run_id)
 
@@ -53,6 +79,56 @@ class CommandLog:
             assert command.applied_round is not None
             self._again[command.applied_round].append(intervention(command.payload))
 
-    def again(self, round: int) -> list[Intervention]:
-        """The injections first applied at the boundary after `round`, to deliver once more."""
-        return self._again.pop(round, [])
+    async def obey(self, sim: Simulation) -> Order:
+        """Apply the commands sent since the last round, and say whether to go on, stop the run,
+        or hand it back because this worker is shutting down. While paused, wait here (the
+        heartbeat keeps the lease) until resumed or stopped."""
+        publisher, at = self.publisher, sim.round
+        await publisher.report_outages(at)
+        for again in self._again.pop(at, []):
+            sim.inject(again)  # delivered in the next round before the rewind: delivered in it again
+        while True:
+            if self.shutdown is not None and self.shutdown.is_set():
+                return "release"
+            for command in await self.pending():
+                if await self._apply(sim, command) == "stop":
+                    return "stop"
+            if self.status != RunStatus.PAUSED:
+                return "go"
+            if time.monotonic() - publisher.hosts_published > HOSTS_TTL / 3:
+                await publisher.hosts(sim)  # a paused run's hosts are still there
+            await asyncio.sleep(_PAUSE_POLL)
+
+    async def _apply(self, sim: Simulation, command: CommandRow) -> Literal["go", "stop"]:
+        """Apply one command at this boundary and mark it applied, with its effect, at once."""
+        at, action, payload, ids = sim.round, command.action, command.payload, [command.id]
+        publisher = self.publisher
+        if action == "stop":
+            await publisher.finish(RunStatus.STOPPED, at, applied=ids)
+            self.status = RunStatus.STOPPED
+            return "stop"
+        if action == "pause" and self.status != RunStatus.PAUSED:
+            await publisher.transition(RunStatus.PAUSED, at, "paused", applied=ids)
+            self.status = RunStatus.PAUSED
+        elif action == "resume" and self.status == RunStatus.PAUSED:
+            if payload.get("budget") is not None:
+                await self.budget.raise_to(at, payload["budget"])
+            if reason := await self.budget.over():
+                await publisher.apply(ids, at, "budget", {"reason": f"{reason}: raise it to resume"})
+                return "go"
+            await publisher.transition(RunStatus.RUNNING, at, "resumed", applied=ids)
+            await publisher.state(reason=None)
+            self.status = RunStatus.RUNNING
+        elif action == "inject":
+            await publisher.apply(ids, at, "injected", dict(payload))
+            sim.inject(intervention(payload))
+        else:  # a pause of a paused run, a resume of a running one: nothing to do
+            await publisher.apply(ids, at)
+        return "go"
+
+    async def pause_for_budget(self, round: int, reason: str, used: Usage | None) -> None:
+        used = used if used is not None else await self.budget.used()
+        payload = {"reason": reason, **self.budget.price(used)}
+        await self.publisher.transition(RunStatus.PAUSED, round, "budget", payload)
+        await self.publisher.state(reason=reason)
+        self.status = RunStatus.PAUSED

@@ -13,28 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
 import ray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
-from agents.spec import Budget, RunSpec
+from agents.spec import RunSpec
 from backend.live.channel import LiveChannel
 from backend.logs import RUN_ID
 from backend.settings import Settings
 from backend.store import records
-from backend.store.models import CommandRow, Run, RunStatus
-from backend.store.runs import LeaseLost, fence, forget_after, release_run, renew_lease
+from backend.store.models import Run, RunStatus
+from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease
 from backend.workflow import checkpoint
-from backend.workflow.budget import BudgetKeeper, Usage
-from backend.workflow.commands import CommandLog, intervention
+from backend.workflow.budget import BudgetKeeper
+from backend.workflow.commands import Control
 from backend.workflow.outage import LIVE, STORE, Unavailable
 from backend.workflow.placing import dead_nodes, place, restore_personas
-from backend.workflow.publishing import HOSTS_TTL, Publisher
+from backend.workflow.publishing import Publisher
 from backend.workflow.recorder import Recorder
 
 __all__ = ["OnRound", "RunDriver"]
@@ -79,17 +78,17 @@ class RunDriver:
         self.worker = settings.worker_id
         self.on_round = on_round
         self.shutdown = shutdown
-        self.status = RunStatus(run.status)
         bounds = {LIVE: settings.live_outage_seconds, STORE: settings.store_outage_seconds}
         self.publisher = Publisher(run.id, worker=self.worker, sessions=sessions, live=live, bounds=bounds)
-        self.commands = CommandLog(self.publisher)
-        self.spec: RunSpec  # read from the run in `_drive`, where a bad one fails the run
+        # Read from the run in `_drive`, where a bad spec fails the run instead of the worker.
+        self.spec: RunSpec
         self.budget: BudgetKeeper
+        self.control: Control
         self._recoveries = 0
         self._checkpointed = -1  # the round of the last checkpoint this driver took
 
     def __repr__(self) -> str:
-        return f"RunDriver(run={self.run.id}, worker={self.worker!r}, status={self.status})"
+        return f"RunDriver(run={self.run.id}, worker={self.worker!r})"
 
     async def drive(self) -> RunStatus:
         """Drive the run; return its status when it ends or is handed back. Raises `LeaseLost` if
@@ -143,7 +142,8 @@ class RunDriver:
             sim = Simulation(self.spec)
         except Exception as exc:
             return await self._fail(exc, self.run.round)
-        self.budget = BudgetKeeper(self.spec.budget, self.spec.llm, self.publisher)
+        self.budget = BudgetKeeper(self.spec, self.publisher)
+        self.control = Control(RunStatus(self.run.status), self.publisher, self.budget, self.shutdown)
         try:
             async with Recorder(
                 self.sessions,
@@ -173,7 +173,7 @@ class RunDriver:
         await self._start(sim)
         while not sim.done:
             try:
-                order = await self._obey(sim)
+                order = await self.control.obey(sim)
                 if order == "release":
                     return await self._release(sim, reason="the worker is shutting down")
                 if order == "stop":
@@ -183,14 +183,14 @@ class RunDriver:
                 sim = await self._recover(sim, lost)
         if sim.done:
             await self.publisher.finish(RunStatus.COMPLETED, sim.round)
-            self.status = RunStatus.COMPLETED
+            self.control.status = RunStatus.COMPLETED
             recorder = self.publisher.recorder
             assert recorder is not None
             await self.publisher.state(
                 actions_written=recorder.actions_written,
                 seconds_writing_actions=recorder.seconds_writing_actions,
             )
-        return self.status
+        return self.control.status
 
     # -- one path for starting, taking over and recovering ------------------------------------
 
@@ -201,7 +201,7 @@ class RunDriver:
         await self.publisher.hosts(sim, hosts)
         spec = self.spec
         await self.publisher.state(
-            status=self.status, round=self.run.round, rounds=spec.rounds, agents=spec.population.total
+            status=self.control.status, round=self.run.round, rounds=spec.rounds, agents=spec.population.total
         )
         if self.run.attempts > 1 or self.run.round > 0:
             at = await self._rewind(sim)
@@ -236,7 +236,7 @@ class RunDriver:
             await sim.set_state(checkpoint.decode(data))
         self._checkpointed = at
         await self.budget.rewound()
-        await self.commands.rewound(at)
+        await self.control.rewound(at)
         await self.publisher.state(round=at)
         return at
 
@@ -283,7 +283,7 @@ class RunDriver:
 
         async def progress(done: int) -> None:
             await self.publisher.state(personas=done, personas_total=total)
-            stopped = any(c.action == "stop" for c in await self.commands.pending())
+            stopped = any(c.action == "stop" for c in await self.control.pending())
             if stopped or (self.shutdown is not None and self.shutdown.is_set()):
                 raise _Interrupted
 
@@ -305,13 +305,13 @@ class RunDriver:
         result = await sim.step()
         assert sim.last_actions is not None
         await self.publisher.recorder.round(result, sim.last_actions)  # type: ignore[union-attr]
-        await self._publish(sim, result)
+        await self.publisher.round(sim, result, self.control.status)
         self.budget.add(result.usage)
         used = await self.budget.used() if result.usage else None
         if used is not None:
             await self.publisher.state(usage=used)  # what /metrics reports
         if not sim.done and (reason := await self.budget.over(used)):
-            await self._pause_for_budget(sim.round, reason, used)
+            await self.control.pause_for_budget(sim.round, reason, used)
         if sim.round % self.spec.checkpoint_interval == 0 or sim.done:
             await self._checkpoint(sim)
         if self.on_round is not None and (pending := self.on_round(result)) is not None:
@@ -321,98 +321,6 @@ class RunDriver:
         data = checkpoint.encode(await sim.get_state())
         await self.publisher.recorder.checkpoint(sim.round, data)  # type: ignore[union-attr]
         self._checkpointed = sim.round
-
-    async def _publish(self, sim: Simulation, result: RoundResult) -> None:
-        publisher, actions = self.publisher, sim.last_actions
-        await publisher.state(
-            status=self.status,
-            round=result.round,
-            rounds=self.spec.rounds,
-            agents=self.spec.population.total,
-            failed=result.failures,
-            time=result.time,
-        )
-        summary = {"stats": result.stats, "failures": result.failures}
-        await publisher.live_call(lambda: publisher.live.emit(self.run.id, "round", result.round, summary))
-        if result.failures and actions is not None:
-            examples = dict(list(actions.errors.items())[:5])
-            await publisher.event(result.round, "failures", {"count": result.failures, "examples": examples})
-        # What the scenario found notable this round goes to the event feed.
-        for event in result.details.get("events", ()):
-            await publisher.event(result.round, str(event["kind"]), dict(event.get("payload", {})))
-        if messages := len(actions.messages) if actions else 0:
-            await publisher.event(result.round, "messages", {"count": messages})
-        await publisher.hosts(sim)
-        await publisher.nodes()
-
-    # -- commands -------------------------------------------------------------------------------
-
-    async def _obey(self, sim: Simulation) -> Order:
-        """Apply the commands sent since the last round, and say whether to go on, stop the run,
-        or hand it back because this worker is shutting down. While paused, wait here (the
-        heartbeat keeps the lease) until resumed or stopped."""
-        publisher, at = self.publisher, sim.round
-        await publisher.report_outages(at)
-        for again in self.commands.again(at):
-            sim.inject(again)  # delivered in this round before the rewind: delivered in it again
-        while True:
-            if self.shutdown is not None and self.shutdown.is_set():
-                return "release"
-            for command in await self.commands.pending():
-                if await self._apply(sim, command) == "stop":
-                    return "stop"
-            if self.status != RunStatus.PAUSED:
-                return "go"
-            if time.monotonic() - publisher.hosts_published > HOSTS_TTL / 3:
-                await publisher.hosts(sim)  # a paused run's hosts are still there
-            await asyncio.sleep(_PAUSE_POLL)
-
-    async def _apply(self, sim: Simulation, command: CommandRow) -> Literal["go", "stop"]:
-        """Apply one command at this boundary and mark it applied, with its effect, at once."""
-        at, action, payload, ids = sim.round, command.action, command.payload, [command.id]
-        publisher = self.publisher
-        if action == "stop":
-            await publisher.finish(RunStatus.STOPPED, at, applied=ids)
-            self.status = RunStatus.STOPPED
-            return "stop"
-        if action == "pause" and self.status != RunStatus.PAUSED:
-            await publisher.transition(RunStatus.PAUSED, at, "paused", applied=ids)
-            self.status = RunStatus.PAUSED
-        elif action == "resume" and self.status == RunStatus.PAUSED:
-            if payload.get("budget") is not None:
-                await self._set_budget(at, payload["budget"])
-            if reason := await self.budget.over():
-                await publisher.apply(ids, at, "budget", {"reason": f"{reason}: raise it to resume"})
-                return "go"
-            await publisher.transition(RunStatus.RUNNING, at, "resumed", applied=ids)
-            await publisher.state(reason=None)
-            self.status = RunStatus.RUNNING
-        elif action == "inject":
-            await publisher.apply(ids, at, "injected", dict(payload))
-            sim.inject(intervention(payload))
-        else:  # a pause of a paused run, a resume of a running one: nothing to do
-            await publisher.apply(ids, at)
-        return "go"
-
-    async def _pause_for_budget(self, round: int, reason: str, used: Usage | None) -> None:
-        used = used if used is not None else await self.budget.used()
-        payload = {"reason": reason, **self.budget.price(used)}
-        await self.publisher.transition(RunStatus.PAUSED, round, "budget", payload)
-        await self.publisher.state(reason=reason)
-        self.status = RunStatus.PAUSED
-
-    async def _set_budget(self, round: int, budget: dict[str, Any]) -> None:
-        """A new budget, kept in the run's stored spec so that a worker taking over knows it."""
-        self.spec = self.spec.model_copy(update={"budget": Budget.model_validate(budget)})
-        self.budget.budget = self.spec.budget
-        stored = self.spec.model_dump(mode="json")
-
-        async def write(session: AsyncSession) -> None:
-            await fence(session, run_id=self.run.id, worker=self.worker, spec=stored)
-            await session.commit()
-
-        await self.publisher.store(write)
-        await self.publisher.event(round, "budget raised", {"budget": budget})
 
     # -- ending ---------------------------------------------------------------------------------
 
@@ -430,12 +338,11 @@ class RunDriver:
             await release_run(session, run_id=self.run.id, worker=self.worker)
 
         await publisher.store(release)
-        return self.status
+        return self.control.status
 
     async def _fail(self, exc: Exception, round: int) -> RunStatus:
         """The run fails with the reason on its page; the worker lives on."""
         log.error("run %s failed", self.run.id, exc_info=exc)
         error = f"{type(exc).__name__}: {exc}"[:2000]
         await self.publisher.finish(RunStatus.FAILED, round, error=error, in_order=False)
-        self.status = RunStatus.FAILED
         return RunStatus.FAILED

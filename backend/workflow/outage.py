@@ -76,6 +76,7 @@ async def patiently(
     """`await call()`, again after a fault that passes until its service's bound (in `bounds`)
     is spent; then raise `Unavailable`. `on_recovery` hears of every outage that was ridden out."""
     started: float | None = None
+    service: Service | None = None
     wait = _FIRST_WAIT
     while True:
         try:
@@ -95,7 +96,7 @@ async def patiently(
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))  # jitter: workers don't retry in step
             wait = min(wait * 2, _LONGEST_WAIT)
             continue
-        if started is not None:
+        if started is not None and service is not None:
             outage = Outage(service, time.monotonic() - started)
             log.warning("the %s is back after %.1f s", outage.service, outage.seconds)
             if on_recovery is not None and (pending := on_recovery(outage)) is not None:

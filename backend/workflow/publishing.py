@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.host import HostStats
 from agents.placement import alive_nodes
+from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from backend.live.channel import LiveChannel
 from backend.store import commands, records
@@ -172,6 +173,30 @@ class Publisher:
             if outage.service != LIVE:
                 raise
             log.warning("run %s is %s, but the live layer did not hear it: %s", self.run_id, status, outage)
+
+    async def round(self, sim: Simulation, result: RoundResult, status: RunStatus) -> None:
+        """A round's news: the live state, its summary (stored with the round by the recorder),
+        its failures, what the scenario found notable, the hosts and the nodes."""
+        actions, spec = sim.last_actions, sim.spec
+        await self.state(
+            status=status,
+            round=result.round,
+            rounds=spec.rounds,
+            agents=spec.population.total,
+            failed=result.failures,
+            time=result.time,
+        )
+        summary = {"stats": result.stats, "failures": result.failures}
+        await self.live_call(lambda: self.live.emit(self.run_id, "round", result.round, summary))
+        if result.failures and actions is not None:
+            examples = dict(list(actions.errors.items())[:5])
+            await self.event(result.round, "failures", {"count": result.failures, "examples": examples})
+        for event in result.details.get("events", ()):
+            await self.event(result.round, str(event["kind"]), dict(event.get("payload", {})))
+        if messages := len(actions.messages) if actions else 0:
+            await self.event(result.round, "messages", {"count": messages})
+        await self.hosts(sim)
+        await self.nodes()
 
     async def hosts(self, sim: Simulation, hosts: Sequence[HostStats] | None = None) -> None:
         """Show the run's hosts on the cluster page (they expire unless refreshed); `hosts`: their
