@@ -284,6 +284,12 @@ class AgentHost:
             rss_bytes=psutil.Process().memory_info().rss,
         )
 
+    async def close(self) -> None:
+        """Close the language-model client (its HTTP connections) before the host is stopped:
+        `ray.kill` ends the process at once, with nothing closed. Idempotent."""
+        if self.llm is not None:
+            await self.llm.close()
+
 
 # The async methods make it an async actor: one event loop runs every agent of the shard.
 RemoteAgentHost = ray.remote(AgentHost)

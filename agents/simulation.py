@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -68,7 +69,7 @@ class Simulation:
         return self
 
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
+        await self.aclose()
 
     @property
     def hosts(self) -> list[Any]:
@@ -222,11 +223,17 @@ class Simulation:
         alive = await asyncio.gather(*(answers(h) for h in self._hosts))
         return [slot for slot, ok in zip(self.slots, alive, strict=True) if not ok]
 
-    def close(self) -> None:
-        """Stop every host of the run."""
-        for host in self._hosts:
-            ray.kill(host, no_restart=True)
-        self._hosts = []
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Stop every host of the run, after giving them `timeout` seconds to close their
+        language-model clients; a host that is gone or does not answer in time is stopped anyway."""
+        hosts, self._hosts = self._hosts, []
+        try:
+            closing = asyncio.gather(*(h.close.remote() for h in hosts), return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing, timeout)
+        finally:
+            for host in hosts:
+                ray.kill(host, no_restart=True)
 
     def _host_of(self, agent_id: int) -> int:
         return bisect.bisect_right(self._starts, agent_id) - 1

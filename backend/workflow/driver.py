@@ -167,7 +167,7 @@ class RunDriver:
         except Exception as exc:
             return await self._fail(exc, sim.round)
         finally:
-            sim.close()
+            await sim.aclose()
 
     async def _loop(self, sim: Simulation) -> RunStatus:
         await self._start(sim)
@@ -250,7 +250,7 @@ class RunDriver:
         gone = await sim.lost_slots()
         dead = dead_nodes(gone)
         log.warning("run %s: hosts %s lost (dead nodes: %s)", self.run.id, [s.index for s in gone], dead)
-        sim.close()
+        await sim.aclose()
         await self.publisher.recorder.flush()  # type: ignore[union-attr]  # written, so it can be forgotten
         replacement = Simulation(self.spec)
         hosts = await place(replacement, self.publisher, exclude=dead, keep=None if dead else sim.slots)
