@@ -40,7 +40,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2
 
-test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM) /usr/sbin/ip
+# The fault suite (tests/faults) kills and restarts a Redis server of its own.
+/usr/bin/redis-server:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server
+
+test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM) /usr/sbin/ip /usr/bin/redis-server
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)

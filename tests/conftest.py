@@ -268,6 +268,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
 
 
+def stub_model(url: str, **extra: Any) -> dict[str, Any]:
+    """A spec's model served by the stand-in at `url`: quick timeouts and retries, the test key."""
+    return {
+        "endpoints": [{"url": url, "concurrency": 40}],
+        "api_key_env": LLM_KEY_ENV,
+        "timeout": 5,
+        "retries": 6,
+        "backoff": 0.02,
+        **extra,
+    }
+
+
 @pytest.fixture
 def llm_stub() -> Iterator[StubServer]:
     """The stand-in OpenAI-compatible server, in a thread of its own on a free loopback port;

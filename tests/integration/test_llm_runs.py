@@ -9,21 +9,14 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import Settings
-from tests.conftest import LLM_KEY, LLM_KEY_ENV, TOKEN, driving_settings, spec_data
+from tests.conftest import LLM_KEY, TOKEN, driving_settings, spec_data, stub_model
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 AGENTS = 300
 
 
 def llm_spec(url: str, **changes) -> dict:
-    model = {
-        "endpoints": [{"url": url, "concurrency": 40}],
-        "api_key_env": LLM_KEY_ENV,
-        "timeout": 5,
-        "retries": 6,
-        "backoff": 0.02,
-        "price": {"prompt": 2.0, "completion": 6.0},
-    }
+    model = stub_model(url, price={"prompt": 2.0, "completion": 6.0})
     kinds = [
         {
             "kind": "llm_guess",

@@ -36,7 +36,8 @@ async def test_a_call_is_tried_again_until_the_service_is_back_and_the_outage_is
     assert await patiently(flaky, {LIVE: 10, STORE: 0}, heard.append) == "done"
     assert len(tries) == 4
     assert [o.service for o in heard] == [LIVE]
-    assert isinstance(heard[0], Outage) and heard[0].seconds > 0
+    assert isinstance(heard[0], Outage)
+    assert heard[0].seconds > 0
 
 
 async def test_past_its_bound_an_outage_is_unavailable():
