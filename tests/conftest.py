@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,6 +261,21 @@ def serve_app(settings: Settings, grace: float = STREAMS_GRACE) -> Iterator[str]
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+RECOVERIES = Path(__file__).resolve().parents[1] / "test-artifacts" / "faults.tsv"
+
+
+@pytest.fixture(scope="session")
+def recoveries() -> Iterator[list[tuple[str, str, float]]]:
+    """(fault, outcome, seconds to recover) of each fault test, written to
+    test-artifacts/faults.tsv at the end: the figures of the fault table."""
+    rows: list[tuple[str, str, float]] = []
+    yield rows
+    if rows:
+        RECOVERIES.parent.mkdir(exist_ok=True)
+        lines = [f"{fault}\t{outcome}\t{seconds:.1f}\n" for fault, outcome, seconds in rows]
+        RECOVERIES.write_text("fault\toutcome\tseconds to recover\n" + "".join(lines), encoding="utf-8")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -460,21 +460,6 @@ async def progress_after(rt: Runtime, run_id: int, since: float, timeout: float 
     return time.monotonic() - since
 
 
-RECOVERIES = Path(__file__).resolve().parents[2] / "test-artifacts" / "faults.tsv"
-
-
-@pytest.fixture(scope="session")
-def recoveries() -> Iterator[list[tuple[str, str, float]]]:
-    """(fault, outcome, seconds to recover) of each fault test, written to
-    test-artifacts/faults.tsv at the end: the figures of the fault table."""
-    rows: list[tuple[str, str, float]] = []
-    yield rows
-    if rows:
-        RECOVERIES.parent.mkdir(exist_ok=True)
-        lines = [f"{fault}\t{outcome}\t{seconds:.1f}\n" for fault, outcome, seconds in rows]
-        RECOVERIES.write_text("fault\toutcome\tseconds to recover\n" + "".join(lines), encoding="utf-8")
-
-
 async def reference_run(rt: Runtime, spec: RunSpec) -> int:
     """An undisturbed run of `spec`, driven to the end by an in-process worker in the same
     database (start no worker process before it: it would race for the run)."""

@@ -149,7 +149,7 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_a_killed_service_leaves_nothing_behind_and_its_run_resumes(tmp_path):
+def test_a_killed_service_leaves_nothing_behind_and_its_run_resumes(tmp_path, recoveries):
     port = _free_port()
     first = Service(tmp_path, port, "first")
     second: Service | None = None
@@ -167,11 +167,16 @@ def test_a_killed_service_leaves_nothing_behind_and_its_run_resumes(tmp_path):
         killed = first.http.post("/api/v1/runs", json=SPEC).json()["id"]
         first.wait_for(killed, lambda run: run["round"] >= 3)
         first_processes = first.descendants()  # Ray's processes, started by the service
+        at = first.http.get(f"/api/v1/runs/{killed}").json()["round"]
         first.process.kill()
         first.process.wait(30)
+        since = time.monotonic()
 
         second = Service(tmp_path, port, "second")
         second.wait_up()
+        second.wait_for(killed, lambda run: run["round"] > at or run["status"] != "running")
+        outcome = "restarted: the Valkey left adopted, the run taken over (lease 3 s), completed, identical"
+        recoveries.append(("embedded `myriad serve` SIGKILLed mid-run", outcome, time.monotonic() - since))
         ray_dirs.append(second.ray_dir())
         if (server := announced_server(tmp_path)) is not None and server not in valkeys:
             valkeys.append(server)  # unless it is the first's, adopted
