@@ -82,6 +82,7 @@ class RunDriver:
         self.publisher = Publisher(run.id, worker=self.worker, sessions=sessions, live=live, bounds=bounds)
         # Read from the run in `_drive`, where a bad spec fails the run instead of the worker.
         self.spec: RunSpec
+        self.sim: Simulation  # the run's simulation: a new one after hosts are lost
         self.budget: BudgetKeeper
         self.control: Control
         self._recoveries = 0
@@ -139,7 +140,7 @@ class RunDriver:
             # A stored spec that no longer validates, an unknown scenario or kind: the run fails,
             # the worker goes on with the next one.
             self.spec = RunSpec.stored(self.run.spec)
-            sim = Simulation(self.spec)
+            self.sim = Simulation(self.spec)
         except Exception as exc:
             return await self._fail(exc, self.run.round)
         self.budget = BudgetKeeper(self.spec, self.publisher)
@@ -156,33 +157,33 @@ class RunDriver:
             ) as recorder:
                 self.publisher.recorder = recorder
                 try:
-                    return await self._loop(sim)
+                    return await self._loop()
                 except Unavailable as outage:
                     if outage.service != LIVE:
                         raise
                     self.publisher.live_lost = True  # hand the run back through the database alone
-                    return await self._release(sim, reason=str(outage))
+                    return await self._release(self.sim, reason=str(outage))
         except (LeaseLost, asyncio.CancelledError, Unavailable):
             raise
         except Exception as exc:
-            return await self._fail(exc, sim.round)
+            return await self._fail(exc, self.sim.round)
         finally:
-            await sim.aclose()
+            await self.sim.aclose()  # the run's current hosts, started again after a recovery too
 
-    async def _loop(self, sim: Simulation) -> RunStatus:
-        await self._start(sim)
-        while not sim.done:
+    async def _loop(self) -> RunStatus:
+        await self._start(self.sim)
+        while not self.sim.done:
             try:
-                order = await self.control.obey(sim)
+                order = await self.control.obey(self.sim)
                 if order == "release":
-                    return await self._release(sim, reason="the worker is shutting down")
+                    return await self._release(self.sim, reason="the worker is shutting down")
                 if order == "stop":
                     break
-                await self._round(sim)
+                await self._round(self.sim)
             except ray.exceptions.RayActorError as lost:
-                sim = await self._recover(sim, lost)
-        if sim.done:
-            await self.publisher.finish(RunStatus.COMPLETED, sim.round)
+                await self._recover(lost)
+        if self.sim.done:
+            await self.publisher.finish(RunStatus.COMPLETED, self.sim.round)
             self.control.status = RunStatus.COMPLETED
             recorder = self.publisher.recorder
             assert recorder is not None
@@ -240,19 +241,20 @@ class RunDriver:
         await self.publisher.state(round=at)
         return at
 
-    async def _recover(self, sim: Simulation, lost: Exception) -> Simulation:
+    async def _recover(self, lost: Exception) -> None:
         """Hosts died: start them again where they were if their node lives, or place the run
         anew on the nodes that answer if a node died too, and go on from the last checkpoint,
         so the rounds run again come out the same."""
         self._recoveries += 1
         if self._recoveries > _MAX_RECOVERIES:
             raise RuntimeError(f"lost hosts {self._recoveries} times; giving up") from lost
+        sim = self.sim
         gone = await sim.lost_slots()
         dead = dead_nodes(gone)
         log.warning("run %s: hosts %s lost (dead nodes: %s)", self.run.id, [s.index for s in gone], dead)
         await sim.aclose()
         await self.publisher.recorder.flush()  # type: ignore[union-attr]  # written, so it can be forgotten
-        replacement = Simulation(self.spec)
+        replacement = self.sim = Simulation(self.spec)  # from here on, the one to close at the end
         hosts = await place(replacement, self.publisher, exclude=dead, keep=None if dead else sim.slots)
         at = await self._rewind(replacement)
         nodes = {h.index: h.node_id for h in hosts}
@@ -273,7 +275,6 @@ class RunDriver:
             await self.publisher.event(at, "host lost", {"nodes": where, **what})
         recovered = {"from_round": at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
         await self.publisher.event(at, "recovered", recovered)
-        return replacement
 
     async def _write_personas(self, sim: Simulation) -> None:
         """Have the model write every background, showing the progress live. Writing a million

@@ -254,6 +254,11 @@ async def test_one_agenthost_killed_on_a_single_node_cluster(runtime, workers, r
     assert "node lost" not in kinds, kinds
     assert "host lost" in kinds, kinds
     assert kinds.index("host lost") < kinds.index("recovered"), kinds
+
+    async def hosts_stopped() -> bool:  # the hosts started again are stopped with the run too
+        return not [p for p in worker.tagged() if "AgentHost" in " ".join(p.cmdline())]
+
+    await wait_until(hosts_stopped, 30, "the run's hosts stopped after it ended")
     outcome = "host started again on its node, rewound to the checkpoint, completed, identical"
     recoveries.append(("one AgentHost SIGKILLed, single-node cluster", outcome, back))
 
