@@ -10,6 +10,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from agents.scenarios import SCENARIOS
+from agents.scenarios.guess_two_thirds import GuessTwoThirds
 from agents.simulation import Simulation
 from agents.spec import RunSpec
 from backend import services
@@ -282,3 +284,50 @@ async def test_sigterm_hands_the_run_back_at_a_round_boundary(runtime, settings,
     successor = Worker(runtime)
     assert await successor.drive(await successor.claim(run.id)) == RunStatus.COMPLETED
     assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
+
+
+class _Breaks(GuessTwoThirds):
+    """The paper's game, whose scenario raises in round `BREAK_IN` while `broken` is set (a bug
+    that a fix removes before the run is resumed)."""
+
+    BREAK_IN = 4
+    broken = True
+
+    def apply(self, round: int, actions):  # type: ignore[no-untyped-def]
+        if round == self.BREAK_IN and _Breaks.broken:
+            raise RuntimeError("the scenario broke")
+        return super().apply(round, actions)
+
+
+SCENARIOS.register("breaks_once")(_Breaks)
+
+
+async def test_a_run_that_failed_mid_way_is_resumed_from_its_checkpoint_identical(runtime):
+    """Round 4 of the run fails (a bug in its scenario): the run is failed at round 3, the
+    failure recorded at that round, and the worker lives on. Once fixed, `resume` queues it again
+    and it goes on from its last checkpoint to the same results as an unbroken run."""
+    run_spec = spec(rounds=6, scenario={"name": "breaks_once", "params": {"ratio": "2/3"}})
+    run = await services.submit(runtime, run_spec)
+    worker = Worker(runtime)
+    _Breaks.broken = True
+    try:
+        assert await worker.drive(await worker.claim(run.id)) == RunStatus.FAILED
+    finally:
+        _Breaks.broken = False
+    failed = await services.get_run(runtime, run.id)
+    assert (failed.status, failed.round) == ("failed", 3)
+    assert "the scenario broke" in failed.error
+    resumed = await services.control(runtime, run.id, "resume")
+    assert (resumed.status, resumed.error) == ("queued", None)
+    assert await worker.drive(await worker.claim(run.id)) == RunStatus.COMPLETED
+    assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
+    async with runtime.sessions() as session:
+        events = (
+            await session.scalars(select(EventRow).where(EventRow.run_id == run.id).order_by(EventRow.id))
+        ).all()
+        assert await records.count_actions(session, run_id=run.id) == 6 * 1000
+    history = [(e.kind, e.round) for e in events if e.kind not in ("round", "messages")]
+    assert history[:3] == [("queued", 0), ("started", 0), ("failed", 3)]
+    assert history[3:6] == [("resume requested", 3), ("resumed", 3), ("started", 3)]
+    assert history[-1] == ("completed", 6)
+    assert [e.round for e in events if e.kind == "round"] == [1, 2, 3, 4, 5, 6]
