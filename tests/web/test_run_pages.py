@@ -9,11 +9,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from backend.app import create_app
 from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
+from backend.store.models import Run
 from tests.conftest import SOCIAL, TOKEN, driving_settings, spec_data
 from tests.web.conftest import csrf_of, sign_in
 
@@ -282,6 +284,35 @@ def test_inject_form_checks_what_it_sends(member):
     refused = member.post(url, data={"content": "hi"}, headers=csrf)
     assert refused.status_code == 422
     assert "only an unfinished run takes injections" in refused.text
+
+
+def test_a_failed_run_is_resumed_from_its_page(member):
+    """A failed run's page offers to resume it; resuming queues it again (its worker goes on from
+    the last checkpoint) and reloads the page, so that it follows the run live once more."""
+    run = member.post("/api/v1/runs", json=spec_data(), headers=API).json()  # no worker drives it
+    asyncio.run(_fail(member, run["id"]))
+    page = member.get(f"/runs/{run['id']}").text
+    assert "Resume from the last checkpoint" in page
+    assert "the scenario broke" in page
+    resumed = member.post(f"/runs/{run['id']}/resume", headers={"X-CSRF-Token": csrf_of(page)})
+    assert (resumed.status_code, resumed.headers.get("HX-Refresh")) == (204, "true")
+    now = member.get(f"/api/v1/runs/{run['id']}", headers=API).json()
+    assert (now["status"], now["error"]) == ("queued", None)
+
+
+async def _fail(client, run_id: int) -> None:
+    """Mark the run failed, as a worker that hit a bug in round 3 would."""
+    engine = create_engine(client.app.state.runtime.settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(status="failed", round=3, error="the scenario broke")
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
 
 
 async def _commands(client, run_id: int) -> list:
