@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -272,6 +273,88 @@ class PostgresFaults:
 async def pg_faults(database_url) -> AsyncIterator[PostgresFaults]:
     async with PostgresFaults(database_url) as faults:
         yield faults
+
+
+class DatabaseLink:
+    """A TCP link between workers and the database that a test can cut, as a network partition
+    would (every connection reset, new ones refused), and mend: a forwarder on a loopback port
+    of its own, run by an event loop in a thread."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self.target = (url.host or "127.0.0.1", url.port or 5432)
+        self.port = free_port()
+        self.url = url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    def __repr__(self) -> str:
+        return f"DatabaseLink(port={self.port}, up={self._server is not None})"
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    def mend(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+        self._call(self._listen())
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def close(self) -> None:
+        self.cut()
+        self._call(self._settle())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _settle(self) -> None:
+        """Let the forwarding tasks see their connections reset and end."""
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=5)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._open:
+            writer.transport.abort()  # a reset, not a goodbye: as a lost link looks
+        self._open.clear()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, upstream}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await source.read(1 << 16):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
+        self._open -= {writer, upstream}
+
+
+@pytest.fixture
+def database_link(database_url) -> Iterator[DatabaseLink]:
+    link = DatabaseLink(database_url)
+    link.mend()
+    try:
+        yield link
+    finally:
+        link.close()
 
 
 # -- `myriad worker` subprocesses -----------------------------------------------------------------

@@ -227,6 +227,40 @@ async def test_every_worker_connection_terminated_for_ten_seconds(runtime, worke
     recoveries.append((fault, "completed, identical; the worker took the next run", back))
 
 
+@POSTGRES
+@pytest.mark.timeout(180)
+async def test_the_database_away_past_the_bound_leaves_the_run_to_its_lease(
+    runtime, workers, database_link, recoveries
+):
+    """The worker's link to Postgres is cut for 8 s, longer than its bound
+    (MYRIAD_STORE_OUTAGE_SECONDS=3): it abandons the run (nothing can be written) and lives on;
+    once the link is back and the lease has expired, the run is taken over from its checkpoint
+    and completes identical, no action stored twice."""
+    spec = fault_spec(rounds=20)
+    reference = await reference_run(runtime, spec)
+    worker = workers("cut off", DATABASE_URL=database_link.url, MYRIAD_STORE_OUTAGE_SECONDS="3")
+    run = await services.submit(runtime, spec)
+    await wait_for_round(runtime, run.id, 2, timeout=60)
+    database_link.cut()
+    await asyncio.sleep(8)
+    during = await run_row(runtime, run.id)
+    assert (during.status, during.error) == ("running", None), states(worker)
+    assert during.round < spec.rounds, "the fault came after the run"
+    assert worker.alive, worker.describe()
+    assert "abandons run" in worker.log(), worker.describe()
+    database_link.mend()
+    back = await progress_after(runtime, run.id, time.monotonic())
+    done = await wait_for_end(runtime, run.id, 60, explain(worker))
+    assert (done.status, done.error) == ("completed", None), states(worker)
+    assert done.attempts == 2
+    assert worker.alive, worker.describe()
+    await assert_identical(runtime, run.id, reference, spec)
+    kinds = [e.kind for e in await assert_events_complete(runtime, run.id)]
+    assert "worker lost" in kinds, kinds
+    outcome = "abandoned at the bound (3 s), taken over once the link was back, completed, identical"
+    recoveries.append(("the worker's link to Postgres cut for 8 s", outcome, back))
+
+
 # -- Ray -------------------------------------------------------------------------------------------
 
 
