@@ -106,7 +106,7 @@ class Publisher:
 
     async def transition(
         self,
-        status: RunStatus,
+        status: RunStatus | None,
         round: int,
         kind: str | None = None,
         payload: dict[str, Any] | None = None,
@@ -115,9 +115,10 @@ class Publisher:
         error: str | None = None,
         in_order: bool = True,
     ) -> None:
-        """Change the run's status: in the database with its event (`kind`, `payload`) and the
-        commands it applies, in one fenced transaction, then live. With `in_order`, what the
-        recorder holds is written first, so the event follows the rounds before it."""
+        """Change the run's status (None: keep it) in the database with its event (`kind`,
+        `payload`) and the commands it applies, in one fenced transaction, then live. With
+        `in_order`, what the recorder holds is written first, so the event follows the rounds
+        before it."""
         payload = payload or {}
         if in_order and self.recorder is not None:
             await self.recorder.flush()
@@ -131,10 +132,15 @@ class Publisher:
                 await records.add_event(session, run_id=self.run_id, round=round, kind=kind, payload=payload)
             if applied:
                 await commands.mark_applied(session, command_ids=applied, round=round)
-            await set_status(session, run_id=self.run_id, status=status, worker=self.worker, error=error)
+            if status is None:
+                await fence(session, run_id=self.run_id, worker=self.worker)
+                await session.commit()
+            else:
+                await set_status(session, run_id=self.run_id, status=status, worker=self.worker, error=error)
 
         await self.store(write)
-        await self.state(status=status, error=error)
+        if status is not None:
+            await self.state(status=status, error=error)
         if kind is not None:
             await self.live_call(lambda: self.live.emit(self.run_id, kind, round, payload))
 
@@ -145,22 +151,8 @@ class Publisher:
         kind: str | None = None,
         payload: dict[str, Any] | None = None,
     ) -> None:
-        """Mark commands applied at this boundary, with their event if any, without a status change."""
-        if self.recorder is not None:
-            await self.recorder.flush()
-
-        async def write(session: AsyncSession) -> None:
-            await fence(session, run_id=self.run_id, worker=self.worker)
-            if kind is not None:
-                await records.add_event(
-                    session, run_id=self.run_id, round=round, kind=kind, payload=payload or {}
-                )
-            await commands.mark_applied(session, command_ids=command_ids, round=round)
-            await session.commit()
-
-        await self.store(write)
-        if kind is not None:
-            await self.live_call(lambda: self.live.emit(self.run_id, kind, round, payload))
+        """Mark commands applied at this boundary, with their event if any, the status unchanged."""
+        await self.transition(None, round, kind, payload, applied=command_ids)
 
     async def finish(self, status: RunStatus, round: int, error: str | None = None, **kw: Any) -> None:
         """End the run with a final status; its hosts leave the cluster page. A live layer that
