@@ -63,9 +63,14 @@ class Worker:
         returns how many runs were driven. No run's trouble, and no outage of the database or
         the live layer, ends the loop: the worker waits and tries again."""
         driven = 0
+        away: str | None = None  # the service this worker waits for, said once
         while not stop.is_set():
             try:
+                # No run is claimed while the live layer is away: its driver would only wait for
+                # it (and hand it back past the bound, to be claimed again, and so on).
+                await self.runtime.live.ping()
                 run = await self.claim()
+                away = None
                 if run is not None:
                     await self.drive(run, shutdown=stop)
                     driven += 1
@@ -74,10 +79,11 @@ class Worker:
                     break
                 await publish_nodes(self.runtime.live)
             except Exception as e:
-                if transient(e) is None:
+                if (service := transient(e)) is None:
                     log.exception("worker %s: unexpected error; going on", self.id)
-                else:
-                    log.warning("worker %s: %s: %s; trying again", self.id, type(e).__name__, e)
+                elif service != away:
+                    away = service
+                    log.warning("worker %s: the %s is unreachable (%s); waiting for it", self.id, service, e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
         return driven
