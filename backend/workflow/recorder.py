@@ -29,8 +29,8 @@ from agents.scenarios import RoundResult
 from agents.spec import RecordSample, RunSpec
 from backend.store import records
 from backend.store.models import AgentRow
-from backend.store.runs import fence
-from backend.workflow.outage import Outage, Service, patiently
+from backend.store.runs import LeaseLost, fence
+from backend.workflow.outage import Outage, Service, Unavailable, patiently
 
 __all__ = ["Recorder"]
 
@@ -107,11 +107,19 @@ class Recorder:
     ) -> None:
         if exc_type is None:
             await self._drain()
-        else:
-            tasks = [t for t in (self._task, self._profiles) if t is not None]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            return
+        if not issubclass(exc_type, LeaseLost | Unavailable | asyncio.CancelledError):
+            # The run failed: what it did before is still its record, and a write cut off in the
+            # middle could hold SQLite's lock against the failure's own.
+            try:
+                await self._drain()
+                return
+            except Exception:
+                log.exception("run %s: its last records could not be written", self.run_id)
+        tasks = [t for t in (self._task, self._profiles) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
     def _sampled_ids(spec: RunSpec) -> list[int] | None:

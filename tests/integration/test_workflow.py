@@ -10,7 +10,6 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from agents.scenarios import SCENARIOS
 from agents.scenarios.guess_two_thirds import GuessTwoThirds
 from agents.simulation import Simulation
 from agents.spec import RunSpec
@@ -286,34 +285,24 @@ async def test_sigterm_hands_the_run_back_at_a_round_boundary(runtime, settings,
     assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
 
 
-class _Breaks(GuessTwoThirds):
-    """The paper's game, whose scenario raises in round `BREAK_IN` while `broken` is set (a bug
-    that a fix removes before the run is resumed)."""
-
-    BREAK_IN = 4
-    broken = True
-
-    def apply(self, round: int, actions):  # type: ignore[no-untyped-def]
-        if round == self.BREAK_IN and _Breaks.broken:
-            raise RuntimeError("the scenario broke")
-        return super().apply(round, actions)
-
-
-SCENARIOS.register("breaks_once")(_Breaks)
-
-
-async def test_a_run_that_failed_mid_way_is_resumed_from_its_checkpoint_identical(runtime):
-    """Round 4 of the run fails (a bug in its scenario): the run is failed at round 3, the
-    failure recorded at that round, and the worker lives on. Once fixed, `resume` queues it again
-    and it goes on from its last checkpoint to the same results as an unbroken run."""
-    run_spec = spec(rounds=6, scenario={"name": "breaks_once", "params": {"ratio": "2/3"}})
+async def test_a_run_that_failed_mid_way_is_resumed_from_its_checkpoint_identical(runtime, monkeypatch):
+    """Round 4 of the run fails (a bug in its scenario, which this worker runs in-process): the
+    run is failed at round 3, the failure recorded at that round, and the worker lives on. Once
+    fixed, `resume` queues it again and it goes on from its last checkpoint to the same results
+    as an unbroken run."""
+    run_spec = spec(rounds=6)
     run = await services.submit(runtime, run_spec)
     worker = Worker(runtime)
-    _Breaks.broken = True
-    try:
+    apply = GuessTwoThirds.apply
+
+    def breaks_in_round_4(self, round, actions):  # type: ignore[no-untyped-def]
+        if round == 4:
+            raise RuntimeError("the scenario broke")
+        return apply(self, round, actions)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(GuessTwoThirds, "apply", breaks_in_round_4)
         assert await worker.drive(await worker.claim(run.id)) == RunStatus.FAILED
-    finally:
-        _Breaks.broken = False
     failed = await services.get_run(runtime, run.id)
     assert (failed.status, failed.round) == ("failed", 3)
     assert "the scenario broke" in failed.error
