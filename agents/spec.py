@@ -41,6 +41,7 @@ __all__ = [
 MAX_AGENTS = 100_000_000
 MAX_ROUNDS = 1_000_000
 MAX_HOSTS = 10_000
+MAX_TEMPLATE = 2_000  # characters of a background template
 
 
 class SpecError(ValueError):
@@ -140,7 +141,7 @@ class PopulationSpec(_Strict):
     total: int = Field(ge=1, le=MAX_AGENTS)
     attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
     kinds: list[KindShare] = Field(min_length=1)
-    background: str | None = None
+    background: str | None = Field(None, max_length=MAX_TEMPLATE)
     persona: PersonaSpec | None = Field(None, description="have a language model write each background")
 
     @field_validator("attributes")
@@ -167,9 +168,15 @@ class PopulationSpec(_Strict):
     def _template_names_attributes(self) -> PopulationSpec:
         if self.background is not None:
             known = {"name", "kind", *self.attributes}
-            fields = {f for _, f, _, _ in string.Formatter().parse(self.background) if f is not None}
+            parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(self.background)]
+            fields = {f for f, _, _ in parts if f is not None}
             if unknown := sorted(fields - known):
                 raise ValueError(f"background names unknown fields {unknown}; known: {sorted(known)}")
+            # `{name:>20000000}` would pad every background to 20 MB: fields only, as written.
+            if shaped := sorted(
+                {f"{{{f}{'!' + c if c else ''}{':' + p if p else ''}}}" for f, p, c in parts if p or c}
+            ):
+                raise ValueError(f"background takes plain fields like {{name}}, not {', '.join(shaped)}")
         return self
 
 

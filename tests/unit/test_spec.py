@@ -50,6 +50,16 @@ def test_the_base_spec_is_valid_with_defaults_filled(make_spec):
             "population",
             "background names unknown fields ['food']",
         ),
+        (
+            {"population.background": "{name:>20000000} and {gender!r}"},
+            "population",
+            "background takes plain fields like {name}, not {gender!r}, {name:>20000000}",
+        ),
+        (
+            {"population.background": "{name} " * 300},
+            "population.background",
+            "at most 2000 characters",
+        ),
         ({"placement": {"agent_timeout": -1}}, "placement.agent_timeout", "greater than 0"),
         ({"population.kinds": []}, "population.kinds", "at least 1 item"),
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
