@@ -536,12 +536,21 @@ async def _write_json(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -
     return count
 
 
+# A spreadsheet runs a cell that starts like a formula: such text gets a leading quote (OWASP's
+# advice for CSV injection), so a run's name or an agent's background cannot run in a user's Excel.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+
+
 async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
     count = 0
     with out.open("w", newline="", encoding="utf-8") as f:
         writer: csv.DictWriter[str] | None = None
         async for batch in batches:
-            rows = [_flat(r) for r in batch]
+            rows = [{k: _inert(v) for k, v in _flat(r).items()} for r in batch]
             if writer is None:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
