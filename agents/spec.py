@@ -42,6 +42,7 @@ MAX_AGENTS = 100_000_000
 MAX_ROUNDS = 1_000_000
 MAX_HOSTS = 10_000
 MAX_TEMPLATE = 2_000  # characters of a background template
+MAX_SPEC_BYTES = 1_000_000  # a spec file's size
 
 
 class SpecError(ValueError):
@@ -287,11 +288,15 @@ def load_spec(path: str | Path) -> RunSpec:
     """Read a run spec from a YAML or JSON file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError([f"{path}: larger than {MAX_SPEC_BYTES:,} bytes; a run spec is far smaller"])
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise SpecError([f"{path}: cannot read ({e.strerror})"]) from None
     except yaml.YAMLError as e:
         raise SpecError([f"{path}: not valid YAML or JSON ({e})"]) from None
+    except RecursionError:  # the YAML reader recurses once per level of nesting
+        raise SpecError([f"{path}: nested too deeply to be a run spec"]) from None
     if not isinstance(data, dict):
         raise SpecError([f"{path}: expected a mapping of spec fields at the top level"])
     return RunSpec.parse(data)

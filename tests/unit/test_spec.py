@@ -112,6 +112,15 @@ def test_load_spec_reports_unreadable_files(tmp_path):
         load_spec(tmp_path / "list.yaml")
 
 
+def test_load_spec_refuses_bombs_with_one_line(tmp_path):
+    (tmp_path / "deep.yaml").write_text("rounds: " + "[" * 5000 + "]" * 5000)
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_spec(tmp_path / "deep.yaml")
+    (tmp_path / "big.yaml").write_text("name: " + "x" * 2_000_000)
+    with pytest.raises(SpecError, match="larger than 1,000,000 bytes"):
+        load_spec(tmp_path / "big.yaml")
+
+
 def test_the_shipped_example_is_valid():
     spec = load_spec("examples/guess-10k.yaml")
     assert spec.population.total == 10_000
