@@ -131,6 +131,8 @@ class RunDriver:
             try:
                 await self.publisher.store(renew)
             except (LeaseLost, Unavailable) as e:
+                if self.publisher.letting_go:
+                    return  # the run ended or was handed back: its lease went with it
                 log.warning("run %s: %s; abandoning it", self.run.id, e)
                 body.cancel()
                 raise
@@ -338,6 +340,7 @@ class RunDriver:
         async def release(session: AsyncSession) -> None:
             await release_run(session, run_id=self.run.id, worker=self.worker)
 
+        publisher.letting_go = True
         await publisher.store(release)
         return self.control.status
 

@@ -65,6 +65,7 @@ class Publisher:
         self.bounds = bounds
         self.recorder: Recorder | None = None  # events go through it, in order with the rounds
         self.live_lost = False  # the live layer outlasted its bound: the run is handed back without it
+        self.letting_go = False  # the run is being ended or handed back: its lease goes on purpose
         self.hosts_published = 0.0
         self._outages: list[Outage] = []
 
@@ -158,6 +159,7 @@ class Publisher:
         """End the run with a final status; its hosts leave the cluster page. A live layer that
         stays away does not undo it: the database has the last word."""
         payload = {"error": error} if error else {}
+        self.letting_go = True
         try:
             await self.transition(status, round, status.value, payload, error=error, **kw)
             await self.live_call(lambda: self.live.set_hosts(self.run_id, []))
