@@ -84,6 +84,15 @@ async def _tell(call: Awaitable[Any]) -> None:
         log.warning("the live layer did not hear it: %s: %s", type(e).__name__, e)
 
 
+async def _announce(
+    rt: Runtime, run_id: int, at: int, kind: str, payload: dict[str, Any], /, **state: Any
+) -> None:
+    """Show live what the database has just recorded: the run's new `state` and its event (of
+    round `at`)."""
+    await _tell(rt.live.set_state(run_id, **state))
+    await _tell(rt.live.emit(run_id, kind, at, payload))
+
+
 class RunNotFound(LookupError):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"run {run_id} not found")
@@ -97,12 +106,8 @@ async def submit(rt: Runtime, spec: RunSpec) -> Run:
         queued = {"name": spec.name}
         await records.add_event(session, run_id=run.id, round=0, kind="queued", payload=queued)
         await session.commit()
-    await _tell(
-        rt.live.set_state(
-            run.id, status=RunStatus.QUEUED, round=0, rounds=spec.rounds, agents=spec.population.total
-        )
-    )
-    await _tell(rt.live.emit(run.id, "queued", 0, queued))
+    state = {"status": RunStatus.QUEUED, "round": 0, "rounds": spec.rounds, "agents": spec.population.total}
+    await _announce(rt, run.id, 0, "queued", queued, **state)
     return run
 
 
@@ -429,8 +434,7 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
                 await records.add_event(session, run_id=run_id, round=run.round, kind="stopped", payload={})
             await session.commit()
         if stopped:
-            await _tell(rt.live.set_state(run_id, status=RunStatus.STOPPED))
-            await _tell(rt.live.emit(run_id, "stopped", run.round, {}))
+            await _announce(rt, run_id, run.round, "stopped", {}, status=RunStatus.STOPPED)
             return await get_run(rt, run_id)
     await _log_command(rt, run_id, action, command)
     return run
@@ -449,8 +453,7 @@ async def _requeue(rt: Runtime, run: Run) -> Run:
             raise IllegalTransition(f"run {run.id} is no longer failed")
         await records.add_event(session, run_id=run.id, round=run.round, kind="resume requested", payload={})
         await session.commit()
-    await _tell(rt.live.set_state(run.id, status=RunStatus.QUEUED, error=None))
-    await _tell(rt.live.emit(run.id, "resume requested", run.round, {}))
+    await _announce(rt, run.id, run.round, "resume requested", {}, status=RunStatus.QUEUED, error=None)
     return await get_run(rt, run.id)
 
 
