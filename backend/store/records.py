@@ -172,13 +172,9 @@ async def get_round(session: AsyncSession, *, run_id: int, round: int) -> RoundR
     return await session.get(RoundRow, (run_id, round))
 
 
-async def list_events(
-    session: AsyncSession, *, run_id: int, limit: int = 100, kind: str | None = None
-) -> Sequence[EventRow]:
-    """The run's newest events first, of one `kind` if given."""
+async def list_events(session: AsyncSession, *, run_id: int, limit: int = 100) -> Sequence[EventRow]:
+    """The run's newest events first."""
     query = select(EventRow).where(EventRow.run_id == run_id)
-    if kind is not None:
-        query = query.where(EventRow.kind == kind)
     return (await session.scalars(query.order_by(EventRow.id.desc()).limit(limit))).all()
 
 

@@ -78,7 +78,7 @@ class Recorder:
         worker: str,
         spec: RunSpec,
         checkpoints_kept: int = 2,
-        bounds: dict[Service, float] | None = None,
+        bounds: dict[Service, float],
         on_outage: Callable[[Outage], None] | None = None,
     ) -> None:
         self.sessions = sessions
@@ -86,7 +86,7 @@ class Recorder:
         self.worker = worker
         self.spec = spec
         self.checkpoints_kept = checkpoints_kept
-        self.bounds: dict[Service, float] = bounds or {"database": 0.0, "live layer": 0.0}
+        self.bounds = bounds
         self.on_outage = on_outage
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2)
         self._task: asyncio.Task[None] | None = None
