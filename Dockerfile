@@ -6,10 +6,7 @@
 FROM node:20-bookworm-slim AS assets
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
- && mkdir -p static/vendor \
- && cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-sse/dist/sse.min.js \
-       node_modules/chart.js/dist/chart.umd.min.js static/vendor/
+RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent vendor
 
 # -- Python packages into a virtual environment --------------------------------------------------
 FROM python:3.11-slim-bookworm AS build

@@ -16,13 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Browser libraries come from the npm registry (pinned in frontend/package-lock.json) and are
-# served from frontend/static/vendor: no CDN, nothing third-party committed.
+# served from frontend/static/vendor (the files package.json's `vendor` script copies): no CDN,
+# nothing third-party committed.
 $(VENDOR)/.installed: frontend/package.json frontend/package-lock.json
-	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)
-	cp frontend/node_modules/htmx.org/dist/htmx.min.js \
-	   frontend/node_modules/htmx-ext-sse/dist/sse.min.js \
-	   frontend/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent vendor
 	touch $@
 
 # The dashboard on the embedded default; it prints its sign-in link. `myriad run SPEC` runs a spec
