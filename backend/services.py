@@ -27,7 +27,7 @@ from agents.personas import write_persona
 from agents.population import Population
 from agents.spec import Budget, KindShare, RunSpec
 from backend.runtime import Runtime
-from backend.store import commands, records, runs
+from backend.store import commands, records, runs, signins
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
 from backend.workflow.lifecycle import IllegalTransition, check_transition
 
@@ -62,6 +62,10 @@ __all__ = [
     "round_detail",
     "rounds",
     "submit",
+    "sign_in",
+    "sign_out",
+    "sign_out_everywhere",
+    "signed_in",
     "usage",
 ]
 
@@ -578,3 +582,28 @@ async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path
     if writer is None:
         pq.write_table(pa.table({}), out)
     return count
+
+
+# -- dashboard sign-ins ---------------------------------------------------------------------------
+
+
+async def sign_in(rt: Runtime, *, max_age: float) -> str:
+    """A new dashboard sign-in, valid until signed out (or `max_age` seconds, the cookie's life)."""
+    async with rt.sessions.begin() as session:
+        return await signins.add_sign_in(session, max_age=max_age)
+
+
+async def signed_in(rt: Runtime, sign_in: str) -> bool:
+    async with rt.sessions() as session:
+        return await signins.has_sign_in(session, sign_in=sign_in)
+
+
+async def sign_out(rt: Runtime, sign_in: str) -> None:
+    async with rt.sessions.begin() as session:
+        await signins.delete_sign_in(session, sign_in=sign_in)
+
+
+async def sign_out_everywhere(rt: Runtime) -> int:
+    """End every dashboard sign-in, in every browser; returns how many there were."""
+    async with rt.sessions.begin() as session:
+        return await signins.delete_sign_ins(session)

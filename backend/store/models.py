@@ -37,6 +37,7 @@ __all__ = [
     "RoundRow",
     "Run",
     "RunStatus",
+    "SignInRow",
 ]
 
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -190,3 +191,14 @@ class CommandRow(Base):
     payload: Mapped[dict[str, Any]]
     applied_round: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SignInRow(Base):
+    """A dashboard sign-in that is still valid: its session cookie carries the id, this table only
+    its SHA-256 (a copy of the database gives no session). Signing out deletes the row, signing out
+    everywhere deletes them all, so every API process refuses the cookie at once."""
+
+    __tablename__ = "sign_ins"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
