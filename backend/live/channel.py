@@ -14,10 +14,22 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 
-__all__ = ["LiveChannel"]
+__all__ = ["LiveChannel", "redacted"]
+
+
+def redacted(url: str | None) -> str:
+    """`url` without its password, for log lines and reprs."""
+    if not url:
+        return str(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _key(run_id: int, part: str) -> str:
@@ -47,7 +59,7 @@ class LiveChannel:
         self.redis = Redis.from_url(url, decode_responses=True)
 
     def __repr__(self) -> str:
-        return f"LiveChannel({self.url!r})"
+        return f"LiveChannel({redacted(self.url)!r})"
 
     async def close(self) -> None:
         await self.redis.aclose()

