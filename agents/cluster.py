@@ -5,16 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import psutil
 import ray
+from ray._private import services
+from ray._raylet import AuthenticationTokenLoader, Config
 
 from agents.ownership import OwnerLock
 
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 
 _TEMP_PREFIX = "myriad-ray-"
 _OWNER = "owner.lock"  # in a local cluster's temp dir, locked by the process that started it
+_TOKEN = "auth_token"  # in a local cluster's temp dir: the Ray token made for this start (0600)
+# Ray's own files, a folder inside ours: Ray makes its folders world-writable (0777), ours is 0700.
+_RAY_FILES = "ray"
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 def _current_handlers() -> dict[int, Any]:
@@ -35,10 +43,12 @@ def _current_handlers() -> dict[int, Any]:
 class RayCluster:
     """A connection to a Ray cluster, closed on exit.
 
-    With an address (or `RAY_ADDRESS`) it joins that cluster; otherwise it starts a local one with
-    a private temp dir, so it never joins another cluster that happens to run on the machine. That
+    With an address (or `RAY_ADDRESS`) it joins that cluster (with the token auth the environment
+    sets: `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN`); otherwise it starts a local one with a
+    private temp dir, so it never joins another cluster that happens to run on the machine. That
     dir is marked as this process's (see `sweep_orphaned_temp_dirs`): if the process is killed,
-    the next local cluster on the machine removes it.
+    the next local cluster on the machine removes it. A local cluster listens on 127.0.0.1 only
+    and requires a token made for this start (see `_require_token`).
     Inside a process already connected to Ray it reuses that connection and leaves it open.
 
     Args:
@@ -52,6 +62,7 @@ class RayCluster:
         self._owned = False
         self._temp_dir: str | None = None
         self._temp_lock: OwnerLock | None = None
+        self._auth_before: dict[str, str | None] | None = None  # Ray's auth variables we changed
 
     def __repr__(self) -> str:
         return f"RayCluster(address={self.address or 'local'!r})"
@@ -86,29 +97,87 @@ class RayCluster:
             log.info("joining the Ray cluster at %s", self.address)
             ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=True)
         else:
-            # A private cluster on loopback: token auth would only guard it against ourselves.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             sweep_orphaned_temp_dirs()
             self._temp_dir, self._temp_lock = _own_temp_dir()
+            self._auth_before = _require_token(Path(self._temp_dir))
             log.info("starting a local Ray cluster in %s", self._temp_dir)
-            ray.init(
-                address="local",
-                num_cpus=self.num_cpus,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                _temp_dir=self._temp_dir,
-            )
+            with _loopback_node():
+                ray.init(
+                    address="local",
+                    num_cpus=self.num_cpus,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    _temp_dir=os.path.join(self._temp_dir, _RAY_FILES),
+                    _node_ip_address="127.0.0.1",
+                )
 
     def close(self) -> None:
         if self._owned:
             ray.shutdown()
             self._owned = False
+        if self._auth_before is not None:
+            # Before the token file goes: Ray must not look for it any more.
+            _set_auth(self._auth_before)
+            self._auth_before = None
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
         if self._temp_lock is not None:
             self._temp_lock.release()
             self._temp_lock = None
+
+
+def _require_token(folder: Path) -> dict[str, str | None] | None:
+    """Turn Ray's token authentication on for the local cluster about to start, with a token made
+    for this start and kept in `folder` (0600), never in ~/.ray. Ray's processes inherit this
+    process's environment, so its workers present the token too. Returns the auth variables as
+    they were, to restore on close; None if the operator turned authentication off
+    (`RAY_AUTH_MODE=disabled`), which is honoured with a warning.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        log.warning(
+            "Ray token authentication is off (RAY_AUTH_MODE=disabled): any user of this machine "
+            "can join the local Ray cluster and run code in it"
+        )
+        return None
+    token = folder / _TOKEN
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    # RAY_AUTH_TOKEN would win over the file: a token of another cluster is no use here.
+    return _set_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": None, "RAY_AUTH_TOKEN_PATH": str(token)})
+
+
+def _set_auth(values: dict[str, str | None]) -> dict[str, str | None]:
+    """Set Ray's auth variables (None: unset); returns what they were."""
+    before = {name: os.environ.get(name) for name in _AUTH_VARS}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    # Ray reads the mode and the token once per process: make it read them again, config first
+    # (as Ray's own `_enable_token_auth` and test utilities do).
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+    return before
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Keep 127.0.0.1 as the node's address while `ray.init` starts a local cluster.
+
+    Ray replaces a loopback node address by the machine's outward one (`resolve_ip_for_localhost`,
+    meant for clusters of several machines), and its servers then listen on every interface (GCS,
+    raylet, workers) or on that address (runtime-env agent, autoscaler metrics). Kept as
+    127.0.0.1, they all listen on loopback (measured with Ray 2.60).
+    """
+    resolve = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = resolve
 
 
 def _own_temp_dir() -> tuple[str, OwnerLock]:
