@@ -231,7 +231,12 @@ def node_join(
     address: str, cpus: int | None, gpus: int | None, node_ip: str | None, temp_dir: str | None
 ) -> None:
     """Join the Ray cluster whose head is at ADDRESS (host:port, e.g. head-node:6380) until
-    stopped; new runs place hosts on this node by its free CPUs."""
+    stopped; new runs place hosts on this node by its free CPUs. The cluster's token comes from
+    RAY_AUTH_TOKEN (as in the head's .env); RAY_AUTH_MODE=disabled joins a cluster without one."""
+    # Ray authenticates only when told to: a token is required unless the operator says otherwise.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] == "token" and not _ray_token_given():
+        _fail("set RAY_AUTH_TOKEN to the cluster's token (RAY_AUTH_TOKEN in the head's .env)")
     command = ["ray", "start", f"--address={address}", "--block", "--disable-usage-stats"]
     command += [f"--num-cpus={cpus}"] * (cpus is not None) + [f"--num-gpus={gpus}"] * (gpus is not None)
     command += [f"--node-ip-address={node_ip}"] * (node_ip is not None)
@@ -242,6 +247,12 @@ def node_join(
         _fail("the `ray` command is missing: install Myriad (it brings Ray) on this machine first")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.execv(ray, command)
+
+
+def _ray_token_given() -> bool:
+    """A Ray token in one of the places Ray reads it from."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
 # -- llm-stub -------------------------------------------------------------------------------------

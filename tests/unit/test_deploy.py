@@ -54,9 +54,29 @@ def test_every_setting_compose_reads_is_documented():
     documented = set(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
     assert used <= documented, used - documented
     secrets = re.findall(
-        r"^(POSTGRES_PASSWORD|MYRIAD_TOKEN)=(.*)$", (ROOT / ".env.example").read_text(), re.M
+        r"^(POSTGRES_PASSWORD|REDIS_PASSWORD|RAY_AUTH_TOKEN|MYRIAD_TOKEN)=(.*)$",
+        (ROOT / ".env.example").read_text(),
+        re.M,
     )
-    assert secrets == [("POSTGRES_PASSWORD", ""), ("MYRIAD_TOKEN", "")]  # no default secret
+    names = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "RAY_AUTH_TOKEN", "MYRIAD_TOKEN"]
+    assert secrets == [(name, "") for name in names]  # no default secret
+
+
+def test_redis_requires_its_password_and_every_client_sends_it(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    assert "REDISCLI_AUTH" in redis["environment"]  # the health check authenticates too
+    environment = compose["x-myriad"]["environment"]
+    assert environment["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+
+
+def test_every_ray_node_and_driver_requires_the_token(compose):
+    environment = compose["x-myriad"]["environment"]
+    assert environment["RAY_AUTH_MODE"] == "token"
+    assert environment["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:?set RAY_AUTH_TOKEN in .env}"
+    for name in ("ray-head", "ray-worker", "workflow", "api"):
+        assert compose["services"][name]["environment"] is environment, name  # none overrides it
 
 
 def test_the_image_runs_unprivileged_and_holds_no_secret():
