@@ -124,6 +124,10 @@ class Agent:
 
     synchronous: ClassVar[bool] = False
     Params: ClassVar[type[BaseModel]] = NoParams
+    # Bytes an agent takes on its host, its share of a round's work included: what a run's
+    # admission check counts. Built-in rule-based agents measure 380–460 bytes once populated
+    # (tracemalloc, background included); a round's batches and messages add about as much again.
+    footprint: ClassVar[int] = 1_000
 
     def __init__(self, profile: Profile, context: AgentContext) -> None:
         self.profile = profile

@@ -7,8 +7,8 @@ exponential backoff (honouring `Retry-After`) on 429, 5xx and connection errors,
 the caller's deadline, so one hung call cannot stall a round. Every call's prompt and completion
 tokens are counted per model; a price table turns them into cost.
 
-API keys are read from the environment variables the spec names, in the process that makes the
-call, and are never part of the spec itself.
+API keys are read from the environment variables the spec names (among those the operator allows,
+see `llm_access`), in the process that makes the call, and are never part of the spec itself.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from agents.llm_access import never_a_key
 
 __all__ = [
     "LLM",
@@ -46,11 +48,16 @@ _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\n\r]*$")]
 
 
 class EndpointSpec(_Strict):
-    url: str = Field(description="base URL of the OpenAI-compatible API, e.g. http://gpu1:8000/v1")
+    url: str = Field(
+        max_length=2_000, description="base URL of the OpenAI-compatible API, e.g. http://gpu1:8000/v1"
+    )
     concurrency: int = Field(64, ge=1, le=100_000, description="requests in flight at most")
 
     @field_validator("url")
@@ -71,10 +78,15 @@ class Price(_Strict):
 class ModelSpec(_Strict):
     """One model, as the agents of a run name it."""
 
-    model: str | None = Field(None, description="the model id sent to the servers; default: the spec's key")
+    model: _ModelName | None = Field(
+        None, description="the model id sent to the servers; default: the spec's key"
+    )
     endpoints: list[EndpointSpec] = Field(min_length=1, max_length=10_000)
     api_key_env: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the key"
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the key: one the operator allows in MYRIAD_LLM_KEYS",
     )
     timeout: float = Field(60.0, gt=0, le=3600, description="seconds one request may take")
     retries: int = Field(4, ge=0, le=20, description="retries of a failed request")
@@ -89,7 +101,7 @@ class ModelSpec(_Strict):
 class LLMSpec(_Strict):
     """The models a run may use, by the name its agents use."""
 
-    models: dict[str, ModelSpec] = Field(min_length=1)
+    models: dict[_ModelName, ModelSpec] = Field(min_length=1, max_length=100)
 
 
 class LLMError(Exception):
@@ -322,7 +334,10 @@ class ModelPool:
         if timeout <= 0:
             raise _Retry("deadline reached", after=math.inf, blame=False)
         headers = {}
-        if self.spec.api_key_env and (key := os.environ.get(self.spec.api_key_env)):
+        variable = self.spec.api_key_env
+        # Checked again where the key is read: a run stored before the operator's limits existed
+        # must not send the service's own secrets either.
+        if variable and not never_a_key(variable) and (key := os.environ.get(variable)):
             headers["Authorization"] = f"Bearer {key}"
         try:
             async with self.llm.session.post(

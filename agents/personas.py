@@ -12,10 +12,11 @@ import re
 import time
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.core import Profile
 from agents.llm import LLMError, ModelPool
+from agents.templates import MAX_TEMPLATE, check_template
 
 __all__ = ["META_PROMPT", "PersonaSpec", "in_character", "read_persona", "recent", "write_persona"]
 
@@ -29,14 +30,24 @@ _BETWEEN = re.compile(r"<persona>(.*?)</persona>", re.S | re.I)
 
 
 class PersonaSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(description="a model named in the spec's llm.models")
-    prompt: str = Field(META_PROMPT, description="the meta-prompt; {facts}, {name}, {min_words}, {max_words}")
+    model: str = Field(max_length=200, description="a model named in the spec's llm.models")
+    prompt: str = Field(
+        META_PROMPT,
+        max_length=MAX_TEMPLATE,
+        description="the meta-prompt; {facts}, {name}, {min_words}, {max_words}",
+    )
     retries: int = Field(2, ge=0, le=10, description="new attempts when a persona fails the checks")
     min_words: int = Field(20, ge=1, le=5_000)
     max_words: int = Field(200, ge=1, le=5_000)
     timeout: float = Field(120.0, gt=0, le=3600, description="seconds for one profile, attempts included")
+
+    @field_validator("prompt")
+    @classmethod
+    def _plain_fields(cls, prompt: str) -> str:
+        check_template(prompt, ("facts", "name", "min_words", "max_words"), what="prompt")
+        return prompt
 
 
 def read_persona(text: str, spec: PersonaSpec) -> str | None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
-import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -24,6 +25,7 @@ from agents.llm import LLMSpec
 from agents.personas import PersonaSpec
 from agents.registry import Registry, UnknownName
 from agents.scenarios import SCENARIOS
+from agents.templates import MAX_TEMPLATE, check_template
 
 __all__ = [
     "Budget",
@@ -36,13 +38,21 @@ __all__ = [
     "SpecError",
     "load_spec",
     "located",
+    "read_yaml",
+    "yaml_problem",
 ]
 
 MAX_AGENTS = 100_000_000
 MAX_ROUNDS = 1_000_000
 MAX_HOSTS = 10_000
-MAX_TEMPLATE = 2_000  # characters of a background template
 MAX_SPEC_BYTES = 1_000_000  # a spec file's size
+MAX_NAME = 100  # characters of a name: a scenario, kind, attribute or category
+MAX_LABEL = 1_000  # a kind's label, by default made of all its parameters
+MAX_PARTS = 100  # attributes, kinds
+MAX_CATEGORIES = 1_000  # of one attribute
+
+# Names of things a spec refers to or defines: short, one line.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^[^\n\r]*$")]
 
 
 class SpecError(ValueError):
@@ -77,7 +87,8 @@ def located(where: str, message: str, *, top: str) -> tuple[str, str]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict types: "1000" or true is not a number of agents (JSON and YAML have numbers).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_percentages(what: str, shares: dict[str, float]) -> None:
@@ -94,7 +105,10 @@ def _valid_params(registry: Registry[Any], name: str, params: dict[str, Any]) ->
     except UnknownName as e:
         raise ValueError(str(e)) from None
     try:
-        return cls.Params.model_validate(params).model_dump(mode="json")
+        # As JSON, strictly: "2/3" is a ratio and "blue" a choice, but "5" is not a number.
+        return cls.Params.model_validate_json(json.dumps(params, default=str), strict=True).model_dump(
+            mode="json"
+        )
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc'])) or registry.family}: {err['msg']}" for err in e.errors()
@@ -102,8 +116,15 @@ def _valid_params(registry: Registry[Any], name: str, params: dict[str, Any]) ->
         raise ValueError(problems) from None
 
 
+def _one_of(registry: Registry[Any]) -> Any:
+    """The registry's names as the schema's enum, read when the schema is made: plugins count."""
+    return lambda schema: schema.update(enum=registry.names())
+
+
 class ScenarioSpec(_Strict):
-    name: str = Field(description="a registered scenario, e.g. guess_two_thirds")
+    name: Name = Field(
+        description="a registered scenario, e.g. guess_two_thirds", json_schema_extra=_one_of(SCENARIOS)
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -115,17 +136,25 @@ class ScenarioSpec(_Strict):
 class KindShare(_Strict):
     """One part of the population: a kind of agent, its share in percent and its parameters."""
 
-    kind: str
+    kind: Name = Field(
+        description="a registered kind of agent, e.g. level_k", json_schema_extra=_one_of(KINDS)
+    )
     share: float = Field(gt=0, le=100, description="percentage of the population")
     params: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = Field(None, description="how profiles name this part; default from kind and params")
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LABEL,
+        pattern=r"^[^\n\r]*$",
+        description="how profiles name this part; default from kind and params",
+    )
 
     @model_validator(mode="after")
     def _known_with_valid_params(self) -> KindShare:
         self.params = _valid_params(KINDS, self.kind, self.params)
         if self.label is None:
             args = ",".join(f"{k}={v}" for k, v in self.params.items())
-            self.label = f"{self.kind}({args})" if args else self.kind
+            self.label = (f"{self.kind}({args})" if args else self.kind)[:MAX_LABEL]
         return self
 
 
@@ -140,8 +169,10 @@ class PopulationSpec(_Strict):
     """
 
     total: int = Field(ge=1, le=MAX_AGENTS)
-    attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
-    kinds: list[KindShare] = Field(min_length=1)
+    attributes: dict[Name, Annotated[dict[Name, float], Field(max_length=MAX_CATEGORIES)]] = Field(
+        default_factory=dict, max_length=MAX_PARTS
+    )
+    kinds: list[KindShare] = Field(min_length=1, max_length=MAX_PARTS)
     background: str | None = Field(None, max_length=MAX_TEMPLATE)
     persona: PersonaSpec | None = Field(None, description="have a language model write each background")
 
@@ -165,20 +196,12 @@ class PopulationSpec(_Strict):
             raise ValueError("two kinds have the same label; give each a distinct `label`")
         return kinds
 
-    @model_validator(mode="after")
-    def _template_names_attributes(self) -> PopulationSpec:
-        if self.background is not None:
-            known = {"name", "kind", *self.attributes}
-            parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(self.background)]
-            fields = {f for f, _, _ in parts if f is not None}
-            if unknown := sorted(fields - known):
-                raise ValueError(f"background names unknown fields {unknown}; known: {sorted(known)}")
-            # `{name:>20000000}` would pad every background to 20 MB: fields only, as written.
-            if shaped := sorted(
-                {f"{{{f}{'!' + c if c else ''}{':' + p if p else ''}}}" for f, p, c in parts if p or c}
-            ):
-                raise ValueError(f"background takes plain fields like {{name}}, not {', '.join(shaped)}")
-        return self
+    @field_validator("background")
+    @classmethod
+    def _template_names_attributes(cls, background: str | None, info: ValidationInfo) -> str | None:
+        if background is not None:  # the attributes come first: they are checked by now
+            check_template(background, {"name", "kind", *info.data.get("attributes", {})}, what="background")
+        return background
 
 
 class PlacementSpec(_Strict):
@@ -203,11 +226,31 @@ class Budget(_Strict):
     cost: float | None = Field(None, gt=0, description="cost in all, by the models' price tables")
 
 
+# A small spec as the API's schema shows it (Swagger UI's "try it out", clients, schemathesis).
+_EXAMPLE = {
+    "name": "guess-two-thirds",
+    "scenario": {"name": "guess_two_thirds", "params": {"ratio": "2/3", "max_value": 100}},
+    "rounds": 5,
+    "seed": 2024,
+    "population": {
+        "total": 1000,
+        "attributes": {"gender": {"female": 50, "male": 50}},
+        "kinds": [
+            {"kind": "level_k", "share": 60, "params": {"k": 1}},
+            {"kind": "adaptive", "share": 30},
+            {"kind": "uniform", "share": 10},
+        ],
+    },
+}
+
+
 class RunSpec(_Strict):
     """A whole simulation: scenario, population, rounds, seed and placement, and the language
     models its agents may call, with a budget."""
 
-    name: str = Field("run", min_length=1, max_length=200)
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
+
+    name: str = Field("run", min_length=1, max_length=200, pattern=r"^[^\n\r]*$")
     scenario: ScenarioSpec
     population: PopulationSpec
     rounds: int = Field(ge=1, le=MAX_ROUNDS)
@@ -284,17 +327,54 @@ class RunSpec(_Strict):
         return cls.model_validate(data, context={"stored": True})
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML as a spec needs it: a key given twice is an error, not "the last one wins"; no
+    aliases (`*name`), whose copies could grow a 1 MB file into gigabytes of data."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """Data from YAML (or JSON) text, read strictly (see `_SpecLoader`); raises `yaml.YAMLError`
+    or `RecursionError` (nested thousands deep)."""
+    return yaml.load(text, Loader=_SpecLoader)
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong, and where, in one line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else error.problem
+    return str(error).splitlines()[0]
+
+
 def load_spec(path: str | Path) -> RunSpec:
     """Read a run spec from a YAML or JSON file."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
             raise SpecError([f"{path}: larger than {MAX_SPEC_BYTES:,} bytes; a run spec is far smaller"])
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise SpecError([f"{path}: cannot read ({e.strerror})"]) from None
     except yaml.YAMLError as e:
-        raise SpecError([f"{path}: not valid YAML or JSON ({e})"]) from None
+        raise SpecError([f"{path}: not valid YAML or JSON ({yaml_problem(e)})"]) from None
     except RecursionError:  # the YAML reader recurses once per level of nesting
         raise SpecError([f"{path}: nested too deeply to be a run spec"]) from None
     if not isinstance(data, dict):

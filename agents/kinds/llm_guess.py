@@ -81,6 +81,8 @@ class LLMGuesser(Agent):
 
     __slots__ = ("answered", "memory", "summary")
     Params = LLMGuessParams
+    # Prompts, replies in flight and memory of past rounds: several KB each.
+    footprint = 16_000
 
     def __init__(self, profile: Profile, context: AgentContext) -> None:
         super().__init__(profile, context)

@@ -65,6 +65,8 @@ class LLMSocial(Agent):
 
     __slots__ = ()
     Params = LLMSocialParams
+    # Prompts, replies in flight and memory of past rounds: several KB each.
+    footprint = 16_000
 
     def messages(self, observation: Observation, feed: Mapping[str, Any]) -> list[dict[str, str]]:
         public = observation.public

@@ -19,6 +19,8 @@ from typing import Literal
 import ray
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents import admission
+from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import RunSpec
@@ -143,6 +145,10 @@ class RunDriver:
             # the worker goes on with the next one.
             self.spec = RunSpec.stored(self.run.spec)
             self.sim = Simulation(self.spec)
+            # Checked at submission against the cluster last reported; here against the cluster
+            # as it is (a node lost later is recovered from, not a reason to fail).
+            if self.run.round == 0 and (unfit := admission.problems(self.spec, alive_nodes())):
+                raise ValueError("; ".join(unfit))
         except Exception as exc:
             return await self._fail(exc, self.run.round)
         self.budget = BudgetKeeper(self.spec, self.publisher)

@@ -111,8 +111,8 @@ async def test_least_loaded_endpoint_first(llm_stub):
 
 
 async def test_the_key_comes_from_the_named_environment_variable(llm_stub, monkeypatch):
-    monkeypatch.setenv("MYRIAD_TEST_KEY", "sk-secret")
-    llm = LLM(spec(llm_stub.url, api_key_env="MYRIAD_TEST_KEY"))
+    monkeypatch.setenv("TEST_KEY_OF_A_MODEL", "sk-secret")
+    llm = LLM(spec(llm_stub.url, api_key_env="TEST_KEY_OF_A_MODEL"))
     try:
         await calls(llm, 1)
     finally:

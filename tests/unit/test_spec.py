@@ -47,12 +47,12 @@ def test_the_base_spec_is_valid_with_defaults_filled(make_spec):
         ),
         (
             {"population.background": "{name} likes {food}"},
-            "population",
+            "population.background",
             "background names unknown fields ['food']",
         ),
         (
             {"population.background": "{name:>20000000} and {gender!r}"},
-            "population",
+            "population.background",
             "background takes plain fields like {name}, not {gender!r}, {name:>20000000}",
         ),
         (
