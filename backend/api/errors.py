@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agents.spec import located
+from agents.spec import SpecError, located
 from backend.api.schemas import ErrorOut, FieldError
 from backend.services import AgentNotFound, InterviewFailed, RunNotFound
 from backend.workflow.lifecycle import IllegalTransition
@@ -42,6 +42,18 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         field, message = located(_field(tuple(e["loc"])), str(e["msg"]), top="body")
         errors.append(FieldError(field=field, message=message))
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
+
+
+async def _refused(_: Request, exc: Exception) -> JSONResponse:
+    """A valid spec the service will not run: a secret or server the operator does not allow, or
+    more than the cluster holds."""
+    assert isinstance(exc, SpecError)
+    errors = [
+        FieldError(field=field, message=message)
+        for field, message in (p.split(": ", 1) for p in exc.problems)
+    ]
+    summary = "; ".join(exc.problems)
     return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
 
 
@@ -79,6 +91,7 @@ async def _service_away(_: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(SpecError, _refused)
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(AgentNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)

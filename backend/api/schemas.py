@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from agents.spec import Budget
+from agents.spec import MAX_NAME, Budget, RunSpec
+from backend.store.models import RunStatus
 
 __all__ = [
     "ActionPublic",
@@ -26,6 +27,7 @@ __all__ = [
     "InterviewIn",
     "InterviewOut",
     "MessagePublic",
+    "ModelUse",
     "NodePublic",
     "ResumeIn",
     "RoundPublic",
@@ -33,8 +35,18 @@ __all__ = [
     "RoundsPublic",
     "RunPublic",
     "RunsPublic",
+    "Spend",
     "UsagePublic",
 ]
+
+
+def _utc(moment: datetime) -> datetime:
+    # The store keeps UTC; SQLite forgets the offset, so a naive time is UTC too.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Stats = dict[str, float | None]
 
 
 class FieldError(BaseModel):
@@ -54,18 +66,20 @@ class RunPublic(BaseModel):
 
     id: int
     name: str
-    status: str
+    status: RunStatus
     agents: int
     rounds: int
     round: int = Field(description="the last round completed and stored")
     seed: int
     attempts: int
     error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    spec: dict[str, Any]
-    live: dict[str, Any] = Field(default_factory=dict, description="what the run's worker reports now")
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    spec: RunSpec | dict[str, JsonValue] = Field(
+        description="the run's spec; as plain data only if stored by an older version and no longer valid"
+    )
+    live: dict[str, JsonValue] = Field(default_factory=dict, description="what the run's worker reports now")
 
 
 class RunsPublic(BaseModel):
@@ -77,8 +91,10 @@ class RoundPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     round: int
-    stats: dict[str, Any]
-    details: dict[str, Any]
+    stats: Stats = Field(description="the scenario's headline numbers, e.g. avg, med, win")
+    details: dict[str, JsonValue] = Field(
+        description="the rest of what the scenario found: histograms, winners"
+    )
     time: float
     failures: int
     usage: dict[str, dict[str, int]] = Field(description="language-model use per model")
@@ -106,14 +122,25 @@ class GroupsPublic(BaseModel):
 
 
 class ResumeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     budget: Budget | None = Field(None, description="a new budget, for a run paused because it spent its own")
 
 
-class RoundUsage(BaseModel):
+class Spend(BaseModel):
+    tokens: int = Field(description="prompt and completion tokens")
+    cost: float = Field(description="by the models' price tables")
+
+
+class RoundUsage(Spend):
     round: int
-    tokens: int
+
+
+class ModelUse(BaseModel):
+    calls: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
     cost: float
 
 
@@ -121,19 +148,22 @@ class UsagePublic(BaseModel):
     """A run's language-model use, priced by its spec's price tables."""
 
     rounds: list[RoundUsage]
-    backgrounds: dict[str, float] = Field(description="tokens and cost of writing the backgrounds")
-    interviews: dict[str, float] = Field(description="tokens and cost of the run's interviews")
-    models: dict[str, dict[str, float]] = Field(
-        description="calls, failed, prompt_tokens, completion_tokens, cost (rounds, backgrounds, interviews)"
-    )
-    total: dict[str, float] = Field(description="tokens and cost")
+    backgrounds: Spend = Field(description="writing the backgrounds")
+    interviews: Spend = Field(description="the run's interviews")
+    models: dict[str, ModelUse] = Field(description="per model: rounds, backgrounds and interviews")
+    total: Spend
+
+
+_Short = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 
 
 class InjectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     content: str = Field(min_length=1, max_length=10_000)
-    where: dict[str, str] | None = Field(None, description="only agents with these attribute values")
+    where: dict[_Short, _Short] | None = Field(
+        None, max_length=100, description="only agents with these attribute values"
+    )
     public: bool = Field(False, description="add to everyone's public information instead of inboxes")
 
 
@@ -158,7 +188,7 @@ class ActionPublic(BaseModel):
 
     round: int
     value: float | None
-    payload: Any = None
+    payload: JsonValue = None
     error: str | None
     tokens: int
 
@@ -181,8 +211,8 @@ class EventPublic(BaseModel):
     id: int
     round: int
     kind: str
-    payload: dict[str, Any]
-    created_at: datetime
+    payload: dict[str, JsonValue]
+    created_at: UtcDatetime
 
 
 class EventsPublic(BaseModel):
@@ -191,7 +221,7 @@ class EventsPublic(BaseModel):
 
 
 class InterviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(min_length=1, max_length=2_000)
 

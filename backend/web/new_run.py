@@ -18,7 +18,7 @@ from starlette.responses import Response
 from agents.kinds import KINDS
 from agents.population import category_counts
 from agents.scenarios import SCENARIOS
-from agents.spec import RunSpec, SpecError
+from agents.spec import RunSpec, SpecError, read_yaml, yaml_problem
 from backend import services
 from backend.api.deps import RuntimeDep
 from backend.web.auth import require_login
@@ -225,10 +225,12 @@ def _number(text: str, field: str, problems: dict[str, str], kind: type = int) -
 
 def _yaml(text: str, field: str, problems: dict[str, str]) -> Any:
     try:
-        return yaml.safe_load(text)
+        return read_yaml(text)
     except yaml.YAMLError as e:
-        problems[field] = f"not valid YAML: {str(e).splitlines()[0]}"
-        return None
+        problems[field] = f"not valid YAML: {yaml_problem(e)}"
+    except RecursionError:
+        problems[field] = "nested too deeply"
+    return None
 
 
 def _pairs(text: str, field: str, problems: dict[str, str], *, number: bool) -> dict[str, Any]:
@@ -262,6 +264,10 @@ def _place(problems: dict[str, str], draft: Draft) -> dict[str, list[str]]:
     return placed
 
 
+def _refused(error: SpecError, draft: Draft) -> dict[str, list[str]]:
+    return _place(dict(p.split(": ", 1) for p in error.problems), draft)
+
+
 def _check(draft: Draft) -> tuple[RunSpec | None, dict[str, list[str]]]:
     data, unreadable = draft.spec()
     if unreadable:
@@ -269,7 +275,7 @@ def _check(draft: Draft) -> tuple[RunSpec | None, dict[str, list[str]]]:
     try:
         return RunSpec.parse(data), {}
     except SpecError as e:
-        return None, _place(dict(p.split(": ", 1) for p in e.problems), draft)
+        return None, _refused(e, draft)
 
 
 def _context(draft: Draft, errors: dict[str, list[str]], **extra: Any) -> dict[str, Any]:
@@ -326,15 +332,19 @@ async def new_run_preview(request: Request) -> Response:
 
 
 @router.post("/runs/new/personas", name="new_run_personas", dependencies=[Depends(verify_csrf)])
-async def new_run_personas(request: Request) -> Response:
+async def new_run_personas(request: Request, rt: RuntimeDep) -> Response:
     """A few personas written by the form's model for its first profiles, before any run."""
     draft = Draft.of_form(await request.form())
     spec, errors = _check(draft)
     context = _context(draft, errors, preview=await _preview(spec), oob=True)
     if spec is not None and spec.population.persona is not None:
         profiles = context["preview"]["profiles"][:PERSONAS_PREVIEWED]
-        personas = await services.preview_personas(spec, profiles)
-        context["personas"] = list(zip(profiles, personas, strict=True))
+        try:
+            personas = await services.preview_personas(rt, spec, profiles)
+        except SpecError as e:
+            context["errors"] = _refused(e, draft)
+        else:
+            context["personas"] = list(zip(profiles, personas, strict=True))
     return templates.TemplateResponse(request, "new_run_preview.html", context)
 
 
@@ -347,7 +357,13 @@ async def create_run(request: Request, rt: RuntimeDep) -> Response:
         return templates.TemplateResponse(
             request, "new_run.html", context, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )
-    run = await services.submit(rt, spec)
+    try:
+        run = await services.submit(rt, spec)
+    except SpecError as e:  # not allowed or too big for the cluster
+        context = _context(draft, _refused(e, draft), preview=await _preview(spec))
+        return templates.TemplateResponse(
+            request, "new_run.html", context, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
     target = str(request.url_for("run", run_id=run.id))
     if request.headers.get("HX-Request") == "true":
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"HX-Location": target})

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import StringConstraints
 
 from backend import services
+from backend.api.bodies import JsonRoute
 from backend.api.deps import AgentId, RunId, RuntimeDep
 from backend.api.schemas import (
     ActionPublic,
@@ -22,7 +23,7 @@ from backend.api.schemas import (
     MessagePublic,
 )
 
-router = APIRouter(prefix="/runs/{run_id}", tags=["agents"])
+router = APIRouter(prefix="/runs/{run_id}", tags=["agents"], route_class=JsonRoute)
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run or agent"}}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend import services
+from backend.api.bodies import JsonRoute
 from backend.api.deps import RuntimeDep
 from backend.api.schemas import ClusterPublic
 
-router = APIRouter(prefix="/cluster", tags=["cluster"])
+router = APIRouter(prefix="/cluster", tags=["cluster"], route_class=JsonRoute)
 
 
 @router.get("")

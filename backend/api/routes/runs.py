@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from agents.spec import RunSpec
 from backend import services
+from backend.api.bodies import JsonRoute
 from backend.api.deps import Download, RunId, RuntimeDep
 from backend.api.schemas import (
     ErrorOut,
@@ -25,19 +26,47 @@ from backend.api.schemas import (
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRoute)
 
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "not allowed in the run's current status"}}
 
 
 async def _public(rt: Runtime, run: Run) -> RunPublic:
-    public = RunPublic.model_validate(run)
+    public = RunPublic.model_validate(run, context={"stored": True})  # checked when submitted
     public.live = await services.live_state(rt, run.id)
     return public
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+# What a client can do with the run it just created (OpenAPI links: generated clients and
+# stateful tests follow them).
+_RUN_OPERATIONS = (
+    "get_run", "delete_run", "pause_run", "stop_run", "resume_run", "list_groups", "get_usage",
+    "inject", "list_rounds", "export_run",
+)  # fmt: skip
+CREATED = {
+    201: {
+        "description": "the run, queued",
+        "links": {
+            name: {"operationId": f"runs-{name}", "parameters": {"run_id": "$response.body#/id"}}
+            for name in _RUN_OPERATIONS
+        }
+        | {
+            name: {"operationId": f"agents-{name}", "parameters": {"run_id": "$response.body#/id"}}
+            for name in ("list_agents", "list_events")
+        }
+        | {  # its first agent, once the run has started
+            name: {
+                "operationId": f"agents-{name}",
+                "parameters": {"run_id": "$response.body#/id", "agent_id": 0},
+            }
+            for name in ("get_agent", "interview")
+        },
+    }
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CREATED)
 async def create_run(rt: RuntimeDep, spec: RunSpec) -> RunPublic:
     """Queue a run of `spec`; a worker claims it."""
     return await _public(rt, await services.submit(rt, spec))
@@ -125,7 +154,21 @@ async def list_rounds(rt: RuntimeDep, run_id: RunId) -> RoundsPublic:
     return RoundsPublic(data=[RoundPublic.model_validate(r) for r in rows], count=len(rows))
 
 
-@router.get("/{run_id}/export", responses=NOT_FOUND, response_class=FileResponse)
+# A file in the format asked for: a client gets its bytes (or the rows, for JSON), not nothing.
+_FILE = {"type": "string", "format": "binary"}
+EXPORTED = {
+    200: {
+        "description": "the table as a file (Content-Disposition names it)",
+        "content": {
+            services.EXPORT_MEDIA["csv"]: {"schema": _FILE},
+            services.EXPORT_MEDIA["json"]: {"schema": {"type": "array", "items": {"type": "object"}}},
+            services.EXPORT_MEDIA["parquet"]: {"schema": _FILE},
+        },
+    }
+}
+
+
+@router.get("/{run_id}/export", responses=NOT_FOUND | EXPORTED, response_class=FileResponse)
 async def export_run(file: Download) -> FileResponse:
     """Download one table of the run (rounds, actions, agents or events) as CSV, JSON or Parquet."""
     return file
