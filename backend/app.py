@@ -19,20 +19,24 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp
 
 from backend.api import errors
 from backend.api.deps import require_token
+from backend.api.gate import TokenGate
 from backend.api.routes import agents, cluster, health, metrics, runs
 from backend.api.routes.metrics import RequestTimer
 from backend.api.schemas import ErrorOut
+from backend.api.throttle import Throttle
+from backend.headers import SecurityHeaders
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.web import agents as agent_pages
-from backend.web import auth, live, new_run
+from backend.web import auth, docs, live, new_run
 from backend.web import cluster as cluster_page
 from backend.web import runs as run_pages
-from backend.web.auth import LoginRequired, login_redirect
+from backend.web.auth import SESSION_SECONDS, LoginRequired, login_redirect
+from backend.web.cookies import SessionCookies
 from backend.web.csrf import CsrfFailed, csrf_refused
 from backend.web.render import FRONTEND
 from backend.workflow.worker import Worker
@@ -44,6 +48,12 @@ log = logging.getLogger(__name__)
 
 def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's error middleware too, so that its 500 answers carry the headers.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,19 +83,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     session_key = (
         settings.secret_key or hmac.new(token.encode(), b"myriad-session", hashlib.sha256).hexdigest()
     )
-    app = FastAPI(
+    app = _App(
         title="Myriad",
         version=version("myriad-sim"),
         description="Very large multi-agent simulations: create, watch and steer runs.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # The docs are served from local copies, behind sign-in (backend/web/docs.py).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         middleware=[
             Middleware(
-                SessionMiddleware,
+                SessionCookies,
+                secure=settings.secure_cookies,
                 secret_key=session_key,
                 session_cookie="myriad_session",
                 same_site="lax",
-                https_only=settings.secure_cookies,
+                max_age=SESSION_SECONDS,
             )
         ],
         # Every error has one shape, ErrorOut, and the schema says so (FastAPI's default 422 differs).
@@ -98,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token = token
     app.state.closing = threading.Event()  # set when the server begins to stop: live streams end
     app.state.metrics = CollectorRegistry()
+    app.state.throttle = Throttle()  # failed sign-ins per address, dashboard and API together
+    app.add_middleware(TokenGate, token=token, throttle=app.state.throttle)
     app.add_middleware(RequestTimer, registry=app.state.metrics)
     errors.install(app)
     app.add_exception_handler(LoginRequired, login_redirect)
@@ -105,11 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
     for module in (runs, agents, cluster):
         api.include_router(module.router)
+    api.include_router(docs.schema_router)
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
-    for module in (auth, new_run, run_pages, agent_pages, cluster_page, live):
+    for module in (auth, docs, new_run, run_pages, agent_pages, cluster_page, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

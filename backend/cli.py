@@ -10,9 +10,10 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -32,6 +33,10 @@ from backend.settings import Settings
 from backend.store.db import migrate
 from backend.workflow.lifecycle import IllegalTransition
 from backend.workflow.worker import Worker
+
+if TYPE_CHECKING:  # the web server's imports are left to `serve`, so other commands start quickly
+    import uvicorn
+    from fastapi import FastAPI
 
 console = Console(soft_wrap=True)
 T = TypeVar("T")
@@ -60,7 +65,17 @@ def _async(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 @click.version_option(package_name="myriad-sim")
 def main() -> None:
     """Myriad: very large multi-agent simulations on Ray."""
-    logs.configure(Settings().log_level)
+    try:
+        settings = Settings()
+    except ValidationError as e:  # one line per bad setting, not pydantic's report
+        _fail("\n".join(_setting_problem(problem) for problem in e.errors()))
+        return
+    logs.configure(settings.log_level)
+
+
+def _setting_problem(problem: Any) -> str:
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return message if "MYRIAD_" in message else f"setting {'.'.join(map(str, problem['loc']))}: {message}"
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -169,23 +184,56 @@ STREAMS_GRACE = 3  # seconds requests still going get when the service stops (li
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def serve(host: str, port: int) -> None:
     """Serve the REST API (and, on the embedded default, drive runs in this process)."""
-    import uvicorn
-
     from backend.app import Server, create_app
 
     settings = Settings()
     app = create_app(settings)
     where = f"http://{host}:{port}"
-    console.print(f"Myriad dashboard: {where}/login?token={app.state.token}", highlight=False)
+    _print_sign_in(settings, where, app.state.token)
     console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
-    if settings.token is None:
-        console.print("The token was made for this start; set MYRIAD_TOKEN to keep one.", highlight=False)
     if settings.runs_worker_in_process:
         console.print("Starting the embedded database, live layer and Ray cluster…", highlight=False)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=STREAMS_GRACE
+    Server(server_config(app, settings, host, port)).run()
+
+
+def server_config(
+    app: FastAPI, settings: Settings, host: str, port: int, grace: float = STREAMS_GRACE
+) -> uvicorn.Config:
+    """How `serve` runs the app under uvicorn; requests still going when it stops get `grace`
+    seconds."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=grace,
+        # The client's address and scheme (so the cookie's Secure flag) from trusted proxies only.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
-    Server(config).run()
+
+
+def _print_sign_in(settings: Settings, where: str, token: str) -> None:
+    """The sign-in link with its token on a terminal only: output that is not a terminal may be
+    collected as logs, where a token must never go."""
+    if sys.stdout.isatty():
+        console.print(f"Myriad dashboard: {where}/login?token={token}", highlight=False)
+        if settings.token is None:
+            console.print("The token was made for this start; set MYRIAD_TOKEN to keep one.", highlight=False)
+        return
+    if settings.token is not None:
+        console.print(f"Myriad dashboard: {where}/login  (token from MYRIAD_TOKEN)", highlight=False)
+        return
+    path = settings.token_file
+    path.unlink(missing_ok=True)  # made afresh, so it is the owner's only from the start
+    path.touch(mode=0o600)
+    path.write_text(token + "\n", encoding="utf-8")
+    console.print(
+        f"Myriad dashboard: {where}/login  (token made for this start: in {path}, readable by you only)",
+        highlight=False,
+    )
 
 
 # -- worker ---------------------------------------------------------------------------------------

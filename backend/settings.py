@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["MIN_TOKEN_LENGTH", "Settings"]
+
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -55,7 +58,16 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         None, description="signs dashboard sessions; default: derived from the token"
     )
-    secure_cookies: bool = Field(False, description="send the session cookie over HTTPS only")
+    secure_cookies: bool | Literal["auto"] = Field(
+        "auto",
+        description="mark the session cookie Secure (HTTPS only); auto: when the request came over "
+        "HTTPS, directly or through a proxy trusted by forwarded_allow_ips",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1",
+        description="proxies (comma-separated addresses or networks, * for any) whose X-Forwarded-For "
+        "and X-Forwarded-Proto `myriad serve` believes: the client's address and scheme",
+    )
     log_level: str = Field(
         "WARNING", pattern="(?i)^(debug|info|warning|error|critical)$", description="the least `myriad` logs"
     )
@@ -76,15 +88,36 @@ class Settings(BaseSettings):
                 return driver + url.removeprefix(plain)
         return url
 
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, token: str | None) -> str | None:
+        if token is not None and len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"MYRIAD_TOKEN has {len(token)} characters, fewer than {MIN_TOKEN_LENGTH}: choose a longer "
+                "one (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`), or leave it "
+                "unset to have one made at each start"
+            )
+        return token
+
+    def _beside_database(self, suffix: str) -> Path:
+        """A file beside the SQLite file (myriad.db.live), or in the working folder on Postgres."""
+        if self.database_url.startswith("sqlite"):
+            path = self.database_url.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                return Path(path).with_name(Path(path).name + suffix)
+        return Path("myriad" + suffix)
+
     @property
     def live_announce(self) -> Path:
         """Where the process that starts the embedded Redis-protocol server writes its URL: beside
         the SQLite file, so every `myriad` command on that database finds the same server."""
-        if self.database_url.startswith("sqlite"):
-            path = self.database_url.split(":///", 1)[-1]
-            if path and path != ":memory:":
-                return Path(path).with_name(Path(path).name + ".live")
-        return Path("myriad.live")
+        return self._beside_database(".live")
+
+    @property
+    def token_file(self) -> Path:
+        """Where `myriad serve` keeps a token it made, when its output is not a terminal (so the
+        token never reaches collected logs): readable by its user only."""
+        return self._beside_database(".token")
 
     @property
     def is_postgres(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, HTTPException, Path, Request, status
@@ -10,6 +9,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend import services
+from backend.api.gate import WRONG_TOKEN, token_matches
 from backend.runtime import Runtime
 
 __all__ = ["AgentId", "Download", "RunId", "RuntimeDep", "require_token"]
@@ -24,12 +24,12 @@ def get_runtime(request: Request) -> Runtime:
 def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    expected: str = request.app.state.token
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+    """The API's security scheme in the schema; `TokenGate` has already refused a wrong token
+    before routing, this check stands in case a route is ever mounted outside the gate."""
+    sent = None if credentials is None else f"Bearer {credentials.credentials}"
+    if not token_matches(sent, request.app.state.token):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong token: send `Authorization: Bearer <token>`",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, detail=WRONG_TOKEN, headers={"WWW-Authenticate": "Bearer"}
         )
 
 

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend import services
@@ -51,23 +51,26 @@ _page_stream("/runs", "runs_stream", "runs_rows.html", "rows", runs.runs_context
 _page_stream("/cluster", "cluster_stream", "cluster_nodes.html", "nodes", cluster.cluster_context)
 
 
-def _cursor(text: str) -> int:
-    """The id of the last event a page has; one it cannot read sends the feed from the start."""
-    return int(text) if text.isdigit() and len(text) < 19 else 0
+def _cursor(after: str = "0", last_event_id: Annotated[str | None, Header()] = None) -> int:
+    """The id of the last event a page has: `?after=`, or the Last-Event-ID a reconnecting browser
+    sends. Checked before the stream starts: one that is not an event id is a 400, not a feed
+    quietly sent again from the start."""
+    text = after if last_event_id is None else last_event_id
+    if not (text.isascii() and text.isdigit() and len(text) < 19):
+        where = "after" if last_event_id is None else "Last-Event-ID"
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"{where} must be an event id (digits), not {text[:40]!r}"
+        )
+    return int(text)
 
 
 @router.get("/runs/{run_id}", name="run_stream", response_class=EventSourceResponse)
 async def run_stream(
-    request: Request,
-    rt: RuntimeDep,
-    run_id: RunId,
-    after: str = "0",
-    last_event_id: Annotated[str | None, Header()] = None,
+    request: Request, rt: RuntimeDep, run_id: RunId, cursor: Annotated[int, Depends(_cursor)]
 ) -> AsyncIterator[ServerSentEvent]:
     """A run's page: new events for the feed (with their ids, so a reconnecting browser resumes
     where it was), and its live part and chart whenever a round or a command lands; "done" once
     the run is finished."""
-    cursor = _cursor(last_event_id or after)
     sent: dict[str, str] = {}
     waited = REFRESH
     while not _closing(request):
