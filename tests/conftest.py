@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import copy
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -19,7 +20,6 @@ import pytest
 import ray
 import ray.cloudpickle
 import redis
-import uvicorn
 from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 from sqlalchemy import text
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agents.llm_stub import StubServer
 from agents.spec import RunSpec
 from backend.app import Server, create_app
-from backend.cli import STREAMS_GRACE
+from backend.cli import STREAMS_GRACE, server_config
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
@@ -197,7 +197,7 @@ def ray_cluster() -> Iterator[Cluster]:
 
 # -- the app: settings for a service on a fresh SQLite file and the real Redis, and a client ------
 
-TOKEN = "test-token"
+TOKEN = "test-token-of-24-chars--"
 
 
 def driving_settings(database_url: str, redis_url: str) -> Settings:
@@ -231,6 +231,29 @@ def client(api_settings):
 
 def _free_port() -> int:
     with socket.socket() as s:
+def sign_in(visitor: TestClient) -> None:
+    response = visitor.post("/login", data={"token": TOKEN, "next": "/"})
+    assert response.status_code == 303
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def visitor(api_settings):
+    """A client with no token: it signs in like a person would."""
+    with TestClient(create_app(api_settings), follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def member(visitor):
+    """A signed-in visitor."""
+    sign_in(visitor)
+    return visitor
+
+
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -240,15 +263,7 @@ def serve_app(settings: Settings, grace: float = STREAMS_GRACE) -> Iterator[str]
     """The app under uvicorn on a free loopback port, in a thread; yields its base URL. Requests
     still going when it stops get `grace` seconds."""
     port = _free_port()
-    server = Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=grace,
-        )
-    )
+    server = Server(server_config(create_app(settings), settings, "127.0.0.1", port, grace=grace))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -279,9 +294,62 @@ def recoveries() -> Iterator[list[tuple[str, str, float]]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run last: Playwright's sync API leaves an event loop running in the main
-    thread for the rest of the session, where `asyncio.run` would refuse to start."""
-    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
+    """Browser tests (those with a `page`) run last: Playwright's sync API leaves an event loop
+    running in the main thread for the rest of the session, where `asyncio.run` would refuse to
+    start."""
+    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))
+
+
+# -- browsers: Debian's Chromium driven by Playwright (it cannot download browsers here) ---------
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, redis_url, ray_cluster):
+    """The embedded service (it drives runs itself) on a loopback port."""
+    settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}", redis_url)
+    with serve_app(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def shoot(page):
+    """Save a screenshot of the page as a test artifact; returns its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+    return save
+
+
+def sign_in_page(page: Any, site: str) -> None:
+    """Sign a browser page in with the printed link; it lands on the runs page."""
+    page.goto(f"{site}/login?token={TOKEN}")
+    page.get_by_role("heading", name="Runs").wait_for()
 
 
 def stub_model(url: str, **extra: Any) -> dict[str, Any]:

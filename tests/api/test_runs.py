@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from tests.conftest import SOCIAL, spec_data
+from tests.conftest import SOCIAL, TOKEN, spec_data
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +120,7 @@ def test_the_embedded_service_drives_runs_itself(api_settings):
     import time
 
     settings = api_settings.model_copy(update={"in_process_worker": True, "poll_seconds": 0.2})
-    with TestClient(create_app(settings), headers={"Authorization": "Bearer test-token"}) as client:
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = create(client, rounds=3, placement={"hosts": 2})
         deadline = time.monotonic() + 120
         while (current := client.get(f"/api/v1/runs/{run['id']}").json())["status"] != "completed":

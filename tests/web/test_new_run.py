@@ -5,8 +5,7 @@ import re
 import pytest
 
 from backend.web.new_run import PRESETS
-from tests.conftest import TOKEN
-from tests.web.conftest import csrf_of
+from tests.conftest import TOKEN, csrf_of
 
 FORM = {
     "name": "from the form",

@@ -3,8 +3,7 @@ import time
 
 import httpx2 as httpx
 
-from tests.conftest import TOKEN, serve_app, spec_data
-from tests.web.conftest import csrf_of, sign_in
+from tests.conftest import TOKEN, csrf_of, serve_app, sign_in, spec_data
 
 
 def test_pages_need_a_session(visitor):
@@ -28,7 +27,7 @@ def test_sign_in_with_the_token(visitor):
 
 
 def test_the_printed_link_signs_in_and_never_redirects_off_site(visitor):
-    assert visitor.get("/login", params={"token": "bad"}).status_code == 200
+    assert visitor.get("/login", params={"token": "bad"}).status_code == 401
     linked = visitor.get("/login", params={"token": TOKEN, "next": "//evil.example"})
     assert (linked.status_code, linked.headers["location"]) == (303, "/")
     assert visitor.get("/").status_code == 200

@@ -16,8 +16,7 @@ from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
 from backend.store.models import Run
-from tests.conftest import SOCIAL, TOKEN, driving_settings, spec_data
-from tests.web.conftest import csrf_of, sign_in
+from tests.conftest import SOCIAL, TOKEN, csrf_of, driving_settings, sign_in, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
