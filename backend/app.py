@@ -15,15 +15,18 @@ from importlib.metadata import version
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from agents.spec import MAX_SPEC_BYTES
 from backend.api import errors
 from backend.api.deps import require_token
 from backend.api.gate import TokenGate
+from backend.api.preflight import Options
 from backend.api.routes import agents, cluster, health, metrics, runs
 from backend.api.routes.metrics import RequestTimer
 from backend.api.schemas import ErrorOut
@@ -107,15 +110,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={
             400: {"model": ErrorOut, "description": "a body that cannot be parsed"},
             401: {"model": ErrorOut, "description": "missing or wrong token"},
+            413: {"description": f"a body over {MAX_SPEC_BYTES:,} bytes"},
+            415: {"model": ErrorOut, "description": "a body that is not JSON"},
             422: {"model": ErrorOut, "description": "invalid input; `errors` names each bad field"},
+            429: {"model": ErrorOut, "description": "too many failed sign-ins; see Retry-After"},
         },
+        max_body_size=MAX_SPEC_BYTES,
     )
     app.state.token = token
     app.state.closing = threading.Event()  # set when the server begins to stop: live streams end
     app.state.metrics = CollectorRegistry()
-    app.state.throttle = Throttle()  # failed sign-ins per address, dashboard and API together
+    # Failed sign-ins per address, dashboard and API together.
+    app.state.throttle = Throttle(limit=settings.sign_in_failures)
     app.add_middleware(TokenGate, token=token, throttle=app.state.throttle)
     app.add_middleware(RequestTimer, registry=app.state.metrics)
+    # Outside the token gate: a preflight carries no token.
+    app.add_middleware(Options)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
     errors.install(app)
     app.add_exception_handler(LoginRequired, login_redirect)
     app.add_exception_handler(CsrfFailed, csrf_refused)

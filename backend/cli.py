@@ -97,11 +97,10 @@ def run(spec_path: Path, submit: bool, out: Path | None, hosts: int | None, addr
             spec = RunSpec.parse(
                 spec.model_dump() | {"placement": spec.placement.model_dump() | {"hosts": hosts}}
             )
-    except SpecError as e:
+        settings = Settings(ray_address=address) if address else Settings()
+        asyncio.run(_submit(settings, spec) if submit else _run_here(settings, spec, out))
+    except SpecError as e:  # invalid, or refused: a model key not allowed, too big for the cluster
         _fail("\n".join([f"{spec_path}: invalid run spec", *(f"  {p}" for p in e.problems)]), code=2)
-        return
-    settings = Settings(ray_address=address) if address else Settings()
-    asyncio.run(_submit(settings, spec) if submit else _run_here(settings, spec, out))
 
 
 async def _submit(settings: Settings, spec: RunSpec) -> None:

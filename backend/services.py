@@ -20,12 +20,13 @@ import pyarrow.parquet as pq
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from agents import llm
+from agents import admission, llm
 from agents.core import Profile, sum_usage
 from agents.kinds import KINDS
 from agents.personas import write_persona
+from agents.placement import Node
 from agents.population import Population
-from agents.spec import Budget, KindShare, RunSpec
+from agents.spec import Budget, KindShare, RunSpec, SpecError
 from backend.runtime import Runtime
 from backend.store import commands, records, runs, signins
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
@@ -61,11 +62,11 @@ __all__ = [
     "remove_export",
     "round_detail",
     "rounds",
-    "submit",
     "sign_in",
     "sign_out",
     "sign_out_everywhere",
     "signed_in",
+    "submit",
     "usage",
 ]
 
@@ -103,8 +104,22 @@ class RunNotFound(LookupError):
         self.run_id = run_id
 
 
+async def admit(rt: Runtime, spec: RunSpec) -> None:
+    """Raise `SpecError` if `spec` asks for model keys or endpoints the operator does not allow,
+    or cannot fit the cluster as its workers last reported it."""
+    found = rt.settings.llm_access.problems(spec.llm)
+    try:
+        nodes = [Node(**n) for n in await rt.live.nodes()]
+    except RedisError:  # the live layer is away: the worker checks again when it places the run
+        nodes = []
+    found += admission.problems(spec, nodes)
+    if found:
+        raise SpecError(found)
+
+
 async def submit(rt: Runtime, spec: RunSpec) -> Run:
-    """Queue a run; a worker will claim it."""
+    """Queue a run, once admitted; a worker will claim it."""
+    await admit(rt, spec)
     async with rt.sessions() as session:
         run = await runs.create_run(session, spec=spec)
         queued = {"name": spec.name}
@@ -329,12 +344,15 @@ def preview(spec: RunSpec, count: int = 5) -> list[Profile]:
     return Population(population, spec.seed).profiles(range(min(count, population.total)))
 
 
-async def preview_personas(spec: RunSpec, profiles: Sequence[Profile]) -> list[str | None]:
+async def preview_personas(rt: Runtime, spec: RunSpec, profiles: Sequence[Profile]) -> list[str | None]:
     """The personas the spec's model writes for `profiles` (None where none passed the checks),
-    called from this process: a look before the run starts."""
+    called from this process: a look before the run starts. `SpecError` if the operator does not
+    allow the model's key or endpoints."""
     persona = spec.population.persona
     if persona is None or spec.llm is None:
         raise ValueError("the spec asks for no personas")
+    if found := rt.settings.llm_access.problems(spec.llm):
+        raise SpecError(found)
     client = llm.LLM(spec.llm)
     try:
         pool = client.model(persona.model)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.llm_access import LLMAccess
+
 __all__ = ["MIN_TOKEN_LENGTH", "Settings"]
 
 MIN_TOKEN_LENGTH = 16
@@ -68,6 +70,27 @@ class Settings(BaseSettings):
         description="proxies (comma-separated addresses or networks, * for any) whose X-Forwarded-For "
         "and X-Forwarded-Proto `myriad serve` believes: the client's address and scheme",
     )
+    sign_in_failures: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="failed sign-ins (dashboard or API token) an address may make a minute before it "
+        "is refused (429)",
+    )
+    llm_keys: str = Field(
+        "",
+        max_length=10_000,
+        description="environment variables a run spec may name as a model's api_key_env, comma-separated "
+        "(never MYRIAD_*, RAY_*, DATABASE_URL, REDIS_URL)",
+    )
+    llm_endpoints: str | None = Field(
+        None,
+        max_length=10_000,
+        description="hosts (host or host:port) model endpoints may be on, comma-separated; None: any",
+    )
+    cors_origins: str = Field(
+        "", max_length=10_000, description="origins allowed to call the API from a browser, comma-separated"
+    )
     log_level: str = Field(
         "WARNING", pattern="(?i)^(debug|info|warning|error|critical)$", description="the least `myriad` logs"
     )
@@ -118,6 +141,10 @@ class Settings(BaseSettings):
         """Where `myriad serve` keeps a token it made, when its output is not a terminal (so the
         token never reaches collected logs): readable by its user only."""
         return self._beside_database(".token")
+
+    @property
+    def llm_access(self) -> LLMAccess:
+        return LLMAccess.of(self.llm_keys, self.llm_endpoints)
 
     @property
     def is_postgres(self) -> bool:

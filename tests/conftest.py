@@ -169,7 +169,9 @@ async def runtime(settings) -> AsyncIterator[Runtime]:
 # -- one Ray cluster of three nodes on this machine, shared by every test of the session ---------
 
 NODES = 3
-LLM_KEY_ENV, LLM_KEY = "MYRIAD_TEST_LLM_KEY", "sk-test-never-stored"
+LLM_KEY_ENV, LLM_KEY = "TEST_LLM_KEY", "sk-test-never-stored"
+# The operator's allow-list of model keys: the tests' own (STUB_KEY: the new-run form's tests).
+os.environ["MYRIAD_LLM_KEYS"] = f"{LLM_KEY_ENV},STUB_KEY"
 
 
 @pytest.fixture(scope="session")
@@ -229,8 +231,6 @@ def client(api_settings):
         yield client
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
 def sign_in(visitor: TestClient) -> None:
     response = visitor.post("/login", data={"token": TOKEN, "next": "/"})
     assert response.status_code == 303
@@ -254,6 +254,8 @@ def member(visitor):
     return visitor
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -183,7 +183,7 @@ def test_a_run_of_a_thousand_llm_agents(page, site, shoot, llm_stub):
     calls = int(card.locator("tbody tr td").nth(1).inner_text().replace(",", ""))
     assert calls == llm_stub.served.answered >= 3000
     expect(page.locator("table.stats").first.locator("thead")).to_contain_text("tokens")
-    page.wait_for_function("Chart.getChart(document.getElementById('histogram'))")
+    page.wait_for_function("() => Chart.getChart(document.querySelector('canvas[data-chart=histogram]'))")
     shoot("run-llm")
     llm_stub.config.garbage_rate = 0  # the run's unreadable answers were the point; the reply is not
     page.goto(f"{site}/runs/{run['id']}/agents/5")
