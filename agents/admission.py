@@ -10,10 +10,14 @@ from agents.kinds import KINDS
 from agents.placement import Node
 from agents.spec import RunSpec
 
-__all__ = ["HOSTS_PER_CPU", "HOST_BYTES", "problems"]
+__all__ = ["HOSTS_PER_CPU", "HOST_BYTES", "DoesNotFit", "problems"]
 
 HOSTS_PER_CPU = 4  # hosts are busy processes: more than a few per CPU only contend
 HOST_BYTES = 100 * 2**20  # an AgentHost actor's own process, before its agents (measured: ~85 MiB)
+
+
+class DoesNotFit(ValueError):
+    """A run too big for the cluster it would run on; the message has the numbers."""
 
 
 def _gb(size: float) -> str:

@@ -148,7 +148,7 @@ class RunDriver:
             # Checked at submission against the cluster last reported; here against the cluster
             # as it is (a node lost later is recovered from, not a reason to fail).
             if self.run.round == 0 and (unfit := admission.problems(self.spec, alive_nodes())):
-                raise ValueError("; ".join(unfit))
+                raise admission.DoesNotFit("; ".join(unfit))
         except Exception as exc:
             return await self._fail(exc, self.run.round)
         self.budget = BudgetKeeper(self.spec, self.publisher)

@@ -76,6 +76,18 @@ async def test_a_worker_drives_a_run_to_completion_and_records_it(runtime):
     assert kinds[-1] == "completed"
 
 
+async def test_a_run_too_big_for_the_cluster_fails_before_it_is_placed(runtime):
+    """Queued while no worker had reported the cluster (so not checked then), a run with more
+    hosts than the cluster takes is failed with the numbers by the worker that claims it."""
+    run = await services.submit(runtime, spec(placement={"hosts": 13}))  # 3 CPUs: 12 hosts at most
+    worker = Worker(runtime)
+    assert await worker.drive(await worker.claim(run.id)) == RunStatus.FAILED
+    failed = await services.get_run(runtime, run.id)
+    reason = "placement.hosts: 13 hosts is more than 4 per CPU; the cluster has 3 nodes with 3 CPUs"
+    assert failed.error == f"DoesNotFit: {reason}"
+    assert await runtime.live.hosts(run.id) == []  # nothing was placed
+
+
 async def test_record_none_stores_rounds_but_no_actions(runtime):
     run = await services.submit(runtime, spec(rounds=2, record="none"))
     worker = Worker(runtime)

@@ -54,13 +54,6 @@ CREATED = {
         | {
             name: {"operationId": f"agents-{name}", "parameters": {"run_id": "$response.body#/id"}}
             for name in ("list_agents", "list_events")
-        }
-        | {  # its first agent, once the run has started
-            name: {
-                "operationId": f"agents-{name}",
-                "parameters": {"run_id": "$response.body#/id", "agent_id": 0},
-            }
-            for name in ("get_agent", "interview")
         },
     }
 }
@@ -160,7 +153,7 @@ EXPORTED = {
     200: {
         "description": "the table as a file (Content-Disposition names it)",
         "content": {
-            services.EXPORT_MEDIA["csv"]: {"schema": _FILE},
+            services.EXPORT_MEDIA["csv"]: {"schema": {"type": "string"}},  # text: a client reads it as such
             services.EXPORT_MEDIA["json"]: {"schema": {"type": "array", "items": {"type": "object"}}},
             services.EXPORT_MEDIA["parquet"]: {"schema": _FILE},
         },
