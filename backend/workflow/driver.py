@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 OnRound = Callable[[RoundResult], Awaitable[None] | None]
 Order = Literal["go", "stop", "release"]
 _PAUSE_POLL = 0.2
-_MAX_RECOVERIES = 5  # hosts lost this often in one drive: the run fails instead
+_MAX_RECOVERIES = 8  # hosts lost this often in one drive: the run fails instead
+_RECOVERY_PAUSE = 0.5  # seconds before trying again when hosts die while being recovered; doubles
 
 
 class _Interrupted(Exception):
@@ -252,10 +253,24 @@ class RunDriver:
     async def _recover(self, lost: Exception) -> None:
         """Hosts died: start them again where they were if their node lives, or place the run
         anew on the nodes that answer if a node died too, and go on from the last checkpoint,
-        so the rounds run again come out the same."""
-        self._recoveries += 1
-        if self._recoveries > _MAX_RECOVERIES:
-            raise RuntimeError(f"lost hosts {self._recoveries} times; giving up") from lost
+        so the rounds run again come out the same.
+
+        A node that just died is still alive to Ray for a while (until it misses enough health
+        checks, ~15 s): hosts started again on it die at once. That is another loss, recovered
+        from after a pause that gives Ray time to notice."""
+        while True:
+            self._recoveries += 1
+            if self._recoveries > _MAX_RECOVERIES:
+                raise RuntimeError(f"lost hosts {self._recoveries} times; giving up") from lost
+            try:
+                await self._recover_once(lost)
+                return
+            except ray.exceptions.RayActorError as again:
+                log.warning("run %s: hosts lost again while recovering; retrying", self.run.id)
+                lost = again
+                await asyncio.sleep(_RECOVERY_PAUSE * 2 ** (self._recoveries - 1))
+
+    async def _recover_once(self, lost: Exception) -> None:
         sim = self.sim
         gone = await sim.lost_slots()
         dead = dead_nodes(gone)
