@@ -7,7 +7,7 @@ VENDOR := frontend/static/vendor
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test bench lint format clean
+.PHONY: run test test-deploy bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ $(CHROMIUM):
 
 test: $(STAMP) $(VENDOR)/.installed $(CHROMIUM) /usr/sbin/ip /usr/bin/redis-server
 	$(BIN)/python -m pytest
+
+# docker compose for real (tests/deploy): it installs and starts a container engine of its own
+# (root and Debian's apt: docker.io, mmdebstrap); also part of `make test`.
+test-deploy: $(STAMP)
+	$(BIN)/python -m pytest tests/deploy
 
 bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 (as in CI)
 	$(BIN)/python bench/engine.py
