@@ -170,6 +170,7 @@ def test_the_stack_builds_runs_across_worker_containers_and_survives_faults(stac
     assert len(workers) == 2, cluster  # the head and the workflow container have no CPUs
     assert {h["node_id"] for h in cluster["hosts"] if h["run_id"] == disturbed} == workers, cluster
 
+    # One replica: `docker compose kill` (2.26) would kill every ray-worker; its container by name.
     stack.engine.docker("kill", f"{PROJECT}-ray-worker-2")
     _log(f"killed {PROJECT}-ray-worker-2 at round {stack.status(disturbed)['round']}")
     stack.wait(disturbed, lambda r: "recovered" in stack.events(disturbed))
@@ -194,6 +195,9 @@ def test_the_stack_builds_runs_across_worker_containers_and_survives_faults(stac
     before = stack.compose("ps", "-a", "--format", "{{.Name}} {{.Status}}")
     _log("docker compose ps -a before down:\n  " + before.strip().replace("\n", "\n  "))
     stack.timed("down -v", "down", "-v", "--timeout", "30")
+    after = stack.compose("ps", "-a", "--format", "{{.Name}} {{.Status}}")
+    _log(f"docker compose ps -a after down: {after.strip() or '(nothing)'}")
+    assert not after.strip()
     left = {
         what: stack.engine.docker(
             what,
