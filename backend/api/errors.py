@@ -1,4 +1,5 @@
-"""One JSON shape for every error (`ErrorOut`): a sentence, and the bad fields when there are some."""
+"""One JSON shape for every error of the API (`ErrorOut`): a sentence, and the bad fields when there
+are some. A person on the dashboard who asks for something that is not there gets a page saying so."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from agents.spec import SpecError, located
 from backend.api.schemas import ErrorOut, FieldError
 from backend.services import AgentNotFound, InterviewFailed, RunNotFound
+from backend.web.render import templates
 from backend.workflow.lifecycle import IllegalTransition
 from backend.workflow.outage import transient
 
@@ -57,12 +60,28 @@ async def _refused(_: Request, exc: Exception) -> JSONResponse:
     return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_404_NOT_FOUND and _for_a_person(request):
+        return _page_not_found(request, f"There is no page at {request.url.path}")
     return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+def _for_a_person(request: Request) -> bool:
+    """A browser on the dashboard, not a client of the API (or of /metrics, /healthz)."""
+    path = request.url.path
+    return not path.startswith(("/api/", "/metrics", "/healthz", "/static/"))
+
+
+def _page_not_found(request: Request, detail: str) -> Response:
+    return templates.TemplateResponse(
+        request, "not_found.html", {"detail": detail}, status_code=status.HTTP_404_NOT_FOUND
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if _for_a_person(request):
+        return _page_not_found(request, str(exc))
     return _error(status.HTTP_404_NOT_FOUND, str(exc))
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Form, Query, Request, status
+from fastapi.responses import FileResponse, RedirectResponse
 from starlette.responses import Response
 
 from agents.spec import Budget, RunSpec
@@ -37,6 +37,12 @@ async def runs_context(rt: Runtime) -> dict[str, Any]:
 @router.get("/", name="runs")
 async def runs_page(request: Request, rt: RuntimeDep) -> Response:
     return page_or_fragment(request, "runs.html", "runs_rows.html", await runs_context(rt))
+
+
+@router.get("/runs")
+async def runs_alias(request: Request) -> Response:
+    """`/runs`, a natural guess for the list of runs, is the list of runs."""
+    return RedirectResponse(request.url_for("runs"), status_code=status.HTTP_308_PERMANENT_REDIRECT)
 
 
 async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:

@@ -56,6 +56,23 @@ def test_runs_page_and_its_live_fragment(visitor):
     assert visitor.get("/runs/999").status_code == 404
 
 
+def test_what_is_not_there_is_a_page_saying_so_and_runs_is_the_runs_list(member):
+    for path, detail in [
+        ("/runs/999", "run 999 not found"),
+        ("/runs/999/agents/3", "run 999 not found"),
+        ("/no/such/page", "There is no page at /no/such/page"),
+    ]:
+        page = member.get(path)
+        assert page.status_code == 404
+        assert page.template.name == "not_found.html"
+        assert f"<p>{detail}.</p>" in page.text
+        assert 'href="http://testserver/">All runs</a>' in page.text
+    api = member.get("/api/v1/runs/999", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (api.status_code, api.json()["detail"]) == (404, "run 999 not found")  # clients keep JSON
+    moved = member.get("/runs")
+    assert (moved.status_code, moved.headers["location"]) == (308, "http://testserver/")
+
+
 def test_sign_out_needs_the_csrf_token(visitor):
     sign_in(visitor)
     assert visitor.post("/logout").status_code == 403
