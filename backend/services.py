@@ -59,6 +59,7 @@ __all__ = [
     "metrics",
     "preview",
     "preview_personas",
+    "reached",
     "remove_export",
     "round_detail",
     "rounds",
@@ -439,6 +440,7 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
             raise IllegalTransition(f"run {run_id} is {run.status}; only an unfinished run takes injections")
         if "content" not in params:
             raise ValueError("inject needs a content")
+        _check_where(RunSpec.stored(run.spec), params.get("where"))
         await _log_command(rt, run_id, "inject", params)
         return run
     if action not in _TARGET:
@@ -460,6 +462,37 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
             return await get_run(rt, run_id)
     await _log_command(rt, run_id, action, command)
     return run
+
+
+def _check_where(spec: RunSpec, where: dict[str, str] | None) -> None:
+    """`SpecError` naming `where.ATTR` when the filter can match nobody: an attribute the
+    population does not have, or a category it does not deal out (accepting it would deliver
+    the message to no one, silently)."""
+    attributes = spec.population.attributes
+    found = []
+    for key, value in (where or {}).items():
+        if key not in attributes:
+            has = ", ".join(sorted(attributes)) or "none"
+            found.append(f"where.{key}: the population has no attribute {key!r} (it has: {has})")
+        elif value not in attributes[key]:
+            found.append(
+                f"where.{key}: no agent has {key}={value!r} (its categories: {', '.join(attributes[key])})"
+            )
+    if found:
+        raise SpecError(found)
+
+
+async def reached(rt: Runtime, run_id: int, where: dict[str, str] | None) -> int | None:
+    """How many of the run's agents a message with `where` reaches, once their profiles are
+    stored (when the run has started); None before."""
+    run = await get_run(rt, run_id)
+    async with rt.sessions() as session:
+        if not await records.count_agents(session, run_id=run_id):
+            return None
+        if not where:
+            return run.agents
+        _, count = await records.list_agents(session, run_id=run_id, attributes=where, limit=1)
+    return count
 
 
 async def _log_command(rt: Runtime, run_id: int, action: str, payload: dict[str, Any]) -> None:

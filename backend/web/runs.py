@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.responses import Response
 
-from agents.spec import Budget, RunSpec
+from agents.spec import Budget, RunSpec, SpecError
 from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
 from backend.runtime import Runtime
@@ -136,10 +136,16 @@ async def inject(
             raise ValueError("write something to deliver")
         await services.control(rt, run_id, "inject", content=content, where=conditions or None, public=public)
     except (ValueError, IllegalTransition) as e:
+        error = "; ".join(e.problems) if isinstance(e, SpecError) else str(e)
         return templates.TemplateResponse(
-            request, "run_inject.html", context | {"error": str(e)}, status_code=422
+            request, "run_inject.html", context | {"error": error}, status_code=422
         )
-    notice = "Delivered to everyone's public information" if public else "Sent to the agents"
+    if public and not conditions:
+        notice = "Delivered to everyone's public information"
+    else:
+        count = await services.reached(rt, run_id, conditions or None)
+        agents = "the agents" if count is None else f"{count:,} agent{'s' * (count != 1)}"
+        notice = f"Sent to {agents}{' matching ' + where if conditions else ''}"
     context |= {"content": "", "notice": f"{notice} in the next round."}
     return templates.TemplateResponse(request, "run_inject.html", context)
 

@@ -102,6 +102,11 @@ def test_inject_validates_its_body(client):
     bad = client.post(f"/api/v1/runs/{run['id']}/inject", json={"content": ""})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "content"
+    nobody = client.post(
+        f"/api/v1/runs/{run['id']}/inject", json={"content": "hi", "where": {"planet": "mars"}}
+    )
+    assert nobody.status_code == 422
+    assert nobody.json()["errors"][0]["field"] == "where.planet"
 
 
 def test_delete_and_export(client):

@@ -2,6 +2,7 @@
 stream, exports, the agents table, one agent with its messages and interview, and the cluster."""
 
 import asyncio
+import functools
 import json
 import re
 import threading
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from backend import services
 from backend.app import create_app
 from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
@@ -259,6 +261,22 @@ def test_agents_page_counts_only_as_far_as_it_needs(finished, monkeypatch):
     assert "76–100 of 100 agents" in few
 
 
+def test_a_message_reaches_the_agents_its_filter_matches(finished):
+    client, run = finished
+    agents = [
+        a["attributes"]
+        for offset in (0, 500)
+        for a in client.get(
+            f"/api/v1/runs/{run['id']}/agents", params={"limit": 500, "offset": offset}, headers=API
+        ).json()["data"]
+    ]
+    both = sum(a["gender"] == "female" and a["education"] == "school" for a in agents)
+    reached = functools.partial(client.portal.call, services.reached, client.app.state.runtime, run["id"])
+    assert reached({"gender": "female"}) == 500
+    assert reached({"gender": "female", "education": "school"}) == both
+    assert reached(None) == 1000
+
+
 def test_inject_form_checks_what_it_sends(member):
     run = member.post("/api/v1/runs", json=spec_data(), headers=API).json()
     page = member.get(f"/runs/{run['id']}").text
@@ -272,9 +290,19 @@ def test_inject_form_checks_what_it_sends(member):
     assert ">hi</textarea>" in unclear.text  # the message is kept to fix and send again
     empty = member.post(url, data={"content": "  "}, headers=csrf)
     assert "write something to deliver" in empty.text
+    nobody = member.post(url, data={"content": "hi", "where": "planet=mars"}, headers=csrf)
+    assert nobody.status_code == 422
+    assert (
+        "where.planet: the population has no attribute &#39;planet&#39; (it has: education, gender)"
+        in nobody.text
+    )
+    nobody = member.post(url, data={"content": "hi", "where": "gender=alien"}, headers=csrf)
+    assert nobody.status_code == 422
+    assert "where.gender: no agent has gender=&#39;alien&#39; (its categories: female, male)" in nobody.text
     sent = member.post(url, data={"content": "hi", "where": "gender=female, education=school"}, headers=csrf)
     assert sent.status_code == 200
-    assert "Sent to the agents in the next round." in sent.text
+    # Queued: its agents are not dealt out yet, so how many match is not known yet.
+    assert "Sent to the agents matching gender=female, education=school in the next round." in sent.text
     commands = asyncio.run(_commands(member, run["id"]))
     assert commands == [
         ("inject", {"content": "hi", "where": {"gender": "female", "education": "school"}, "public": False})
