@@ -62,6 +62,10 @@ class SpecError(ValueError):
         super().__init__("invalid run spec:\n" + "\n".join(f"  {p}" for p in problems))
         self.problems = problems
 
+    def by_field(self) -> list[tuple[str, str]]:
+        """Each problem as (where, what is wrong): for forms and API errors that name the field."""
+        return [(where, message) for where, message in (p.split(": ", 1) for p in self.problems)]
+
     @classmethod
     def from_validation(cls, error: ValidationError) -> SpecError:
         problems = []

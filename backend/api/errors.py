@@ -52,10 +52,7 @@ async def _refused(_: Request, exc: Exception) -> JSONResponse:
     """A valid spec the service will not run: a secret or server the operator does not allow, or
     more than the cluster holds."""
     assert isinstance(exc, SpecError)
-    errors = [
-        FieldError(field=field, message=message)
-        for field, message in (p.split(": ", 1) for p in exc.problems)
-    ]
+    errors = [FieldError(field=field, message=message) for field, message in exc.by_field()]
     summary = "; ".join(exc.problems)
     return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid input: {summary}", errors)
 

@@ -265,7 +265,7 @@ def _place(problems: dict[str, str], draft: Draft) -> dict[str, list[str]]:
 
 
 def _refused(error: SpecError, draft: Draft) -> dict[str, list[str]]:
-    return _place(dict(p.split(": ", 1) for p in error.problems), draft)
+    return _place(dict(error.by_field()), draft)
 
 
 def _check(draft: Draft) -> tuple[RunSpec | None, dict[str, list[str]]]:
