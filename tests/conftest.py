@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agents.llm_stub import StubServer
 from agents.spec import RunSpec
 from backend.app import Server, create_app
-from backend.cli import STREAMS_GRACE, server_config
+from backend.cli.serve import STREAMS_GRACE, server_config
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
