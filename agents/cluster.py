@@ -18,7 +18,9 @@ from typing import Any
 import psutil
 import ray
 from ray._private import services
-from ray._raylet import AuthenticationTokenLoader, Config
+
+# ray/_raylet.pyi declares only part of the Cython module: these two classes exist but are not in it.
+from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
 from agents.ownership import OwnerLock
 

@@ -9,8 +9,8 @@ gets its own reproducible stream each round for free, wherever it runs.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
+from random import Random
 from typing import TypeVar
 
 import numpy as np
@@ -97,6 +97,6 @@ class Draws:
         u = 1.0 - self.random()  # in (0, 1], so the log is finite
         return mu + sigma * math.sqrt(-2.0 * math.log(u)) * math.cos(2.0 * math.pi * self.random())
 
-    def python(self) -> random.Random:
+    def python(self) -> Random:  # `random` in here is the method above, not the module
         """A full `random.Random` seeded from this stream, for agents that need its other methods."""
-        return random.Random(self.bits())
+        return Random(self.bits())

@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from agents.kinds import KINDS
 from agents.llm import LLMSpec
@@ -231,7 +232,7 @@ class Budget(_Strict):
 
 
 # A small spec as the API's schema shows it (Swagger UI's "try it out", clients, schemathesis).
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "name": "guess-two-thirds",
     "scenario": {"name": "guess_two_thirds", "params": {"ratio": "2/3", "max_value": 100}},
     "rounds": 5,
@@ -340,12 +341,13 @@ class _SpecLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
             )
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        # types-PyYAML says the index is an int, but a mapping passes its key's node.
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} is given twice", key_node.start_mark
