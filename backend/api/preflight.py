@@ -16,6 +16,8 @@ __all__ = ["Options"]
 def _methods_by_path(routes: Sequence[BaseRoute]) -> list[tuple[re.Pattern[str], set[str]]]:
     table = []
     for route in iter_route_contexts(routes):
+        if route.path is None:  # a route matched by something else (a Host): no path to answer for
+            continue
         if route.methods is None:  # a mount (/static): everything under it, read-only
             table.append((re.compile(f"^{re.escape(route.path)}(/.*)?$"), {"GET", "HEAD"}))
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
@@ -29,6 +29,7 @@ __all__ = [
     "MessagePublic",
     "ModelUse",
     "NodePublic",
+    "Responses",
     "ResumeIn",
     "RoundPublic",
     "RoundUsage",
@@ -59,6 +60,10 @@ class ErrorOut(BaseModel):
 
     detail: str
     errors: list[FieldError] = Field(default_factory=list)
+
+
+# A route's documented responses beyond its own, by status code, as FastAPI takes them.
+Responses = dict[int | str, dict[str, Any]]
 
 
 class RunPublic(BaseModel):

@@ -21,10 +21,11 @@ from backend.api.schemas import (
     InterviewIn,
     InterviewOut,
     MessagePublic,
+    Responses,
 )
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["agents"], route_class=JsonRoute)
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run or agent"}}
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no such run or agent"}}
 
 
 @router.get("/agents", responses=NOT_FOUND)

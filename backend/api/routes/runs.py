@@ -16,6 +16,7 @@ from backend.api.schemas import (
     GroupsPublic,
     GroupStats,
     InjectIn,
+    Responses,
     ResumeIn,
     RoundPublic,
     RoundsPublic,
@@ -28,8 +29,8 @@ from backend.store.models import Run, RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRoute)
 
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no such run"}}
-CONFLICT = {409: {"model": ErrorOut, "description": "not allowed in the run's current status"}}
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no such run"}}
+CONFLICT: Responses = {409: {"model": ErrorOut, "description": "not allowed in the run's current status"}}
 
 
 async def _public(rt: Runtime, run: Run) -> RunPublic:
@@ -44,7 +45,7 @@ _RUN_OPERATIONS = (
     "get_run", "delete_run", "pause_run", "stop_run", "resume_run", "list_groups", "get_usage",
     "inject", "list_rounds", "export_run",
 )  # fmt: skip
-CREATED = {
+CREATED: Responses = {
     201: {
         "description": "the run, queued",
         "links": {
@@ -149,7 +150,7 @@ async def list_rounds(rt: RuntimeDep, run_id: RunId) -> RoundsPublic:
 
 # A file in the format asked for: a client gets its bytes (or the rows, for JSON), not nothing.
 _FILE = {"type": "string", "format": "binary"}
-EXPORTED = {
+EXPORTED: Responses = {
     200: {
         "description": "the table as a file (Content-Disposition names it)",
         "content": {
