@@ -25,7 +25,9 @@ from agents.spec import PopulationSpec
 __all__ = ["Population", "category_counts"]
 
 _NAME_SALT = 0x4E414D45  # keeps name draws apart from the agents' own draws
-_GIVEN_NAMES = {"female": names.FEMALE, "woman": names.FEMALE, "male": names.MALE, "man": names.MALE}
+# Pools of given names: a gender's, or both for an agent whose gender has neither (or no gender).
+_POOLS = (names.FEMALE, names.MALE, names.FEMALE + names.MALE)
+_POOL_OF_GENDER = {"female": 0, "woman": 0, "male": 1, "man": 1}
 
 
 def category_counts(total: int, shares: Mapping[str, float]) -> dict[str, int]:
@@ -62,6 +64,7 @@ class Population:
             AgentContext(seed, KINDS.get(k.kind).Params.model_validate(k.params), llm) for k in spec.kinds
         ]
         self._name_key = mix(seed ^ _NAME_SALT)
+        self._name_draws: tuple[np.ndarray, np.ndarray] | None = None
         # Profiles with the same categories share one read-only mapping.
         self._mappings: dict[tuple[int, ...], Mapping[str, str]] = {}
         self._templates: dict[tuple[tuple[int, ...], int], str] = {}
@@ -83,7 +86,7 @@ class Population:
         columns = [dealt[window].tolist() for _, _, dealt in self._attributes]
         combos = list(zip(*columns, strict=True)) if columns else [()] * len(ids)
         attributes = [self._mapping(combo) for combo in combos]
-        names = self._names(ids, [a.get("gender", "") for a in attributes])
+        names = self._names(ids)
         labels = [k.label or k.kind for k in self.spec.kinds]
         kinds = self._kind_of[window].tolist()
         return [
@@ -109,16 +112,45 @@ class Population:
             self._mappings[combo] = attributes
         return attributes
 
-    def _names(self, ids: range, genders: list[str]) -> list[str]:
-        """A given name (by gender, when the population has one) and a family name per agent,
-        drawn from hashes of (seed, agent id), a whole slice at a time."""
-        draws = mix_array(np.arange(ids.start, ids.stop, dtype=np.uint64) ^ np.uint64(self._name_key))
-        family = (mix_array(draws) % np.uint64(len(names.FAMILY))).tolist()
-        result = []
-        for draw, surname, gender in zip(draws.tolist(), family, genders, strict=True):
-            pool = _GIVEN_NAMES.get(gender.lower()) or (names.FEMALE, names.MALE)[draw >> 63]
-            result.append(f"{pool[draw % len(pool)]} {names.FAMILY[surname]}")
-        return result
+    def _names(self, ids: range) -> list[str]:
+        """A given name (by gender, when the population has one) and a family name per agent.
+
+        The agents of each pool of given names are numbered in id order, and their numbers go
+        through a permutation of the pool's (given, family) pairs seeded from the run: names are
+        drawn without replacement, so no two agents share one until every pair is taken.
+        """
+        pools, ranks = self._name_ranks()
+        window = slice(ids.start, ids.stop)
+        pools_here, ranks_here = pools[window], ranks[window]
+        pairs = np.zeros(len(ids), dtype=np.uint64)
+        for pool, given in enumerate(_POOLS):
+            mine = pools_here == pool
+            if mine.any():
+                size = len(given) * len(names.FAMILY)
+                key = mix(self._name_key ^ pool)
+                pairs[mine] = _permuted(ranks_here[mine].astype(np.uint64), size, key)
+        family = len(names.FAMILY)
+        return [
+            f"{_POOLS[pool][pair // family]} {names.FAMILY[pair % family]}"
+            for pool, pair in zip(pools_here.tolist(), pairs.tolist(), strict=True)
+        ]
+
+    def _name_ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each agent's pool of given names, and its number among the agents of that pool."""
+        if self._name_draws is None:
+            gender = next(((cats, dealt) for name, cats, dealt in self._attributes if name == "gender"), None)
+            if gender is None:
+                pools = np.full(self.spec.total, len(_POOLS) - 1, dtype=np.int8)
+            else:
+                cats, dealt = gender
+                pool_of = [_POOL_OF_GENDER.get(c.lower(), len(_POOLS) - 1) for c in cats]
+                pools = np.asarray(pool_of, dtype=np.int8)[dealt]
+            ranks = np.zeros(self.spec.total, dtype=np.int64)
+            for pool in range(len(_POOLS)):
+                mine = pools == pool
+                ranks[mine] = np.arange(int(mine.sum()))
+            self._name_draws = (pools, ranks)
+        return self._name_draws
 
     def _template(self, combo: tuple[int, ...], kind: int) -> str:
         """The background of every agent with these categories and kind, but for `{name}`."""
@@ -134,6 +166,28 @@ class Population:
                 template = "{name}."
             self._templates[(combo, kind)] = template
         return template
+
+
+def _permuted(ranks: np.ndarray, size: int, key: int) -> np.ndarray:
+    """Where a seeded permutation of range(size) sends each rank; rank `size` and on start again
+    on another permutation, so every value is taken once before any is taken a second time.
+
+    A four-round Feistel network over the smallest even number of bits that covers `size`, with
+    values past `size` sent through again until they fall inside (cycle walking).
+    """
+    half = max(1, ((size - 1).bit_length() + 1) // 2)
+    mask = np.uint64((1 << half) - 1)
+    cycles = ranks // np.uint64(size)
+    keys = mix_array(cycles ^ np.uint64(key))
+    values = ranks % np.uint64(size)
+    todo = np.ones(len(values), dtype=bool)
+    while todo.any():
+        left, right, k = values[todo] >> np.uint64(half), values[todo] & mask, keys[todo]
+        for step in range(4):
+            left, right = right, left ^ (mix_array(right ^ k ^ np.uint64(step)) & mask)
+        values[todo] = (left << np.uint64(half)) | right
+        todo &= values >= np.uint64(size)
+    return values
 
 
 def _braced(text: str) -> str:

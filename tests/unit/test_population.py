@@ -74,6 +74,32 @@ def test_names_follow_gender(make_spec):
         assert given in (names.FEMALE if p.attributes["gender"] == "female" else names.MALE)
 
 
+@pytest.mark.parametrize("attributes", [None, {}], ids=["by gender", "no gender"])
+def test_ten_thousand_agents_have_distinct_names_from_their_seed(make_spec, attributes):
+    changes = {"population.total": 10_000}
+    if attributes is not None:
+        changes["population.attributes"] = attributes
+    spec = make_spec(**changes)
+    names = [p.name for p in Population(spec.population, spec.seed).profiles(range(10_000))]
+    assert len(set(names)) >= 9_900  # 2,256 once: 14 agents were called "Noah Yilmaz"
+    again = Population(spec.population, spec.seed)
+    assert [p.name for p in again.profiles(range(6_000, 6_100))] == names[6_000:6_100]
+    other = Population(spec.population, spec.seed + 1).profiles(range(100))
+    assert [p.name for p in other] != names[:100]
+
+
+def test_names_repeat_evenly_once_every_pair_is_taken(make_spec):
+    """More agents of one gender than pairs of names: each pair is taken about as often as another."""
+    from agents import names
+
+    pairs = len(names.FEMALE) * len(names.FAMILY)
+    total = 2 * pairs + 10
+    spec = make_spec(**{"population.total": total, "population.attributes": {"gender": {"female": 100}}})
+    counts = Counter(p.name for p in Population(spec.population, spec.seed).profiles(range(total)))
+    assert len(counts) == pairs
+    assert max(counts.values()) == 3
+
+
 def test_identical_attribute_combinations_share_one_mapping(make_spec):
     spec = make_spec()
     profiles = Population(spec.population, spec.seed).profiles(range(1000))
