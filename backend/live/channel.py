@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 __all__ = ["LiveChannel", "redacted"]
 
@@ -34,6 +35,11 @@ def redacted(url: str | None) -> str:
 
 def _key(run_id: int, part: str) -> str:
     return f"myriad:run:{run_id}:{part}"
+
+
+def _text(value: bytes | str) -> str:
+    # The client decodes replies (decode_responses=True), which redis-py's types cannot follow.
+    return value if isinstance(value, str) else value.decode()
 
 
 def _event(entry: tuple[str, dict[str, str]]) -> tuple[str, dict[str, Any]]:
@@ -75,7 +81,7 @@ class LiveChannel:
 
     async def state(self, run_id: int) -> dict[str, Any]:
         raw = await self.redis.hgetall(_key(run_id, "state"))
-        return {k: json.loads(v) for k, v in raw.items()}
+        return {_text(k): json.loads(v) for k, v in raw.items()}
 
     async def state_field(self, field: str) -> dict[int, Any]:
         """One field of every run's state that has it, by run id (one round trip per 500 runs)."""
@@ -119,15 +125,19 @@ class LiveChannel:
 
     async def emit(self, run_id: int, kind: str, round: int, payload: Mapping[str, Any] | None = None) -> str:
         """Append an event to the run's stream; returns its stream id."""
-        entry = {"kind": kind, "round": round, "payload": json.dumps(payload or {}), "time": time.time()}
-        return await self.redis.xadd(_key(run_id, "events"), entry, maxlen=self.events_kept, approximate=True)
+        entry: dict[FieldT, EncodableT] = {"kind": kind, "round": round, "time": time.time()}
+        entry["payload"] = json.dumps(payload or {})
+        events = _key(run_id, "events")
+        return _text(await self.redis.xadd(events, entry, maxlen=self.events_kept, approximate=True))
 
     async def events(
         self, run_id: int, *, after: str = "0-0", block_ms: int | None = None, count: int = 100
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events after stream id `after` (waiting up to `block_ms` for one, when given)."""
         replies = await self.redis.xread({_key(run_id, "events"): after}, count=count, block=block_ms)
-        return [_event(entry) for _, entries in replies or [] for entry in entries]
+        # RESP2, the protocol the client speaks, answers [[stream, [(id, fields), ...]], ...].
+        streams = cast("list[list[Any]]", replies or [])
+        return [_event(entry) for _, entries in streams for entry in entries]
 
     async def wait_for_event(self, run_id: int, timeout: float) -> None:
         """Return when the run's stream gets a new event, or after `timeout` seconds."""
