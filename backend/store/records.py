@@ -53,6 +53,8 @@ async def copy_rows(
 ) -> None:
     """Bulk-insert `rows` into `table` within the connection's transaction."""
     raw = (await connection.get_raw_connection()).driver_connection
+    if raw is None:
+        raise RuntimeError("the database connection was invalidated")
     if connection.dialect.name == "postgresql":
         await raw.copy_records_to_table(table, records=rows, columns=list(columns))
     else:
@@ -250,7 +252,7 @@ async def list_agents(
         conditions.append(AgentRow.node == node)
     if name:
         conditions += [AgentRow.name >= name, AgentRow.name < name + "\U0010ffff"]
-    if attributes and session.bind.dialect.name == "postgresql":
+    if attributes and session.get_bind().dialect.name == "postgresql":
         conditions.append(type_coerce(AgentRow.attributes, JSONB).contains(attributes))
     elif attributes:
         conditions += [AgentRow.attributes[key].as_string() == value for key, value in attributes.items()]

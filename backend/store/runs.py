@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Update, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.spec import RunSpec
@@ -36,6 +36,12 @@ _ACTIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
 
 class LeaseLost(RuntimeError):
     """This worker no longer holds the run's lease: another worker has taken it over."""
+
+
+async def _changed(session: AsyncSession, statement: Update) -> int:
+    """How many rows an UPDATE changed (an UPDATE's result is a CursorResult; the types of
+    `AsyncSession.execute` do not say so)."""
+    return cast("CursorResult[Any]", await session.execute(statement)).rowcount
 
 
 def now() -> datetime:
@@ -112,13 +118,14 @@ async def claim_run(
     query = select(Run.id, Run.lease_owner, Run.round).where(_claimable(at)).order_by(Run.id).limit(1)
     if run_id is not None:
         query = query.where(Run.id == run_id)
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     candidate = (await session.execute(query)).one_or_none()
     if candidate is None:
         await session.rollback()
         return None
-    claimed = await session.execute(
+    claimed = await _changed(
+        session,
         update(Run)
         .where(Run.id == candidate.id, _claimable(at))
         .values(
@@ -128,9 +135,9 @@ async def claim_run(
             status=case((Run.status == RunStatus.PAUSED, RunStatus.PAUSED), else_=RunStatus.RUNNING),
             started_at=func.coalesce(Run.started_at, at),
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if claimed.rowcount != 1:
+    if claimed != 1:
         await session.rollback()
         return None
     if candidate.lease_owner is not None:
@@ -142,25 +149,27 @@ async def claim_run(
 
 async def renew_lease(session: AsyncSession, *, run_id: int, worker: str, lease_seconds: float) -> None:
     """Extend the lease; raise `LeaseLost` if another worker holds it now."""
-    renewed = await session.execute(
+    renewed = await _changed(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.lease_owner == worker)
-        .values(lease_expires=now() + timedelta(seconds=lease_seconds))
+        .values(lease_expires=now() + timedelta(seconds=lease_seconds)),
     )
     await session.commit()
-    if renewed.rowcount != 1:
+    if renewed != 1:
         raise LeaseLost(f"run {run_id} is no longer leased to {worker}")
 
 
 async def fence(session: AsyncSession, *, run_id: int, worker: str, **values: Any) -> None:
     """Update the run only while `worker` holds its lease (inside the caller's transaction), so a
     worker that lost the lease can never commit anything for the run."""
-    updated = await session.execute(
+    updated = await _changed(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.lease_owner == worker)
-        .values(**(values or {"lease_owner": worker}))
+        .values(**(values or {"lease_owner": worker})),
     )
-    if updated.rowcount != 1:
+    if updated != 1:
         raise LeaseLost(f"run {run_id} is no longer leased to {worker}")
 
 
@@ -212,23 +221,25 @@ async def stop_unclaimed(session: AsyncSession, *, run_id: int) -> bool:
     False if a worker holds it, which then applies the stop at its next round boundary."""
     at = now()
     unleased = or_(Run.lease_owner.is_(None), Run.lease_expires.is_(None), Run.lease_expires < at)
-    stopped = await session.execute(
+    stopped = await _changed(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.status.in_((RunStatus.QUEUED, *_ACTIVE)), unleased)
-        .values(status=RunStatus.STOPPED, finished_at=at, lease_owner=None, lease_expires=None)
+        .values(status=RunStatus.STOPPED, finished_at=at, lease_owner=None, lease_expires=None),
     )
-    return stopped.rowcount == 1
+    return stopped == 1
 
 
 async def requeue(session: AsyncSession, *, run_id: int) -> bool:
     """Make a failed run claimable again (the caller commits): its next worker continues from
     its last checkpoint. False if it is not failed (any more)."""
-    requeued = await session.execute(
+    requeued = await _changed(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.FAILED)
-        .values(status=RunStatus.QUEUED, error=None, finished_at=None, lease_owner=None, lease_expires=None)
+        .values(status=RunStatus.QUEUED, error=None, finished_at=None, lease_owner=None, lease_expires=None),
     )
-    return requeued.rowcount == 1
+    return requeued == 1
 
 
 async def delete_run(session: AsyncSession, *, run_id: int) -> None:
