@@ -36,8 +36,13 @@ def test_metrics_report_runs_cluster_tokens_and_request_times(client):
     assert value(text, 'myriad_runs{status="queued"}') == 1
     assert value(text, 'myriad_runs{status="stopped"}') == 1
     assert value(text, "myriad_nodes") == 1
-    assert value(text, 'myriad_llm_tokens_total{kind="prompt",model="m"}') == 120
-    assert value(text, 'myriad_llm_tokens_total{kind="completion",model="m"}') == 9
+    assert value(text, 'myriad_llm_tokens{kind="prompt",model="m"}') == 120
+    assert value(text, 'myriad_llm_tokens{kind="completion",model="m"}') == 9
+    assert value(text, "myriad_rounds") == 0
+    assert value(text, "myriad_agent_steps") == value(text, "myriad_agent_step_failures") == 0
+    # `_total` is the suffix Prometheus keeps for counters; what can go down is a gauge without it.
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert [name for name, kind in types.items() if kind == "gauge" and name.endswith("_total")] == []
     assert (
         value(text, 'myriad_http_request_seconds_count{method="POST",route="create_run",status="201"}') == 2
     )

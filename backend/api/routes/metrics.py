@@ -60,20 +60,22 @@ def _snapshot(values: dict[str, Any]) -> CollectorRegistry:
     runs = Gauge("myriad_runs", "Runs by status", ["status"], registry=registry)
     for status, count in values["runs"].items():
         runs.labels(status).set(count)
+    # Gauges, all of them (no `_total`, the suffix Prometheus keeps for counters): deleting a run
+    # or a run ending takes its rounds, steps and tokens away.
     Gauge(
-        "myriad_rounds_total", "Rounds run in all runs (rate() gives rounds per second)", registry=registry
+        "myriad_rounds", "Rounds recorded in all runs (deriv() gives rounds per second)", registry=registry
     ).set(values["rounds"])
     Gauge("myriad_agents_running", "Agents of running runs", registry=registry).set(values["agents"])
     Gauge("myriad_nodes", "Ray nodes the workers see", registry=registry).set(values["nodes"])
     Gauge("myriad_hosts", "Agent hosts of active runs", registry=registry).set(values["hosts"])
-    Gauge("myriad_steps_total", "Agent steps taken by the hosts of active runs", registry=registry).set(
+    Gauge("myriad_agent_steps", "Agent steps taken by the hosts of active runs", registry=registry).set(
         values["steps"]
     )
-    Gauge("myriad_failures_total", "Failed agent steps on the hosts of active runs", registry=registry).set(
-        values["failures"]
-    )
+    Gauge(
+        "myriad_agent_step_failures", "Failed agent steps on the hosts of active runs", registry=registry
+    ).set(values["failures"])
     tokens = Gauge(
-        "myriad_llm_tokens_total",
+        "myriad_llm_tokens",
         "Language-model tokens by model and kind",
         ["model", "kind"],
         registry=registry,
