@@ -43,6 +43,10 @@ __all__ = [
 Json = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY columns, not BIGINT ones.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# ...and without AUTOINCREMENT it hands out the largest id + 1, so deleting the newest run would
+# give its id (its bookmarks, its `run-5-*` exports) to the next one. Postgres' sequences never
+# go back. For every table whose ids people see: runs, events (the feed's cursor), commands.
+NEVER_REUSED = {"sqlite_autoincrement": True}
 
 
 class RunStatus(StrEnum):
@@ -60,6 +64,7 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -152,7 +157,7 @@ class ActionRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_run_id", "run_id", "id"),)
+    __table_args__ = (Index("ix_events_run_id", "run_id", "id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -183,7 +188,7 @@ class CommandRow(Base):
     """
 
     __tablename__ = "commands"
-    __table_args__ = (Index("ix_commands_run_id", "run_id", "id"),)
+    __table_args__ = (Index("ix_commands_run_id", "run_id", "id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
