@@ -18,8 +18,9 @@ RUN_ID: ContextVar[int | None] = ContextVar("run_id", default=None)
 
 class _RunId(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.run_id = RUN_ID.get()
-        record.run = f" [run {record.run_id}]" if record.run_id is not None else ""
+        run_id = RUN_ID.get()
+        # As logging does with `extra=`: the record's fields are its __dict__.
+        record.__dict__.update(run_id=run_id, run=f" [run {run_id}]" if run_id is not None else "")
         return True
 
 
