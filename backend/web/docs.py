@@ -28,7 +28,7 @@ def _with_own_policy(page: HTMLResponse) -> HTMLResponse:
     exactly that script (by its hash), inline styles, and ReDoc's search worker (a blob: URL)."""
     hashes = [
         "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-        for script in _INLINE_SCRIPT.findall(page.body.decode())
+        for script in _INLINE_SCRIPT.findall(bytes(page.body).decode())
     ]
     page.headers["Content-Security-Policy"] = content_security_policy(
         script_src=" ".join(["'self'", *hashes]),

@@ -140,7 +140,7 @@ class Draft:
             total=get("total"),
             background=get("background"),
             persona=get("persona"),
-            llm=form.get("llm", "").strip() if isinstance(form.get("llm"), str) else "",
+            llm=get("llm"),
             budget_tokens=get("budget_tokens"),
             budget_cost=get("budget_cost"),
             # A row cleared of its name (attribute) or share (kind) is removed.
