@@ -3,7 +3,8 @@ proxy whose X-Forwarded-Proto uvicorn trusts: MYRIAD_FORWARDED_ALLOW_IPS)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import partial
+from typing import Literal
 
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,9 +16,27 @@ class SessionCookies:
     """Starlette's SessionMiddleware, whose Secure flag is fixed when built, in two builds: the
     request's scheme picks one when `secure` is "auto"; True or False pick the same for all."""
 
-    def __init__(self, app: ASGIApp, *, secure: bool | Literal["auto"], **options: Any) -> None:
-        self._plain = SessionMiddleware(app, https_only=secure is True, **options)
-        self._secure = SessionMiddleware(app, https_only=secure is not False, **options)
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secure: bool | Literal["auto"],
+        secret_key: str,
+        session_cookie: str,
+        max_age: int,
+        same_site: Literal["lax", "strict", "none"] = "lax",
+    ) -> None:
+        # Each option by name, not **options: then Middleware(SessionCookies, ...) is checked.
+        build = partial(
+            SessionMiddleware,
+            app,
+            secret_key=secret_key,
+            session_cookie=session_cookie,
+            max_age=max_age,
+            same_site=same_site,
+        )
+        self._plain = build(https_only=secure is True)
+        self._secure = build(https_only=secure is not False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         https = scope.get("scheme") in ("https", "wss")
