@@ -30,12 +30,15 @@ async def verify_csrf(request: Request) -> None:
     if sent is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        sent = (await request.form()).get("csrf")
+        field = (await request.form()).get("csrf")  # a file is no token
+        sent = field if isinstance(field, str) else None
     if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
         raise CsrfFailed
 
 
-def csrf_refused(_: Request, __: Exception) -> Response:
-    return Response(
-        "This form has expired: reload the page and try again.", status_code=status.HTTP_403_FORBIDDEN
-    )
+def csrf_refused(request: Request, _: Exception) -> Response:
+    # Imported here: the error page renders templates, whose forms need `csrf_token` above.
+    from backend.web.error_page import error_page
+
+    detail = "This form has expired: reload the page and try again."
+    return error_page(request, status.HTTP_403_FORBIDDEN, detail)

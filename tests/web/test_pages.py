@@ -2,6 +2,7 @@ import threading
 import time
 
 import httpx2 as httpx
+from fastapi.testclient import TestClient
 
 from tests.conftest import TOKEN, csrf_of, serve_app, sign_in, spec_data
 
@@ -64,13 +65,63 @@ def test_what_is_not_there_is_a_page_saying_so_and_runs_is_the_runs_list(member)
     ]:
         page = member.get(path)
         assert page.status_code == 404
-        assert page.template.name == "not_found.html"
-        assert f"<p>{detail}.</p>" in page.text
+        assert page.template.name == "error.html"
+        assert f'<p class="detail">{detail}.</p>' in page.text
         assert 'href="http://testserver/">All runs</a>' in page.text
     api = member.get("/api/v1/runs/999", headers={"Authorization": f"Bearer {TOKEN}"})
     assert (api.status_code, api.json()["detail"]) == (404, "run 999 not found")  # clients keep JSON
     moved = member.get("/runs")
     assert (moved.status_code, moved.headers["location"]) == (308, "http://testserver/")
+
+
+def test_every_error_is_a_page_for_a_person_and_json_for_a_client(member):
+    """403, 409, 422 and 500 (as 404 above): a person gets a page with the API's sentence and a
+    way back; the API, a client asking for JSON and the live streams keep the JSON."""
+    from backend.workflow.lifecycle import IllegalTransition
+
+    async def busy() -> None:
+        raise IllegalTransition("run 3 is running; stop it before deleting it")
+
+    async def boom() -> None:
+        raise RuntimeError("a bug with a secret in it")
+
+    member.app.add_api_route("/busy", busy)
+    member.app.add_api_route("/boom", boom)
+    came_from = {"Referer": "http://testserver/runs/new"}
+    with TestClient(member.app, raise_server_exceptions=False, cookies=dict(member.cookies)) as quiet:
+        answers = {
+            403: (
+                member.post("/logout", data={"csrf": "forged"}, headers=came_from),
+                "This form has expired",
+            ),
+            409: (member.get("/busy", headers=came_from), "run 3 is running; stop it before deleting it."),
+            422: (
+                member.get("/runs/1/chart", params={"round": 0}, headers=came_from),
+                "invalid input: query.round:",
+            ),
+            500: (quiet.get("/boom", headers=came_from), "internal error."),
+        }
+        as_json = quiet.get("/boom", headers={"Accept": "application/json"})
+    for code, (page, sentence) in answers.items():
+        assert page.status_code == code
+        assert page.headers["content-type"].startswith("text/html"), code
+        assert '<p class="detail">' + sentence in page.text, (code, page.text)
+        assert '<a href="http://testserver/runs/new">Back to the page you came from</a>' in page.text, code
+        assert 'href="http://testserver/">All runs</a>' in page.text, code
+    assert "secret" not in answers[500][0].text
+    assert "<li><code>query.round</code>: Input should be greater than" in answers[422][0].text
+    assert (as_json.status_code, as_json.json()) == (500, {"detail": "internal error", "errors": []})
+    api = member.get("/api/v1/runs/abc", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert api.status_code == 422
+    assert api.json()["detail"].startswith("invalid input: path.run_id:")
+    busy_json = member.get("/busy", headers={"Accept": "application/json"})
+    assert busy_json.json()["detail"] == "run 3 is running; stop it before deleting it"
+    # htmx, aiming at part of a page, gets the sentence alone (it swaps a 422 in place).
+    fragment = member.get(
+        "/runs/1/chart", params={"round": 0}, headers={"HX-Request": "true", "HX-Target": "run-chart"}
+    )
+    assert fragment.text.startswith('<p class="error" role="alert">invalid input: query.round:')
+    assert "<html" not in fragment.text
 
 
 def test_sign_out_needs_the_csrf_token(visitor):
