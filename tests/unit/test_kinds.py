@@ -1,8 +1,9 @@
 import asyncio
+import time
 
 import pytest
 
-from agents.core import AgentContext, Observation, Profile
+from agents.core import Action, AgentContext, Observation, Profile
 from agents.kinds import KINDS
 from agents.kinds.guessing import Adaptive, AdaptiveParams, EfficiencyProbe, LevelK, LevelKParams, ProbeParams
 from agents.registry import UnknownName
@@ -41,10 +42,19 @@ def test_adaptive_without_results_keeps_guessing_at_random():
 
 
 def test_probe_waits_then_answers():
-    a = agent(EfficiencyProbe, ProbeParams(delay=0.01))
-    assert not a.synchronous
-    action = asyncio.run(a.act(Observation(1, PUBLIC)))
-    assert 0 <= action.payload <= 100
+    """Each probe waits its delay, and waiting probes overlap: 20 of them together take about one
+    delay (neither none, nor twenty)."""
+    probes = [agent(EfficiencyProbe, ProbeParams(delay=0.3), i) for i in range(20)]
+    assert not any(p.synchronous for p in probes)
+
+    async def round_of_probes() -> list[Action]:
+        return await asyncio.gather(*(p.act(Observation(1, PUBLIC)) for p in probes))
+
+    started = time.monotonic()
+    actions = asyncio.run(round_of_probes())
+    took = time.monotonic() - started
+    assert 0.3 <= took < 2.0, f"20 probes of 0.3 s took {took:.2f} s"
+    assert all(0 <= a.payload <= 100 for a in actions)
 
 
 def test_kinds_are_found_by_name_and_unknown_ones_are_listed():
