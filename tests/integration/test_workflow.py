@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +19,7 @@ from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, R
 from backend.workflow.lifecycle import IllegalTransition
 from backend.workflow.worker import Worker
 from tests.conftest import spec_data
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -37,15 +37,6 @@ async def uninterrupted(run_spec: RunSpec) -> list[dict]:
 
 async def stored_stats(rt: Runtime, run_id: int) -> list[dict]:
     return [r.stats for r in await services.rounds(rt, run_id)]
-
-
-async def wait_for(predicate, timeout: float = 120, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := await predicate():
-            return value
-        await asyncio.sleep(every)
-    raise TimeoutError("condition not reached")
 
 
 async def status_of(rt: Runtime, run_id: int) -> str:
@@ -118,14 +109,14 @@ async def test_a_run_taken_over_mid_way_ends_as_if_never_interrupted(runtime, se
         start_new_session=True,
     )
     try:
-        await wait_for(lambda: _round_at_least(runtime, run.id, 2), every=0.02)
+        await wait_for_async(lambda: _round_at_least(runtime, run.id, 2), "round 2", 120, every=0.02)
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait()
     assert (await services.get_run(runtime, run.id)).round < 6, "the run ended before the kill"
 
     second = Worker(runtime)  # the runtime's worker id is "test-worker"
-    taken = await wait_for(lambda: second.claim(run.id), timeout=30, every=0.5)
+    taken = await wait_for_async(lambda: second.claim(run.id), "the lost lease to expire", 30, every=0.5)
     assert taken.attempts == 2
     assert await second.drive(taken) == RunStatus.COMPLETED
     assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
@@ -165,11 +156,11 @@ async def test_pause_resume_inject_and_stop_from_another_process(runtime, settin
     run = await services.submit(runtime, spec(rounds=200, **{"population.kinds": PROBES}))
     worker = Worker(runtime)
     driving = asyncio.create_task(worker.drive(await worker.claim(run.id)))
-    await wait_for(lambda: _round_at_least(runtime, run.id, 1))
+    await wait_for_async(lambda: _round_at_least(runtime, run.id, 1), "round 1", 120)
 
     paused = await asyncio.to_thread(cli, settings, "runs", "pause", str(run.id))
     assert paused.returncode == 0, paused.stderr
-    await wait_for(lambda: _is(runtime, run.id, "paused"))
+    await wait_for_async(lambda: _is(runtime, run.id, "paused"), "the run to pause", 120)
     at = (await services.get_run(runtime, run.id)).round
     await asyncio.sleep(1.5)  # five rounds' worth of time
     assert (await services.get_run(runtime, run.id)).round == at
@@ -184,7 +175,7 @@ async def test_pause_resume_inject_and_stop_from_another_process(runtime, settin
     assert injected.returncode == 0, injected.stderr
     resumed = await asyncio.to_thread(cli, settings, "runs", "resume", str(run.id))
     assert resumed.returncode == 0, resumed.stderr
-    await wait_for(lambda: _round_at_least(runtime, run.id, at + 2))
+    await wait_for_async(lambda: _round_at_least(runtime, run.id, at + 2), f"round {at + 2}", 120)
 
     stopped = await asyncio.to_thread(cli, settings, "runs", "stop", str(run.id))
     assert stopped.returncode == 0, stopped.stderr
@@ -242,12 +233,14 @@ async def test_killed_worker_is_taken_over_without_duplicate_actions(runtime, se
 
     first = start_worker("doomed")
     try:
-        await wait_for(lambda: _round_at_least(runtime, run.id, 2), timeout=180, every=0.05)
+        await wait_for_async(lambda: _round_at_least(runtime, run.id, 2), "round 2", 180, every=0.05)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         second = start_worker("rescuer")
         try:
-            await wait_for(lambda: _is(runtime, run.id, "completed"), timeout=300, every=0.5)
+            await wait_for_async(
+                lambda: _is(runtime, run.id, "completed"), "the rescuer to finish", 300, every=0.5
+            )
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(timeout=60)
@@ -278,7 +271,7 @@ async def test_sigterm_hands_the_run_back_at_a_round_boundary(runtime, settings,
         [sys.executable, "-m", "backend.cli", "worker"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        await wait_for(lambda: _round_at_least(runtime, run.id, 2), timeout=120)
+        await wait_for_async(lambda: _round_at_least(runtime, run.id, 2), "round 2", 120)
         worker.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(worker.communicate, timeout=60)
     finally:
