@@ -22,10 +22,14 @@ $(VENDOR)/.installed: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent vendor
 	touch $@
 
-# The dashboard on the embedded default; it prints its sign-in link. `myriad run SPEC` runs a spec
-# in the terminal instead.
+# The dashboard on the embedded default (with a worker process beside it that drives the runs); it
+# prints its sign-in link once it answers, and opens no browser. `make run PORT=8080 HOST=0.0.0.0`
+# serves elsewhere (given on the command line: a shell may export HOST for its own use). `myriad
+# run SPEC` runs a spec in the terminal instead.
+HOST = 127.0.0.1
+PORT = 8000
 run: $(STAMP) $(VENDOR)/.installed
-	$(BIN)/myriad serve
+	$(BIN)/myriad serve --host $(HOST) --port $(PORT)
 
 # The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here.
 $(CHROMIUM):

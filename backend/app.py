@@ -9,8 +9,8 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import version
 
 import uvicorn
@@ -42,11 +42,13 @@ from backend.web.auth import SESSION_SECONDS, LoginRequired, login_redirect
 from backend.web.cookies import SessionCookies
 from backend.web.csrf import CsrfFailed, csrf_refused
 from backend.web.render import FRONTEND
-from backend.workflow.worker import Worker
+from backend.worker_process import WorkerProcess
 
 __all__ = ["Server", "create_app"]
 
 log = logging.getLogger(__name__)
+
+READY_PROBE_SECONDS = 0.1  # between two asks of /healthz while the service starts
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -59,28 +61,25 @@ class _App(FastAPI):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, worker: bool = False) -> FastAPI:
     """The app for `settings` (default: from the environment).
 
-    Its lifespan opens the runtime and, when `settings.runs_worker_in_process` (the embedded
-    default), drives runs in this process too; production runs `myriad worker`s beside it.
+    The app never drives runs itself, so it needs no Ray: its lifespan opens the runtime (the
+    database, the live layer) and, with `worker` (what `myriad serve` asks for when
+    `settings.serve_starts_worker`, the embedded default), starts a `myriad worker` process beside
+    it and stops it on the way out; in production `myriad worker`s run on their own.
     The token is `settings.token`, or a fresh one kept in `app.state.token` for `serve` to print.
     """
     settings = settings or Settings()
-    in_process = settings.runs_worker_in_process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Runtime(settings, ray=in_process) as rt:
-            app.state.runtime = rt
-            stop = asyncio.Event()
-            worker = asyncio.create_task(Worker(rt).serve(stop)) if in_process else None
-            try:
-                yield
-            finally:
-                stop.set()
-                if worker is not None:
-                    await worker
+        async with AsyncExitStack() as stack:
+            # The runtime first: the worker joins the embedded live layer this process owns.
+            app.state.runtime = await stack.enter_async_context(Runtime(settings))
+            if worker:
+                app.state.worker = await stack.enter_async_context(WorkerProcess(settings))
+            yield
 
     token = settings.token or secrets.token_urlsafe(24)
     session_key = (
@@ -152,8 +151,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 class Server(uvicorn.Server):
     """uvicorn that ends the dashboard's live streams as it begins to shut down, so stopping
-    never waits on a browser left open."""
+    never waits on a browser left open; and, given `on_ready`, calls it with the service's URL
+    once `/healthz` answers (so a link printed then works at once)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None = None) -> None:
+        super().__init__(config)
+        if not isinstance(config.app, FastAPI):
+            raise TypeError(f"Server serves a FastAPI app, not {config.app!r}")
+        self._closing: threading.Event = config.app.state.closing
+        self.on_ready = on_ready
+        self._probe: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self._probe = asyncio.create_task(self._when_healthy(self.on_ready))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.config.app.state.closing.set()
+        self._closing.set()
+        if self._probe is not None:
+            self._probe.cancel()
         await super().shutdown(sockets)
+
+    async def _when_healthy(self, on_ready: Callable[[str], None]) -> None:
+        host, port = self.config.host, self.servers[0].sockets[0].getsockname()[1]
+        # A server on every interface answers on loopback.
+        probe = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        while not await _healthy(probe, port):
+            await asyncio.sleep(READY_PROBE_SECONDS)
+        on_ready(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+
+
+async def _healthy(host: str, port: int) -> bool:
+    """Whether GET /healthz at host:port answers 200."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), 5)
+        return status.split()[1:2] == [b"200"]
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()

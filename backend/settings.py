@@ -94,8 +94,10 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "WARNING", pattern="(?i)^(debug|info|warning|error|critical)$", description="the least `myriad` logs"
     )
-    in_process_worker: bool | None = Field(
-        None, description="drive runs inside `myriad serve`; default: on SQLite yes, on Postgres no"
+    serve_worker: bool | None = Field(
+        None,
+        description="`myriad serve` starts a `myriad worker` process beside it, which drives the runs "
+        "(stopped with it); default: on SQLite yes, on Postgres no (workers run on their own)",
     )
 
     @field_validator("database_url")
@@ -151,5 +153,5 @@ class Settings(BaseSettings):
         return self.database_url.startswith("postgresql")
 
     @property
-    def runs_worker_in_process(self) -> bool:
-        return self.in_process_worker if self.in_process_worker is not None else not self.is_postgres
+    def serve_starts_worker(self) -> bool:
+        return self.serve_worker if self.serve_worker is not None else not self.is_postgres

@@ -20,6 +20,7 @@ import pytest
 import ray
 import ray.cloudpickle
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 from sqlalchemy import text
@@ -33,6 +34,7 @@ from backend.cli.serve import STREAMS_GRACE, server_config
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
+from backend.workflow.worker import Worker
 from tests import helpers
 
 BASE_SPEC: dict[str, Any] = {
@@ -203,15 +205,38 @@ TOKEN = "test-token-of-24-chars--"
 
 
 def driving_settings(database_url: str, redis_url: str) -> Settings:
-    """The service as `myriad serve` runs embedded: it drives runs itself (also on Postgres here:
-    one process is enough), looking for new ones every 0.2 s."""
+    """The service with a worker beside it that looks for new runs every 0.2 s (see
+    `driving_app`)."""
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
         token=TOKEN,
-        in_process_worker=True,
+        serve_worker=False,
         poll_seconds=0.2,
     )
+
+
+def driving_app(settings: Settings) -> FastAPI:
+    """The app with a worker driving runs beside it, as `myriad serve` has on the embedded default
+    (also on Postgres here), but in the app's event loop and on the test session's Ray cluster
+    rather than in a process of its own: the app itself never drives runs. The worker hands its
+    run back at a round boundary when the app stops."""
+    app = create_app(settings)
+    serving = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with serving(app) as state:
+            stop = asyncio.Event()
+            worker = asyncio.create_task(Worker(app.state.runtime).serve(stop))
+            try:
+                yield state
+            finally:
+                stop.set()
+                await worker
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 @pytest.fixture
@@ -220,7 +245,7 @@ def api_settings(tmp_path, redis_url) -> Settings:
         database_url=f"sqlite:///{tmp_path / 'api.db'}",
         redis_url=redis_url,
         token=TOKEN,
-        in_process_worker=False,
+        serve_worker=False,
     )
 
 
@@ -261,11 +286,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(settings: Settings, grace: float = STREAMS_GRACE) -> Iterator[str]:
+def serve_app(settings: Settings, grace: int = STREAMS_GRACE, *, drive: bool = False) -> Iterator[str]:
     """The app under uvicorn on a free loopback port, in a thread; yields its base URL. Requests
-    still going when it stops get `grace` seconds."""
+    still going when it stops get `grace` seconds; with `drive`, a worker drives runs beside it
+    (`driving_app`)."""
     port = _free_port()
-    server = Server(server_config(create_app(settings), settings, "127.0.0.1", port, grace=grace))
+    app = driving_app(settings) if drive else create_app(settings)
+    server = Server(server_config(app, settings, "127.0.0.1", port, grace=grace))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -329,9 +356,9 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_url, ray_cluster):
-    """The embedded service (it drives runs itself) on a loopback port."""
+    """The service with a worker beside it (`driving_app`) on a loopback port."""
     settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}", redis_url)
-    with serve_app(settings) as url:
+    with serve_app(settings, drive=True) as url:
         yield url
 
 

@@ -89,6 +89,25 @@ class Service:
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 
+    def worker(self, timeout: float = 30) -> psutil.Process:
+        """The `myriad worker` process serve started beside itself."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for child in psutil.Process(self.process.pid).children():
+                with contextlib.suppress(psutil.Error):
+                    if "worker" in child.cmdline():
+                        return child
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
+
+    def wait_log(self, text: str, timeout: float = 120) -> None:
+        """Wait until the service's output says `text`."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
+
     def ray_dir(self) -> Path:
         """The temp dir of the service's Ray cluster, as its processes' command lines name it."""
         for child in self.descendants():

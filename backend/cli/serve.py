@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -10,9 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from backend.cli.main import console, main
-from backend.runtime import Runtime
 from backend.settings import Settings
-from backend.workflow.worker import Worker
 
 if TYPE_CHECKING:  # the web server's imports are left to `serve`, so other commands start quickly
     import uvicorn
@@ -26,21 +25,28 @@ STREAMS_GRACE = 3  # seconds requests still going get when the service stops (li
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def serve(host: str, port: int) -> None:
-    """Serve the REST API (and, on the embedded default, drive runs in this process)."""
+    """Serve the dashboard and the REST API; on the embedded default (SQLite) also start a
+    `myriad worker` process beside it, which drives the runs and stops with it."""
     from backend.app import Server, create_app
 
     settings = Settings()
-    app = create_app(settings)
-    where = f"http://{host}:{port}"
-    _print_sign_in(settings, where, app.state.token)
-    console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
-    if settings.runs_worker_in_process:
-        console.print("Starting the embedded database, live layer and Ray cluster…", highlight=False)
-    Server(server_config(app, settings, host, port)).run()
+    worker = settings.serve_starts_worker
+    app = create_app(settings, worker=worker)
+    starting = "the database and the live layer"
+    if worker:
+        starting += ", and a worker process (it starts a local Ray cluster)"
+    console.print(f"Starting Myriad: {starting}…", highlight=False)
+
+    def ready(where: str) -> None:
+        console.print(f"Myriad is ready at {where}  (Ctrl-C stops it)", highlight=False)
+        _print_sign_in(settings, where, app.state.token)
+        console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
+
+    Server(server_config(app, settings, host, port), on_ready=ready).run()
 
 
 def server_config(
-    app: FastAPI, settings: Settings, host: str, port: int, grace: float = STREAMS_GRACE
+    app: FastAPI, settings: Settings, host: str, port: int, grace: int = STREAMS_GRACE
 ) -> uvicorn.Config:
     """How `serve` runs the app under uvicorn; requests still going when it stops get `grace`
     seconds."""
@@ -82,18 +88,37 @@ def _print_sign_in(settings: Settings, where: str, token: str) -> None:
 @main.command()
 @click.option("--exit-when-idle", is_flag=True, help="stop when no run is left to claim")
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [RAY_ADDRESS; default: start one]")
-def worker(exit_when_idle: bool, address: str | None) -> None:
+@click.option(
+    "--parent-pid",
+    type=click.IntRange(1),
+    help="stop when the process with this id ends, however it ends (how `myriad serve` ties the "
+    "worker it starts to itself)",
+)
+def worker(exit_when_idle: bool, address: str | None, parent_pid: int | None) -> None:
     """Claim queued runs (and runs whose worker died) and drive them."""
     settings = Settings(ray_address=address) if address else Settings()
-    asyncio.run(_serve(settings, exit_when_idle))
+    asyncio.run(_serve(settings, exit_when_idle, parent_pid))
 
 
-async def _serve(settings: Settings, exit_when_idle: bool) -> None:
+async def _serve(settings: Settings, exit_when_idle: bool, parent_pid: int | None) -> None:
+    from backend.runtime import Runtime
+    from backend.worker_process import stop_with_parent
+    from backend.workflow.worker import Worker
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if parent_pid is not None:
+        stop_with_parent(parent_pid, stop.set, loop)
+    me = f"worker {settings.worker_id}"
+    if settings.ray_address:
+        click.echo(f"{me}: joining the Ray cluster at {settings.ray_address}…", err=True)
+    else:
+        click.echo(f"{me}: starting a local Ray cluster…", err=True)
     async with Runtime(settings, ray=True) as rt:
-        click.echo(f"worker {settings.worker_id} waiting for runs", err=True)
+        if stop.is_set():
+            return  # asked to stop while Ray was starting
+        click.echo(f"{me} (process {os.getpid()}) is waiting for runs", err=True)
         driven = await Worker(rt).serve(stop, exit_when_idle=exit_when_idle)
-    click.echo(f"worker {settings.worker_id} drove {driven} run(s)", err=True)
+    click.echo(f"{me} drove {driven} run(s)", err=True)

@@ -5,8 +5,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app import create_app
-from tests.conftest import TOKEN, driving_settings, spec_data
+from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -17,7 +16,7 @@ def finished(request, tmp_path_factory, redis_url, ray_cluster):
     else:
         database_url = f"sqlite:///{tmp_path_factory.mktemp('agents') / 'api.db'}"
     settings = driving_settings(database_url, redis_url)
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    with TestClient(driving_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = client.post("/api/v1/runs", json=spec_data(rounds=3, placement={"hosts": 2})).json()
         news = {"content": "The mean fell.", "public": True}
         assert client.post(f"/api/v1/runs/{run['id']}/inject", json=news).status_code == 202

@@ -24,7 +24,7 @@ CONFIG = "post_hooks: []\n"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, redis_url, ray_cluster):
     folder = tmp_path_factory.mktemp("client")
-    with serve_app(driving_settings(f"sqlite:///{folder / 'client.db'}", redis_url)) as url:
+    with serve_app(driving_settings(f"sqlite:///{folder / 'client.db'}", redis_url), drive=True) as url:
         yield url, folder
 
 

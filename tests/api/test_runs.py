@@ -4,8 +4,7 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app import create_app
-from tests.conftest import SOCIAL, TOKEN, spec_data
+from tests.conftest import SOCIAL, TOKEN, driving_app, spec_data
 
 
 @pytest.fixture(autouse=True)
@@ -121,11 +120,11 @@ def test_delete_and_export(client):
 
 
 @pytest.mark.usefixtures("ray_cluster")
-def test_the_embedded_service_drives_runs_itself(api_settings):
+def test_a_worker_beside_the_service_drives_its_runs(api_settings):
     import time
 
-    settings = api_settings.model_copy(update={"in_process_worker": True, "poll_seconds": 0.2})
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    settings = api_settings.model_copy(update={"poll_seconds": 0.2})
+    with TestClient(driving_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = create(client, rounds=3, placement={"hosts": 2})
         deadline = time.monotonic() + 120
         while (current := client.get(f"/api/v1/runs/{run['id']}").json())["status"] != "completed":

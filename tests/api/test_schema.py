@@ -24,7 +24,7 @@ def api_url(tmp_path_factory, redis_url):
         database_url=f"sqlite:///{tmp_path_factory.mktemp('schema') / 'api.db'}",
         redis_url=redis_url,
         token=TOKEN,
-        in_process_worker=False,
+        serve_worker=False,
         # schemathesis sends wrong tokens on purpose (they must be refused): no limit on that here.
         # The limit has its own tests (tests/security/test_web.py).
         sign_in_failures=1_000_000,

@@ -10,6 +10,7 @@ Ray cluster, its temp dir.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -164,3 +165,97 @@ def test_a_runtime_whose_ray_does_not_connect_leaves_nothing_running(tmp_path):
     assert [listening_at(p) for p in found["ports"]] == [None] * len(found["ports"])
     assert not found["announced"]
     assert found["disposed"]
+
+
+SMALL: dict[str, Any] = {
+    "name": "small",
+    "scenario": {"name": "guess_two_thirds"},
+    "rounds": 3,
+    "seed": 5,
+    "population": {"total": 2000, "kinds": [{"kind": "level_k", "share": 100, "params": {"k": 1}}]},
+}
+
+
+def _loads_ray(process: psutil.Process) -> bool:
+    """Whether Ray's native library is loaded in `process` (it is, once Ray is imported)."""
+    return any("_raylet" in m.path for m in process.memory_maps())
+
+
+def test_serve_drives_runs_in_a_worker_process_that_stops_with_it(tmp_path):
+    """The web server and the worker are two processes of one tree: the worker (a child of
+    serve) drives the runs and runs Ray, the web server has no Ray at all; SIGTERM to serve
+    stops both, and everything the worker started."""
+    service = Service(tmp_path, free_port(), "serve")
+    valkeys: list[psutil.Process] = []
+    try:
+        service.wait_up()
+        valkeys.append(announced_server(tmp_path))
+        worker = service.worker()
+        assert worker.ppid() == service.process.pid
+        run = service.http.post("/api/v1/runs", json=SMALL).json()["id"]
+        assert service.wait_for(run, lambda r: r["status"] != "queued")["status"] in ("running", "completed")
+        done = service.wait_for(run, lambda r: r["status"] == "completed")
+        assert done["round"] == SMALL["rounds"]
+        events = service.http.get(f"/api/v1/runs/{run}/events").json()["data"]
+        assert {e["kind"] for e in events} >= {"queued", "started", "completed"}
+        tree = service.descendants()
+        assert _loads_ray(worker)
+        assert not _loads_ray(psutil.Process(service.process.pid))
+        assert all(p.ppid() != service.process.pid for p in tree if p.pid != worker.pid), (
+            "Ray's processes are the worker's, not the web server's"
+        )
+        assert service.stop() in (0, -signal.SIGTERM), service.log.read_text()
+        assert alive(tree) == [], [p.pid for p in alive(tree)]
+        assert "drove 1 run(s)" in service.log.read_text()
+        assert alive(valkeys) == []
+    finally:
+        service.kill_group()
+        kill_valkeys(valkeys)
+
+
+def test_a_killed_serve_takes_its_worker_with_it(tmp_path):
+    """SIGKILL to serve (nothing of it runs to stop the worker): the worker, and the Ray
+    cluster it started, end by themselves within seconds."""
+    service = Service(tmp_path, free_port(), "serve")
+    valkeys: list[psutil.Process] = []
+    try:
+        service.wait_up()
+        valkeys.append(announced_server(tmp_path))
+        worker = service.worker()
+        service.wait_log("is waiting for runs")  # its Ray cluster is up
+        tree = service.descendants()
+        assert worker in tree
+        assert len(tree) > 1  # and Ray's processes
+        ray_dir = service.ray_dir()
+        # Its own session: the worker is not in serve's process group, so only it can end itself.
+        assert os.getpgid(worker.pid) != service.process.pid
+        service.process.kill()
+        service.process.wait(30)
+        _, left = psutil.wait_procs(tree, timeout=30)  # the bound: 30 s (about 3 s here)
+        assert left == [], [(p.pid, p.name()) for p in left]
+        assert not ray_dir.exists()  # the worker stopped its cluster cleanly
+    finally:
+        service.kill_group()
+        kill_valkeys(valkeys)
+
+
+def test_the_sign_in_link_is_printed_once_the_service_answers(tmp_path):
+    """Not before: a link clicked the moment it appears must work. "ready" says so."""
+    service = Service(tmp_path, free_port(), "serve")
+    valkeys: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        while "Myriad dashboard:" not in (printed := service.log.read_text()):
+            assert service.process.poll() is None, printed
+            assert time.monotonic() < deadline, printed
+            time.sleep(0.01)
+        assert service.http.get("/healthz").status_code == 200
+        lines = printed.splitlines()
+        starting = next(i for i, line in enumerate(lines) if line.startswith("Starting Myriad"))
+        ready = next(i for i, line in enumerate(lines) if line.startswith("Myriad is ready at http"))
+        link = next(i for i, line in enumerate(lines) if line.startswith("Myriad dashboard:"))
+        assert starting < ready < link, printed
+        valkeys.append(announced_server(tmp_path))
+    finally:
+        service.kill_group()
+        kill_valkeys([v for v in valkeys if v is not None])

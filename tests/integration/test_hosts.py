@@ -111,9 +111,7 @@ def cluster(postgres_url, redis_url):
                 stderr=subprocess.STDOUT,
             )
         net.processes.append(worker)
-        settings = Settings(
-            database_url=postgres_url, redis_url=redis_url, token=TOKEN, in_process_worker=False
-        )
+        settings = Settings(database_url=postgres_url, redis_url=redis_url, token=TOKEN, serve_worker=False)
         with TestClient(create_app(settings), headers=API) as client:
             expected = {net.address[name] for name in workers}
 

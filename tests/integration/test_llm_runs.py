@@ -7,9 +7,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from backend.app import create_app
 from backend.settings import Settings
-from tests.conftest import LLM_KEY, TOKEN, driving_settings, spec_data, stub_model
+from tests.conftest import LLM_KEY, TOKEN, driving_app, driving_settings, spec_data, stub_model
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 AGENTS = 300
@@ -50,7 +49,7 @@ def driving_anew(database: Path, redis_url: str) -> Settings:
 
 @pytest.fixture
 def service(tmp_path, redis_url, ray_cluster):
-    with TestClient(create_app(driving_anew(tmp_path / "llm.db", redis_url)), headers=API) as client:
+    with TestClient(driving_app(driving_anew(tmp_path / "llm.db", redis_url)), headers=API) as client:
         yield client
 
 
@@ -258,7 +257,7 @@ def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
     spec = llm_spec(
         llm_stub.url, rounds=4, **{"population.total": 40, "population.persona": {"model": "stub"}}
     )
-    with TestClient(create_app(settings), headers=API) as first:
+    with TestClient(driving_app(settings), headers=API) as first:
         run = first.post("/api/v1/runs", json=spec).json()
         deadline = time.monotonic() + 60
         while first.get(f"/api/v1/runs/{run['id']}").json()["round"] < 1:
@@ -266,7 +265,7 @@ def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
             time.sleep(0.1)
     # Leaving the service stops its worker, which hands the run back at a round boundary.
     assert llm_stub.served.personas == 40
-    with TestClient(create_app(settings), headers=API) as second:
+    with TestClient(driving_app(settings), headers=API) as second:
         done = wait_for(second, run["id"], "completed")
         events = [
             e["kind"]
@@ -287,7 +286,7 @@ def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
     settings = driving_anew(tmp_path / "leaving.db", redis_url)
     persona = {"population.total": 2000, "population.persona": {"model": "stub"}}
     spec = llm_spec(llm_stub.url, rounds=2, **persona)
-    with TestClient(create_app(settings), headers=API) as first:
+    with TestClient(driving_app(settings), headers=API) as first:
         run = first.post("/api/v1/runs", json=spec).json()
         url = f"/api/v1/runs/{run['id']}"
 
@@ -305,7 +304,7 @@ def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
     # Leaving stopped the writing; the next worker writes the backgrounds and then pauses.
-    with TestClient(create_app(settings), headers=API) as second:
+    with TestClient(driving_app(settings), headers=API) as second:
         paused = wait_for(second, run["id"], "paused")
         kinds = [e["kind"] for e in second.get(f"{url}/events").json()["data"]]
         assert second.post(f"{url}/stop").status_code == 202

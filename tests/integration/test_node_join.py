@@ -12,8 +12,7 @@ import ray
 from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
-from backend.app import create_app
-from tests.conftest import TOKEN, driving_settings, spec_data
+from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 MYRIAD = str(Path(sys.executable).with_name("myriad"))
@@ -37,7 +36,7 @@ def test_a_joining_node_takes_the_next_runs_hosts(tmp_path, redis_url, ray_clust
     before = {n.node_id for n in alive_nodes()}
     address = ray.get_runtime_context().gcs_address
     second = settings.model_copy(update={"worker_id": "second-worker"})  # a worker drives one run
-    with TestClient(create_app(settings), headers=API) as client, TestClient(create_app(second)):
+    with TestClient(driving_app(settings), headers=API) as client, TestClient(driving_app(second)):
         busy = client.post("/api/v1/runs", json=slow("busy", hosts=3)).json()
         until(lambda: client.get(f"/api/v1/runs/{busy['id']}").json()["round"] >= 1)
         joining = subprocess.Popen(

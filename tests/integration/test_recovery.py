@@ -6,8 +6,7 @@ import time
 from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
-from backend.app import create_app
-from tests.conftest import TOKEN, driving_settings, spec_data
+from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -37,7 +36,7 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url,
     extra = ray_cluster.add_node(num_cpus=1)  # the node to lose: the others serve the whole session
     ray_cluster.wait_for_nodes()
     settings = driving_settings(f"sqlite:///{tmp_path / 'recovery.db'}", redis_url)
-    with TestClient(create_app(settings), headers=API) as client:
+    with TestClient(driving_app(settings), headers=API) as client:
         undisturbed = client.post("/api/v1/runs", json=spec | {"name": "undisturbed"}).json()
         wait_for(client, undisturbed["id"], lambda r: r["status"] == "completed")
         run = client.post("/api/v1/runs", json=spec).json()

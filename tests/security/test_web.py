@@ -184,9 +184,16 @@ def test_a_short_token_is_refused_at_start(tmp_path, monkeypatch):
 
 @pytest.fixture
 def served(monkeypatch, tmp_path):
-    """`myriad serve` up to starting uvicorn: what it printed, and the uvicorn config it made."""
+    """`myriad serve` up to starting uvicorn, then as once it answers: what it printed, and the
+    uvicorn config it made."""
     configs = []
-    monkeypatch.setattr(Server, "run", lambda self: configs.append(self.config))
+
+    def run(self: Server) -> None:
+        configs.append(self.config)
+        if self.on_ready is not None:
+            self.on_ready(f"http://{self.config.host}:{self.config.port}")
+
+    monkeypatch.setattr(Server, "run", run)
     monkeypatch.chdir(tmp_path)
 
     def serve(**env: str) -> tuple[str, object]:

@@ -18,7 +18,7 @@ from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
 from backend.store.models import Run
-from tests.conftest import SOCIAL, TOKEN, csrf_of, driving_settings, sign_in, spec_data
+from tests.conftest import SOCIAL, TOKEN, csrf_of, driving_app, driving_settings, sign_in, spec_data
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -27,7 +27,7 @@ API = {"Authorization": f"Bearer {TOKEN}"}
 def finished(tmp_path_factory, redis_url, ray_cluster):
     """(signed-in client, run) for a 1,000-agent, 3-round run with a message to the women."""
     settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('pages') / 'site.db'}", redis_url)
-    with TestClient(create_app(settings), follow_redirects=False) as client:
+    with TestClient(driving_app(settings), follow_redirects=False) as client:
         sign_in(client)
         run = client.post("/api/v1/runs", json=spec_data(placement={"hosts": 2}), headers=API).json()
         inject = {"content": "Most players answer low.", "where": {"gender": "female"}}
