@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import psutil
 import pytest
@@ -14,6 +13,7 @@ from agents.host import AgentHost
 from agents.simulation import Simulation
 from agents.spec import RunSpec
 from tests.conftest import spec_data
+from tests.waiting import wait_for_async
 
 
 def llm_run(url: str, agents: int = 40) -> RunSpec:
@@ -68,9 +68,10 @@ async def test_hosts_close_their_clients_on_request_and_a_simulation_stops_them_
         assert connections_to(llm_stub.port) == []
         await sim.aclose()  # what `async with Simulation(...)` does on the way out
         assert sim.hosts == []
-        deadline = time.monotonic() + 30
-        while any(psutil.pid_exists(pid) for pid in hosts):  # ray.kill: stopped soon after
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+
+        async def stopped() -> bool:  # ray.kill: stopped soon after
+            return not any(psutil.pid_exists(pid) for pid in hosts)
+
+        await wait_for_async(stopped, "the hosts' processes to end", 30)
     finally:
         await sim.aclose()

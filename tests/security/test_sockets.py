@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +28,7 @@ import redis
 import yaml
 
 from tests.embedded import MYRIAD, Service, alive, announced_server, free_port, kill_valkeys, listening_at
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -184,13 +184,6 @@ def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
         process.wait(30)
 
 
-def until_listening(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while listening_at(port) is None:
-        assert time.monotonic() < deadline, f"nothing listens at {port}"
-        time.sleep(0.2)
-
-
 def test_a_token_cluster_refuses_a_node_without_the_token():
     token = secrets.token_hex(32)
     head_command, settings = compose_ray({"RAY_AUTH_TOKEN": token})
@@ -205,7 +198,7 @@ def test_a_token_cluster_refuses_a_node_without_the_token():
     node = [MYRIAD, "node", "join", address, "--cpus", "1", "--temp-dir", str(folder / "node")]
     try:
         with started(head_command, ray_env(folder) | settings, folder / "head.log"):
-            until_listening(port)
+            wait_for(lambda: listening_at(port), f"something to listen at {port}", every=0.2)
             # A node without the token: refused by the head (Ray's own `ray start`), or not even
             # started (`myriad node join`).
             intruder = [RAY, "start", f"--address={address}", f"--temp-dir={folder / 'intruder'}", "--block"]
