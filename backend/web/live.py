@@ -69,8 +69,9 @@ async def run_stream(
     request: Request, rt: RuntimeDep, run_id: RunId, cursor: Annotated[int, Depends(_cursor)]
 ) -> AsyncIterator[ServerSentEvent]:
     """A run's page: new events for the feed (with their ids, so a reconnecting browser resumes
-    where it was), and its live part and chart whenever a round or a command lands; "done" once
-    the run is finished."""
+    where it was), and its live part whenever a round or a command lands, with the chart of the
+    same newest recorded round in the same event (so the page never shows two rounds at once);
+    "done" once the run is finished."""
     sent: dict[str, str] = {}
     waited = REFRESH
     while not _closing(request):
@@ -84,11 +85,12 @@ async def run_stream(
             continue
         waited = 0
         context = await runs.following_context(rt, run_id)
-        for event, template in (("progress", "run_live.html"), ("chart", "run_chart_body.html")):
-            html = render(request, template, context)
-            if sent.get(event) != html:
-                sent[event] = html
-                yield ServerSentEvent(raw_data=html, event=event)
+        live = render(request, "run_live.html", context)
+        chart = render(request, "run_chart.html", context | {"oob": True})
+        if sent.get("progress") != live or sent.get("chart") != chart:
+            html = live + (chart if sent.get("chart") != chart else "")
+            sent |= {"progress": live, "chart": chart}
+            yield ServerSentEvent(raw_data=html, event="progress")
         if not context["unfinished"]:
             yield ServerSentEvent(raw_data="", event="done")
             return

@@ -31,7 +31,7 @@ TABLE_ROUNDS = 50  # the statistics table shows the newest rounds; the export ha
 
 async def runs_context(rt: Runtime) -> dict[str, Any]:
     found = await services.list_runs(rt, limit=100)
-    return {"runs": found, "live": {r.id: await services.live_state(rt, r.id) for r in found}}
+    return {"runs": found, "live": await services.live_states(rt, [r.id for r in found])}
 
 
 @router.get("/", name="runs")
@@ -46,15 +46,23 @@ async def runs_alias(request: Request) -> Response:
 
 
 async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
-    """The live part of a run's page: status, progress, controls and the statistics table."""
+    """The live part of a run's page: status, progress, controls and the statistics table.
+
+    The progress, the table and the chart (`chart_context`) all show the newest round the
+    database has, read once: the worker's live state runs ahead of it by the rounds still being
+    written (seconds, for 100,000 agents), so it only says which round is being computed."""
     run = await services.get_run(rt, run_id)
     rounds = await services.rounds(rt, run_id, details=False)
     spec = RunSpec.stored(run.spec)
     usage = await services.usage(rt, spec, run_id, rounds) if spec.llm is not None else None
+    live = await services.live_state(rt, run_id)
+    recorded = rounds[-1].round if rounds else 0
     return {
         "run": run,
         "spec": spec,
-        "live": await services.live_state(rt, run_id),
+        "live": live,
+        "recorded": recorded,
+        "computing": min(max(live.get("round", 0), recorded) + 1, run.rounds),
         "rounds": rounds,
         "table": rounds[-TABLE_ROUNDS:],
         "unfinished": run.status in UNFINISHED,
@@ -182,7 +190,8 @@ async def control(
         if before.status == RunStatus.FAILED and after.status == RunStatus.QUEUED:
             # Queued again: the whole page, so that it follows the run live once more.
             return Response(status_code=204, headers={"HX-Refresh": "true"})
-    context = await live_context(rt, run_id) | {"notice": notice}
+    # With the chart of the same round: the page never shows two rounds at once.
+    context = await following_context(rt, run_id) | {"notice": notice, "with_chart": True}
     return templates.TemplateResponse(request, "run_live.html", context)
 
 

@@ -112,4 +112,11 @@
   // Any swap may bring a chart's canvas and its data as siblings: look over the whole page (only
   // canvases without a chart are drawn).
   document.addEventListener("htmx:load", draw);
+
+  // The live part of a run's page brings the newest round's chart along: a chart showing a round
+  // the person chose stays as it is.
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const target = event.detail.target;
+    if (target.id === "run-chart" && !target.hasAttribute("data-following")) event.detail.shouldSwap = false;
+  });
 })();

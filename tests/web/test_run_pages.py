@@ -58,8 +58,8 @@ def test_run_page_draws_the_papers_figure(finished):
     assert "sse-connect" not in page.text  # a finished run has nothing to follow
     first = client.get(f"/runs/{run['id']}/chart", params={"round": 1})
     assert chart_of(first.text)["histogram"] == rounds[0]["details"]["histogram"]
-    assert "sse-swap" not in first.text  # a chosen round stays put
-    assert 'sse-swap="chart"' in client.get(f"/runs/{run['id']}/chart").text
+    assert "data-following" not in first.text  # a chosen round stays put
+    assert "data-following" in client.get(f"/runs/{run['id']}/chart").text
 
 
 def test_a_round_without_a_readable_answer_is_drawn_empty(finished):
@@ -147,7 +147,7 @@ def test_live_stream_of_a_finished_run_sends_its_parts_then_done(finished):
     with client.stream("GET", f"/live/runs/{run['id']}") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         events = re.findall(r"^event: (\w+)$", stream.read().decode(), re.M)
-    assert events == ["feed", "progress", "chart", "done"]
+    assert events == ["feed", "progress", "done"]  # the progress carries the chart of its round
 
 
 def test_live_stream_follows_a_run_as_it_changes(member):
@@ -162,8 +162,8 @@ def test_live_stream_follows_a_run_as_it_changes(member):
         text = stream.read().decode()
     stopper.join()
     events = re.findall(r"^event: (\w+)$", text, re.M)
-    assert events[:2] == ["progress", "chart"]  # as the page already shows it
-    assert events[2:] == ["feed", "progress", "done"]  # then the stop, as it happens
+    assert events[:1] == ["progress"]  # as the page already shows it, with its chart
+    assert events[1:] == ["feed", "progress", "done"]  # then the stop, as it happens
     assert "<strong>stopped</strong>" in text
     assert 'class="status stopped"' in text
 

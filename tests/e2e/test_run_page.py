@@ -1,0 +1,72 @@
+"""A run's page in a real browser while its run goes: the progress bar, the statistics table and
+the chart show the same round at every look, though the worker steps rounds faster than the
+database records them (it is the recorded round they show)."""
+
+import httpx2 as httpx
+from playwright.sync_api import expect
+
+from tests.conftest import TOKEN, spec_data
+from tests.conftest import sign_in_page as sign_in
+
+API = {"Authorization": f"Bearer {TOKEN}"}
+
+# What each part of the page shows, read in one go (a function: the CSP refuses eval).
+LOOK = """() => {
+  const number = (text) => { const m = text && text.match(/(\\d+)/); return m ? Number(m[1]) : null; };
+  const rows = document.querySelectorAll("#run-live table.stats tbody tr");
+  const histogram = document.querySelector("#run-chart canvas[data-chart=histogram]");
+  const series = document.querySelector("#run-chart canvas[data-chart=series]");
+  const drawn = histogram && Chart.getChart(histogram);
+  const over = series && Chart.getChart(series);
+  const data = document.querySelector("#run-chart script.chart-data");
+  return {
+    status: document.querySelector("#run-live .status").textContent,
+    computing: number(document.querySelector("#run-live .computing")?.textContent),
+    parts: {
+      bar: number(document.querySelector("#run-live .round").textContent),
+      progress: document.querySelector("#run-live progress").value,
+      table: rows.length ? number(rows[rows.length - 1].cells[0].textContent) : null,
+      caption: number(document.querySelector("#run-chart figcaption")?.textContent),
+      chart: data ? JSON.parse(data.textContent).round : null,
+      histogram: drawn ? number(drawn.data.datasets[0].label) : null,
+      series: over ? over.data.labels.at(-1) : null,
+    },
+  };
+}"""
+
+
+def test_progress_table_and_chart_show_the_same_round_while_a_run_goes(page, site, shoot):
+    # 40,000 agents whose every action is recorded: the database lags the rounds by a second or so.
+    spec = spec_data(
+        name="one round at a time", rounds=12, placement={"hosts": 2}, **{"population.total": 40_000}
+    )
+    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API, timeout=30).json()
+    sign_in(page, site)
+    page.goto(f"{site}/runs/{run['id']}")
+    looks, shot = [], False
+    while True:
+        look = page.evaluate(LOOK)
+        looks.append(look)
+        if look["status"] in ("completed", "failed", "stopped"):
+            break
+        if not shot and look["computing"] and look["parts"]["bar"] >= 3:
+            shoot("run-mid-way")
+            shot = True
+        assert len(looks) < 2_000, "the run did not finish in time"
+        page.wait_for_timeout(100)
+    assert look["status"] == "completed"
+
+    for look in looks:
+        shown = {part: round for part, round in look["parts"].items() if round is not None}
+        if shown["bar"] == 0:
+            assert set(shown.values()) == {0}, look  # nothing recorded yet: no row, no chart
+        else:
+            assert set(shown.values()) == {shown["bar"]}, look
+        if look["computing"] is not None:
+            assert look["computing"] > shown["bar"], look
+    during = {look["parts"]["bar"] for look in looks if look["status"] == "running"}
+    assert len(during - {0}) >= 3, during  # it was looked at while it went, round after round
+    assert any(look["computing"] for look in looks)
+    expect(page.locator("#run-live .percent")).to_have_text("100 %")
+    expect(page.locator("#run-live .computing")).to_have_count(0)
+    shoot("run-finished")
