@@ -48,6 +48,7 @@ from backend.store.db import migrate
 from backend.store.models import ActionRow, EventRow, Run, RunStatus
 from backend.workflow.worker import Worker
 from tests.conftest import POSTGRES_URL, missing, spec_data
+from tests.waiting import wait_for, wait_for_async
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 FINAL = ("completed", "stopped", "failed")
@@ -122,15 +123,15 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
         with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as client:
-            while True:
+
+            def answers() -> bool:
                 assert self.process.poll() is None, f"redis-server exited: {self._log()}"
                 with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                assert time.monotonic() < deadline, f"redis-server did not answer in time: {self._log()}"
-                time.sleep(0.02)
+                    return bool(client.ping())
+                return False
+
+            wait_for(answers, lambda: f"redis-server to answer: {self._log()}", timeout, every=0.02)
 
     def kill(self) -> None:
         """SIGKILL the server: every connection to it breaks at once."""
@@ -480,24 +481,6 @@ def workers(settings, ray_cluster, tmp_path) -> Iterator[StartWorker]:
 # -- waiting and reading ---------------------------------------------------------------------------
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[Any]],
-    timeout: float,
-    what: str,
-    every: float = 0.1,
-    explain: Callable[[], Awaitable[str]] | None = None,
-) -> Any:
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := await predicate():
-            return value
-        if time.monotonic() > deadline:
-            detail = await explain() if explain is not None else ""
-            pytest.fail(f"{what}: not reached within {timeout:g} s. {detail}")
-        await asyncio.sleep(every)
-
-
 async def run_row(rt: Runtime, run_id: int) -> Run:
     return await services.get_run(rt, run_id)
 
@@ -510,7 +493,7 @@ async def wait_for_round(rt: Runtime, run_id: int, round: int, timeout: float = 
         assert run.status not in FINAL, f"run {run_id} ended ({run.status}: {run.error}) before round {round}"
         return run if run.round >= round else None
 
-    return await wait_until(reached, timeout, f"run {run_id} at round {round}", every=0.05)
+    return await wait_for_async(reached, f"run {run_id} at round {round}", timeout, every=0.05)
 
 
 async def wait_for_end(
@@ -527,7 +510,10 @@ async def wait_for_end(
         extra = await explain() if explain is not None else ""
         return f"{run!r}, lease {run.lease_owner}, error {run.error}. {extra}"
 
-    return await wait_until(ended, timeout, f"run {run_id} ended", every=0.2, explain=where)
+    try:
+        return await wait_for_async(ended, f"run {run_id} to end", timeout, every=0.2)
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}: {await where()}") from None
 
 
 async def progress_after(rt: Runtime, run_id: int, since: float, timeout: float = 90) -> float:
@@ -539,7 +525,7 @@ async def progress_after(rt: Runtime, run_id: int, since: float, timeout: float 
         run = await run_row(rt, run_id)
         return run.round > at or run.status in FINAL
 
-    await wait_until(moved, timeout, f"run {run_id} past round {at}", every=0.05)
+    await wait_for_async(moved, f"run {run_id} past round {at}", timeout, every=0.05)
     return time.monotonic() - since
 
 

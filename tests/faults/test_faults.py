@@ -36,8 +36,8 @@ from tests.faults.conftest import (
     stored_rounds,
     wait_for_end,
     wait_for_round,
-    wait_until,
 )
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -51,7 +51,7 @@ async def ready(*started: WorkerProcess, timeout: float = 60) -> None:
             assert worker.alive, worker.describe()
         return all("waiting for runs" in w.log() for w in started)
 
-    await wait_until(up, timeout, "workers ready", every=0.2)
+    await wait_for_async(up, "the workers to be ready", timeout, every=0.2)
 
 
 def states(*started: WorkerProcess) -> str:
@@ -87,7 +87,9 @@ async def test_redis_killed_mid_run_and_restarted_after_ten_seconds(
     started = (workers("a"), workers("b"))
     await ready(*started)
     run = await services.submit(runtime, spec)
-    owner = await wait_until(lambda: leased_to(runtime, run.id, "a", "b"), 30, "a worker claims the run")
+    owner = await wait_for_async(
+        lambda: leased_to(runtime, run.id, "a", "b"), "a worker to claim the run", 30
+    )
     await wait_for_round(runtime, run.id, 2)
     redis_server.kill()
     await asyncio.sleep(10)
@@ -132,7 +134,7 @@ async def test_redis_down_past_the_bound_releases_the_run_resumable(
         assert row.status in ("running", "paused"), row
         return row if row.lease_owner is None else None
 
-    handed = await wait_until(released, 20, "run released while Redis is down", every=0.02)
+    handed = await wait_for_async(released, "the run to be released while Redis is down", 20, every=0.02)
     assert time.monotonic() - killed >= 2.5, "released before the bound of 3 s"
     async with runtime.sessions() as session:
         saved = await session.scalar(
@@ -185,7 +187,7 @@ async def test_one_postgres_connection_terminated_mid_transaction(runtime, worke
                 return backend
         return None
 
-    victim = await wait_until(caught, 30, "the recorder's connection idle in transaction", every=0.002)
+    victim = await wait_for_async(caught, "the recorder's connection idle in transaction", 30, every=0.002)
     assert (await run_row(runtime, run.id)).round < spec.rounds, "the fault came after the run"
     back = await progress_after(runtime, run.id, time.monotonic())
     done = await wait_for_end(runtime, run.id, 60, explain(worker))
@@ -292,7 +294,7 @@ async def test_one_agenthost_killed_on_a_single_node_cluster(runtime, workers, r
     async def hosts_stopped() -> bool:  # the hosts started again are stopped with the run too
         return not [p for p in worker.tagged() if "AgentHost" in " ".join(p.cmdline())]
 
-    await wait_until(hosts_stopped, 30, "the run's hosts stopped after it ended")
+    await wait_for_async(hosts_stopped, "the run's hosts to stop after it ended", 30)
     outcome = "host started again on its node, rewound to the checkpoint, completed, identical"
     recoveries.append(("one AgentHost SIGKILLed, single-node cluster", outcome, back))
 
@@ -370,7 +372,7 @@ async def pause(rt: Runtime, run_id: int) -> int:
         row = await run_row(rt, run_id)
         return row if row.status == "paused" else None
 
-    return (await wait_until(paused, 15, "run paused")).round
+    return (await wait_for_async(paused, "the run to pause", 15)).round
 
 
 async def stays_paused(rt: Runtime, run_id: int, at: int, seconds: float) -> None:
@@ -396,7 +398,9 @@ async def test_a_paused_run_stays_paused_when_its_worker_is_killed(runtime, work
     first.kill()
     killed = time.monotonic()
     second = workers("second")
-    await wait_until(lambda: leased_to(runtime, run.id, "second"), 60, "the second worker takes the run")
+    await wait_for_async(
+        lambda: leased_to(runtime, run.id, "second"), "the second worker to take the run", 60
+    )
     taken = time.monotonic() - killed
     await stays_paused(runtime, run.id, at, 4)
     await services.control(runtime, run.id, "resume")
@@ -466,19 +470,20 @@ async def test_an_injection_is_delivered_once_across_a_handover(runtime, workers
     await wait_for_round(runtime, run.id, 2, timeout=60)
     k = await pause(runtime, run.id)
     await services.control(runtime, run.id, "inject", **INJECTED)
-    # Give the paused worker time to take the command (it looks every 0.2 s).
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not [
-        e for e in await stored_events(runtime, run.id) if e.kind == "injected"
-    ]:
-        await asyncio.sleep(0.1)
+
+    async def injected() -> bool:  # by the paused worker, which looks every 0.2 s
+        return any(e.kind == "injected" for e in await stored_events(runtime, run.id))
+
+    await wait_for_async(injected, "the paused worker to take the injection", 30)
     await asyncio.sleep(0.5)
     first.signal(signal.SIGTERM)
     signalled = time.monotonic()
     assert await first.wait(60) == 0, first.describe()
     assert (await run_row(runtime, run.id)).lease_owner is None
     second = workers("second")
-    await wait_until(lambda: leased_to(runtime, run.id, "second"), 60, "the second worker takes the run")
+    await wait_for_async(
+        lambda: leased_to(runtime, run.id, "second"), "the second worker to take the run", 60
+    )
     taken = time.monotonic() - signalled
     await asyncio.sleep(2)
     row = await run_row(runtime, run.id)
