@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import missing
 from tests.deploy.engine import STANDINS, Engine, engine
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "myriad-deploy-test"
@@ -94,18 +95,18 @@ class Stack:
     def wait(
         self, run_id: int, done: Callable[[dict[str, Any]], bool], timeout: float = 300
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        last: dict[str, Any] | None = None
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal last
             try:
-                run = self.status(run_id)
+                last = self.status(run_id)
             except httpx.HTTPError:  # the API restarting, say: ask again
-                run = None
-            if run is not None:
-                assert run["status"] != "failed", run["error"]
-                if done(run):
-                    return run
-            time.sleep(0.5)
-        raise TimeoutError(f"run {run_id} did not get there in {timeout:.0f} s: {self.status(run_id)}")
+                return None
+            assert last["status"] != "failed", last["error"]
+            return last if done(last) else None
+
+        return wait_for(reached, lambda: f"run {run_id} to get there; last seen: {last}", timeout, every=0.5)
 
     def stats(self, run_id: int) -> list[dict[str, Any]]:
         return [
