@@ -21,12 +21,14 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from agents.llm_access import never_a_key
+
+if TYPE_CHECKING:  # imported where it is used: readers of specs (the API, `myriad runs`) need none
+    import aiohttp
 
 __all__ = [
     "LLM",
@@ -328,6 +330,8 @@ class ModelPool:
             endpoint.failures = 0
 
     async def _post(self, endpoint: _Endpoint, body: dict[str, Any], deadline: float | None) -> Reply:
+        import aiohttp
+
         timeout = self.spec.timeout
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -403,6 +407,8 @@ class LLM:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp
+
             # The pools bound the requests in flight, per endpoint: the connector need not.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
         return self._session

@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ray
-
 from agents.apportion import largest_remainder
 
 __all__ = ["Node", "Slot", "alive_nodes", "plan"]
@@ -46,6 +44,8 @@ class Slot:
 
 def alive_nodes() -> list[Node]:
     """The cluster's alive nodes that have CPUs, in a stable order."""
+    import ray  # here: the service's readers (the API, `myriad runs`) import this module without Ray
+
     nodes = [Node.from_ray(n) for n in ray.nodes() if n.get("Alive")]
     return sorted((n for n in nodes if n.cpus > 0), key=lambda n: n.node_id)
 

@@ -9,11 +9,9 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from agents.cluster import RayCluster
 from backend.live.channel import LiveChannel
-from backend.live.embedded import EmbeddedLive
 from backend.settings import Settings
-from backend.store.db import create_engine, migrate, session_factory
+from backend.store.db import create_engine, migrate, session_factory, sqlite_at_head
 
 __all__ = ["Runtime"]
 
@@ -32,11 +30,14 @@ class Runtime:
     Args:
         settings: the service settings.
         ray: connect to Ray too (workers and in-process runs need it; the API alone does not).
+        live: open the live layer (a reader of the database alone, like `myriad runs list`, does
+            not: starting and stopping an embedded server for it would take seconds).
     """
 
-    def __init__(self, settings: Settings, *, ray: bool = False) -> None:
+    def __init__(self, settings: Settings, *, ray: bool = False, live: bool = True) -> None:
         self.settings = settings
         self._want_ray = ray
+        self._want_live = live
         self._opened = AsyncExitStack()  # how to stop what has started, latest first
         self.engine: AsyncEngine
         self.sessions: async_sessionmaker[AsyncSession]
@@ -48,10 +49,12 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         async with AsyncExitStack() as opening:
             settings = self.settings
-            if not settings.is_postgres:
+            if not settings.is_postgres and not sqlite_at_head(settings.database_url):
                 await asyncio.to_thread(migrate, settings.database_url)
             redis_url = settings.redis_url
-            if redis_url is None:
+            if redis_url is None and self._want_live:
+                from backend.live.embedded import EmbeddedLive  # here: valkey's client is slow to import
+
                 embedded = EmbeddedLive(settings.live_announce)
                 # Not in a thread: cancelled there, it could go on to start a server nobody stops.
                 redis_url = embedded.open()
@@ -59,9 +62,13 @@ class Runtime:
             self.engine = create_engine(settings.database_url)
             opening.push_async_callback(self.engine.dispose)
             self.sessions = session_factory(self.engine)
-            self.live = LiveChannel(redis_url, events_kept=settings.events_kept)
-            opening.push_async_callback(self.live.close)
+            if self._want_live:
+                assert redis_url is not None
+                self.live = LiveChannel(redis_url, events_kept=settings.events_kept)
+                opening.push_async_callback(self.live.close)
             if self._want_ray:
+                from agents.cluster import RayCluster  # here: processes without Ray never import it
+
                 cluster = RayCluster(settings.ray_address)
                 cluster.connect()  # in the main thread: Ray installs signal handlers there
                 opening.callback(cluster.close)

@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
@@ -618,6 +616,9 @@ async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) ->
 
 
 async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    import pyarrow as pa  # here: only Parquet exports pay for its import
+    import pyarrow.parquet as pq
+
     count = 0
     writer: pq.ParquetWriter | None = None
     try:

@@ -1,6 +1,6 @@
-"""The `myriad` command: one module per group of commands, registered on `main`."""
+"""The `myriad` command: one module per group of commands, each loaded only when one of its
+commands is used (see `backend.cli.main`)."""
 
-from backend.cli import node, run, runs, serve
 from backend.cli.main import main
 
-__all__ = ["main", "node", "run", "runs", "serve"]
+__all__ = ["main"]

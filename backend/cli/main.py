@@ -1,29 +1,36 @@
 """The `myriad` command group and what its commands share: the console, errors without
-tracebacks."""
+tracebacks.
+
+Each group of commands lives in a module of its own, imported only when one of its commands is
+used: `myriad runs list` must answer in a fraction of a second, and must not pay for Ray, the
+web server or the engine, which `myriad run`, `serve` and `worker` need.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
 
-from backend import logs, services
+from backend import logs
 from backend.settings import Settings
-from backend.workflow.lifecycle import IllegalTransition
 
 __all__ = ["async_command", "console", "fail", "main"]
 
-console = Console(soft_wrap=True)
+# Where the output is not a terminal (a pipe, a file), rich would assume 80 columns and squeeze
+# wide tables: lines may be as long as they need there.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
 
@@ -33,16 +40,43 @@ def async_command(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        from backend.services import RunNotFound
+        from backend.workflow.lifecycle import IllegalTransition
+
         try:
             return asyncio.run(command(*args, **kwargs))
-        except (services.RunNotFound, IllegalTransition, ValueError) as e:
+        except (RunNotFound, IllegalTransition, ValueError) as e:
             fail(str(e))
             raise  # unreachable: fail exits
 
     return wrapper
 
 
-@click.group()
+# Each command (or group) by the module that registers it on `main`.
+COMMANDS = {
+    "run": "backend.cli.run",
+    "runs": "backend.cli.runs",
+    "db": "backend.cli.runs",
+    "serve": "backend.cli.serve",
+    "worker": "backend.cli.serve",
+    "node": "backend.cli.node",
+    "llm-stub": "backend.cli.node",
+}
+
+
+class _Commands(click.Group):
+    """A group whose commands are imported when they are used (or listed, for `--help`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name])  # it registers its commands on `main`
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="myriad-sim")
 def main() -> None:
     """Myriad: very large multi-agent simulations on Ray."""
