@@ -5,6 +5,7 @@ are some. A person on the dashboard gets the same sentence as a page, with a way
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -26,8 +27,12 @@ __all__ = ["install"]
 log = logging.getLogger(__name__)
 
 
-def _error(  # type: ignore[no-untyped-def]
-    request: Request, code: int, detail: str, errors: list[FieldError] | None = None, headers=None
+def _error(
+    request: Request,
+    code: int,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The error as the API's JSON, or as a page for a person on the dashboard."""
     if for_a_person(request):
