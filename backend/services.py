@@ -28,6 +28,7 @@ from agents.spec import Budget, KindShare, RunSpec, SpecError
 from backend.runtime import Runtime
 from backend.store import commands, records, runs, signins
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
+from backend.workflow.budget import spent, stored_use
 from backend.workflow.lifecycle import IllegalTransition, check_transition
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "EXPORT_MEDIA",
     "EXPORT_TABLES",
     "AgentNotFound",
+    "BudgetSpent",
     "InterviewFailed",
     "RunNotFound",
     "cluster",
@@ -449,6 +451,8 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
     command: dict[str, Any] = {}
     if action == "resume" and params.get("budget") is not None:
         command["budget"] = Budget.model_validate(params["budget"]).model_dump()
+    if action == "resume":
+        await _check_budget(rt, run, command.get("budget"))
     if action == "stop":
         async with rt.sessions() as session:
             stopped = await runs.stop_unclaimed(session, run_id=run_id)
@@ -460,6 +464,24 @@ async def control(rt: Runtime, run_id: int, action: str, **params: Any) -> Run:
             return await get_run(rt, run_id)
     await _log_command(rt, run_id, action, command)
     return run
+
+
+class BudgetSpent(IllegalTransition):
+    """A resume that leaves the run's budget spent: it would only pause again."""
+
+
+async def _check_budget(rt: Runtime, run: Run, budget: dict[str, Any] | None) -> None:
+    """`BudgetSpent`, with the numbers, if the run's use has reached its budget (`budget`, the
+    one the resume brings, else its own). The worker checks again when it applies the resume (an
+    interview may have spent more meanwhile)."""
+    spec = RunSpec.stored(run.spec)
+    limit = Budget.model_validate(budget) if budget is not None else spec.budget
+    if limit is None:
+        return
+    async with rt.sessions() as session:
+        used = await stored_use(session, run_id=run.id)
+    if reason := spent(limit, spec.llm, used):
+        raise BudgetSpent(f"run {run.id} cannot resume: {reason}; resume it with a larger budget")
 
 
 def _check_where(spec: RunSpec, where: dict[str, str] | None) -> None:

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import sum_usage
-from agents.llm import priced, tokens
+from agents.llm import LLMSpec, priced, tokens
 from agents.spec import Budget, RunSpec
 from backend.store import records
 from backend.store.runs import fence
-from backend.workflow.publishing import Publisher
 
-__all__ = ["BudgetKeeper", "Usage"]
+if TYPE_CHECKING:  # the service checks budgets too (a resume), without the engine the worker has
+    from backend.workflow.publishing import Publisher
+
+__all__ = ["BudgetKeeper", "Usage", "spent", "stored_use"]
 
 Usage = dict[str, dict[str, int]]
+
+
+def spent(budget: Budget | None, llm: LLMSpec | None, used: Usage) -> str | None:
+    """Why `used` has reached `budget`, with the numbers, if it has (None: it has not, or there
+    is no budget)."""
+    if budget is None:
+        return None
+    if budget.tokens is not None and (count := tokens(used)) >= budget.tokens:
+        return f"the token budget is spent ({count:,} of {budget.tokens:,})"
+    if budget.cost is not None and (cost := priced(llm, used)) >= budget.cost:
+        return f"the cost budget is spent ({cost:.4f} of {budget.cost:g})"
+    return None
+
+
+async def stored_use(session: AsyncSession, *, run_id: int) -> Usage:
+    """A run's language-model use as stored: its recorded rounds', and what was spent outside
+    them (backgrounds, interviews)."""
+    rounds = await records.usage_totals(session, run_id=run_id)
+    outside = await records.usage_outside_rounds(session, run_id=run_id)
+    return sum_usage([rounds, *outside.values()])
 
 
 class BudgetKeeper:
@@ -60,13 +82,7 @@ class BudgetKeeper:
         """Why the run's use (`used`, if just read) has reached its budget, if it has."""
         if self.budget is None:
             return None
-        if used is None:
-            used = await self.used()
-        if self.budget.tokens is not None and (count := tokens(used)) >= self.budget.tokens:
-            return f"the token budget is spent ({count:,} of {self.budget.tokens:,})"
-        if self.budget.cost is not None and (cost := priced(self.llm, used)) >= self.budget.cost:
-            return f"the cost budget is spent ({cost:.4f} of {self.budget.cost:g})"
-        return None
+        return spent(self.budget, self.llm, used if used is not None else await self.used())
 
     def price(self, used: Usage) -> dict[str, float | int]:
         return {"tokens": tokens(used), "cost": priced(self.llm, used)}

@@ -181,6 +181,11 @@ class RunDriver:
 
     async def _loop(self) -> RunStatus:
         await self._start(self.sim)
+        # Writing the backgrounds (or interviews) may have spent the budget before any round: the
+        # run pauses before its next round, not after it.
+        running = self.control.status == RunStatus.RUNNING and not self.sim.done
+        if running and (reason := await self.budget.over()):
+            await self.control.pause_for_budget(self.sim.round, reason, None)
         while not self.sim.done:
             try:
                 order = await self.control.obey(self.sim)

@@ -1,5 +1,6 @@
 """Runs of language-model agents, driven by the service, against the stand-in server."""
 
+import re
 import time
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from backend.settings import Settings
-from tests.conftest import LLM_KEY, TOKEN, driving_app, driving_settings, spec_data, stub_model
+from tests.conftest import LLM_KEY, TOKEN, csrf_of, driving_app, driving_settings, spec_data, stub_model
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 AGENTS = 300
@@ -108,9 +109,20 @@ def test_a_budget_pauses_the_run_until_it_is_raised(service, llm_stub):
     assert "the token budget is spent" in paused["live"]["reason"]
     events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
     assert events[0]["kind"] == "budget"
-    assert service.post(f"/api/v1/runs/{run['id']}/resume", json={"budget": {"tokens": 1}}).status_code == 202
-    time.sleep(1.5)
-    assert service.get(f"/api/v1/runs/{run['id']}").json()["status"] == "paused"  # still spent: stays
+    # A resume that leaves the budget spent is refused at once, with the numbers: from the API...
+    url = f"/api/v1/runs/{run['id']}"
+    for body, limit in (({"budget": {"tokens": 1}}, "1"), (None, "1,000")):
+        refused = service.post(f"{url}/resume", json=body)
+        assert refused.status_code == 409
+        spent = rf"the token budget is spent \([\d,]+ of {limit}\)"
+        expected = rf"run {run['id']} cannot resume: {spent}; resume it with a larger budget"
+        assert re.fullmatch(expected, refused.json()["detail"])
+    # ...and from the run page, beside its buttons.
+    service.get(f"/login?token={TOKEN}")
+    csrf = csrf_of(service.get(f"/runs/{run['id']}").text)
+    page = service.post(f"/runs/{run['id']}/resume", data={"csrf": csrf, "tokens": "1000", "cost": ""})
+    assert re.search(r"cannot resume: the token budget is spent \([\d,]+ of 1,000\)", page.text)
+    assert service.get(url).json()["status"] == "paused"
     resumed = service.post(f"/api/v1/runs/{run['id']}/resume", json={"budget": {"tokens": 10_000_000}})
     assert resumed.status_code == 202
     done = wait_for(service, run["id"], "completed")
@@ -179,18 +191,37 @@ def test_interviews_count_against_the_budget(service, llm_stub):
     rounds = service.get(f"{url}/usage").json()["total"]["tokens"]
     assert service.post(f"{url}/agents/0/interview", json={"question": "Why?"}).status_code == 200
     # Enough for the rounds' use alone, not with the interview's: the run stays where it is.
-    assert service.post(f"{url}/resume", json={"budget": {"tokens": rounds + 1}}).status_code == 202
-
-    def refused() -> bool:
-        events = service.get(f"{url}/events").json()["data"]
-        return any("raise it to resume" in e["payload"].get("reason", "") for e in events)
-
-    deadline = time.monotonic() + 30
-    while not refused():
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    refused = service.post(f"{url}/resume", json={"budget": {"tokens": rounds + 1}})
+    assert refused.status_code == 409
+    spent = f"the token budget is spent ({usage_total(service, url):,} of {rounds + 1:,})"
+    assert spent in refused.json()["detail"]
     after = service.get(url).json()
     assert (after["status"], after["round"]) == ("paused", 1)
+
+
+def usage_total(service, url: str) -> int:
+    return service.get(f"{url}/usage").json()["total"]["tokens"]
+
+
+def test_a_budget_the_backgrounds_spent_pauses_the_run_before_its_first_round(service, llm_stub):
+    spec = llm_spec(
+        llm_stub.url,
+        rounds=2,
+        budget={"tokens": 1},
+        **{"population.total": 40, "population.persona": {"model": "stub"}},
+    )
+    run = service.post("/api/v1/runs", json=spec).json()
+    url = f"/api/v1/runs/{run['id']}"
+    paused = wait_for(service, run["id"], "paused", "completed")
+    assert (paused["status"], paused["round"]) == ("paused", 0)
+    event = service.get(f"{url}/events").json()["data"][0]
+    assert event["kind"] == "budget"
+    spent = usage_total(service, url)
+    assert event["payload"]["reason"] == f"the token budget is spent ({spent:,} of 1)"
+    assert event["payload"]["tokens"] == spent
+    resumed = service.post(f"{url}/resume", json={"budget": {"tokens": 10_000_000}})
+    assert resumed.status_code == 202
+    assert wait_for(service, run["id"], "completed")["round"] == 2
 
 
 def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(service, llm_stub):
