@@ -11,7 +11,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ __all__ = [
     "list_agents",
     "list_runs",
     "live_state",
+    "live_states",
     "messages",
     "metrics",
     "preview",
@@ -63,6 +64,7 @@ __all__ = [
     "remove_export",
     "round_detail",
     "rounds",
+    "run_statuses",
     "sign_in",
     "sign_out",
     "sign_out_everywhere",
@@ -158,6 +160,20 @@ async def live_state(rt: Runtime, run_id: int) -> dict[str, Any]:
         return await rt.live.state(run_id)
     except RedisError:
         return {}
+
+
+async def live_states(rt: Runtime, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """`live_state` of each of these runs, by run id, in one round trip to the live layer."""
+    try:
+        return await rt.live.states(run_ids)
+    except RedisError:
+        return {run_id: {} for run_id in run_ids}
+
+
+async def run_statuses(rt: Runtime, run_ids: Collection[int]) -> dict[int, str]:
+    """The status of each of these runs that still exists, by run id, in one query."""
+    async with rt.sessions() as session:
+        return await runs.statuses(session, run_ids=run_ids)
 
 
 async def delete_run(rt: Runtime, run_id: int) -> None:

@@ -83,6 +83,17 @@ class LiveChannel:
         raw = await self.redis.hgetall(_key(run_id, "state"))
         return {_text(k): json.loads(v) for k, v in raw.items()}
 
+    async def states(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The states of these runs, by run id, in one round trip (a page of the runs list)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(_key(run_id, "state"))
+            replies = await pipe.execute()
+        return {
+            run_id: {_text(k): json.loads(v) for k, v in raw.items()}
+            for run_id, raw in zip(run_ids, replies, strict=True)
+        }
+
     async def state_field(self, field: str) -> dict[int, Any]:
         """One field of every run's state that has it, by run id (one round trip per 500 runs)."""
         found: dict[int, Any] = {}
@@ -115,10 +126,14 @@ class LiveChannel:
 
     async def all_hosts(self) -> dict[int, list[dict[str, Any]]]:
         """The hosts of every run that reported some lately, by run id."""
+        keys = [_text(key) async for key in self.redis.scan_iter(match="myriad:run:*:hosts", count=500)]
         found: dict[int, list[dict[str, Any]]] = {}
-        async for key in self.redis.scan_iter(match="myriad:run:*:hosts", count=500):
-            if raw := await self.redis.get(key):
-                found[int(key.split(":")[2])] = json.loads(raw)
+        for start in range(0, len(keys), 500):  # one MGET per 500 runs, not one GET per run
+            chunk = keys[start : start + 500]
+            values = await self.redis.mget(chunk)
+            for key, raw in zip(chunk, values, strict=True):
+                if raw:  # expired since the scan
+                    found[int(key.split(":")[2])] = json.loads(raw)
         return found
 
     # -- events -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -87,6 +87,14 @@ async def totals(session: AsyncSession) -> dict[str, Any]:
         "rounds": int(rounds),
         "agents": int((await session.execute(running)).scalar_one()),
     }
+
+
+async def statuses(session: AsyncSession, *, run_ids: Collection[int]) -> dict[int, str]:
+    """The status of each of these runs that exists, by run id, in one query."""
+    if not run_ids:
+        return {}
+    rows = await session.execute(select(Run.id, Run.status).where(Run.id.in_(run_ids)))
+    return {row.id: row.status for row in rows}
 
 
 async def count_runs(session: AsyncSession, *, status: str | None = None) -> int:

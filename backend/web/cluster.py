@@ -23,15 +23,12 @@ async def cluster_context(rt: Runtime) -> dict[str, Any]:
     """The nodes, each with the hosts on it (and the run status of each host); hosts on a node
     no worker reports any more are listed under `unplaced`."""
     found = await services.cluster(rt)
-    statuses: dict[int, str] = {}
-    for run_id in {h["run_id"] for h in found["hosts"]}:
-        try:
-            statuses[run_id] = (await services.get_run(rt, run_id)).status
-        except services.RunNotFound:
-            statuses[run_id] = "deleted"
+    # One query for all the runs on the page (it is polled every second by each open tab).
+    statuses = await services.run_statuses(rt, {h["run_id"] for h in found["hosts"]})
     by_node: dict[str | None, list[dict[str, Any]]] = {}
     for host in sorted(found["hosts"], key=lambda h: (h["run_id"], h["index"])):
-        by_node.setdefault(host["node_id"], []).append(host | {"status": statuses[host["run_id"]]})
+        status = statuses.get(host["run_id"], "deleted")
+        by_node.setdefault(host["node_id"], []).append(host | {"status": status})
     nodes = [node | {"hosts": by_node.pop(node["node_id"], [])} for node in found["nodes"]]
     unplaced = [host for hosts in by_node.values() for host in hosts]
     return {"nodes": nodes, "unplaced": unplaced}
