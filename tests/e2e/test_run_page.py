@@ -70,3 +70,30 @@ def test_progress_table_and_chart_show_the_same_round_while_a_run_goes(page, sit
     expect(page.locator("#run-live .percent")).to_have_text("100 %")
     expect(page.locator("#run-live .computing")).to_have_count(0)
     shoot("run-finished")
+
+
+def test_a_chosen_round_stays_while_the_run_goes_on(page, site):
+    probes = [{"kind": "probe", "share": 100, "params": {"delay": 0.3}}]  # 0.3 s a round
+    spec = spec_data(
+        name="a chosen round", rounds=200, placement={"hosts": 2}, **{"population.kinds": probes}
+    )
+    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API, timeout=30).json()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        sign_in(page, site)
+        page.goto(f"{site}/runs/{run['id']}")
+        caption = page.locator("#run-chart figcaption").first
+        expect(caption).to_contain_text("Round", timeout=60_000)
+        page.get_by_label("round", exact=True).fill("1")
+        page.get_by_label("round", exact=True).dispatch_event("change")
+        expect(caption).to_contain_text("Round 1:")
+        chosen_at = int(page.locator("#run-live .round").inner_text())
+        newer = "n => Number(document.querySelector('#run-live .round').textContent) >= n"
+        page.wait_for_function(newer, arg=chosen_at + 4, timeout=60_000)  # the page followed the run ...
+        expect(caption).to_contain_text("Round 1:")  # ... and the chart kept the round chosen
+        page.get_by_role("link", name="follow the newest").click()
+        expect(caption).not_to_contain_text("Round 1:")
+        assert errors == []
+    finally:
+        httpx.post(f"{site}/api/v1/runs/{run['id']}/stop", headers=API, timeout=30)
