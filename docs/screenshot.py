@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +163,26 @@ def main() -> None:
                 )
             return now if now["round"] >= args.at_round else None
 
-        wait_until(f"round {args.at_round}", reached, timeout=600)
         try:
-            shoot(site, token, run["id"], args.out, full_page=args.full_page)
+            shoot(
+                site,
+                token,
+                run["id"],
+                args.out,
+                full_page=args.full_page,
+                when=lambda: wait_until(f"round {args.at_round}", reached, timeout=600),
+            )
         finally:
             with contextlib.suppress(urllib.error.URLError):
                 call(f"{runs}/stop", token, method="POST")
     sys.stderr.write(f"{args.out}\n")
 
 
-def shoot(site: str, token: str, run_id: int, out: Path, *, full_page: bool = False) -> None:
+def shoot(
+    site: str, token: str, run_id: int, out: Path, *, when: Callable[[], object], full_page: bool = False
+) -> None:
+    """Photograph the run page once `when` returns. The browser starts and signs in first, so the
+    page is loaded a moment after the round, not several rounds later."""
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -189,12 +199,13 @@ def shoot(site: str, token: str, run_id: int, out: Path, *, full_page: bool = Fa
         try:
             page = browser.new_page(viewport=SIZE, device_scale_factor=1)
             page.goto(f"{site}/login?token={token}")
+            when()
             page.goto(f"{site}/runs/{run_id}")
             # The charts draw once their data is there; wait for them when the page has them, but
             # take the picture anyway: the page's parts change as the dashboard grows.
             with contextlib.suppress(PlaywrightError):
                 page.wait_for_selector("canvas", state="visible", timeout=15_000)
-            page.wait_for_timeout(1_500)  # the charts' animations end
+            page.wait_for_timeout(1_000)  # the charts' animations end
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out), full_page=full_page)
         finally:
