@@ -52,8 +52,13 @@ def call(url: str, token: str, body: Any = None, method: str | None = None) -> A
     request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        text = answer.read()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            text = answer.read()
+    except urllib.error.HTTPError as e:  # the API's sentence, not a traceback
+        raise SystemExit(
+            f"{request.get_method()} {url}: {e.code} {e.read().decode(errors='replace')}"
+        ) from None
     return json.loads(text) if text else None
 
 
@@ -173,7 +178,7 @@ def main() -> None:
                 when=lambda: wait_until(f"round {args.at_round}", reached, timeout=600),
             )
         finally:
-            with contextlib.suppress(urllib.error.URLError):
+            with contextlib.suppress(OSError, SystemExit):  # ended already, or the service is away
                 call(f"{runs}/stop", token, method="POST")
     sys.stderr.write(f"{args.out}\n")
 
