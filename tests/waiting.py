@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 __all__ = ["wait_for", "wait_for_async", "wait_for_run"]
@@ -57,18 +57,21 @@ def wait_for_run(
     run_id: int,
     *statuses: str,
     done: Callable[[dict[str, Any]], bool] | None = None,
+    what: str = "the state the test wants",
+    headers: Mapping[str, str] | None = None,
     timeout: float = 120,
     every: float = 0.2,
 ) -> dict[str, Any]:
     """The run as `GET /api/v1/runs/{id}` answers (asked through `client`, an httpx or TestClient
-    client carrying the token) once its status is one of `statuses`, or once `done(run)`."""
+    client, with `headers` when it does not carry the token) once its status is one of
+    `statuses`, or once `done(run)` (`what` says what that is: "round 3")."""
     reached = done or (lambda run: run["status"] in statuses)
     last: dict[str, Any] = {}
 
     def ask() -> dict[str, Any] | None:
         nonlocal last
-        last = client.get(f"/api/v1/runs/{run_id}").json()
+        last = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
         return last if reached(last) else None
 
-    wanted = " or ".join(statuses) or "where the test wants it"
-    return wait_for(ask, lambda: f"run {run_id} to be {wanted}; last seen: {last}", timeout, every)
+    wanted = f"be {' or '.join(statuses)}" if done is None else f"reach {what}"
+    return wait_for(ask, lambda: f"run {run_id} to {wanted}; last seen: {last}", timeout, every)

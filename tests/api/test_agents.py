@@ -1,11 +1,10 @@
 """Agents, events and cluster routes, on a run the embedded service drove itself."""
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.waiting import wait_for_run
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -20,10 +19,7 @@ def finished(request, tmp_path_factory, redis_url, ray_cluster):
         run = client.post("/api/v1/runs", json=spec_data(rounds=3, placement={"hosts": 2})).json()
         news = {"content": "The mean fell.", "public": True}
         assert client.post(f"/api/v1/runs/{run['id']}/inject", json=news).status_code == 202
-        deadline = time.monotonic() + 120
-        while client.get(f"/api/v1/runs/{run['id']}").json()["status"] != "completed":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for_run(client, run["id"], "completed")
         yield client, run
 
 

@@ -5,6 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import SOCIAL, TOKEN, driving_app, spec_data
+from tests.waiting import wait_for_run
 
 
 @pytest.fixture(autouse=True)
@@ -121,15 +122,10 @@ def test_delete_and_export(client):
 
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_worker_beside_the_service_drives_its_runs(api_settings):
-    import time
-
     settings = api_settings.model_copy(update={"poll_seconds": 0.2})
     with TestClient(driving_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = create(client, rounds=3, placement={"hosts": 2})
-        deadline = time.monotonic() + 120
-        while (current := client.get(f"/api/v1/runs/{run['id']}").json())["status"] != "completed":
-            assert time.monotonic() < deadline, current
-            time.sleep(0.2)
+        current = wait_for_run(client, run["id"], "completed")
         assert current["live"]["round"] == 3
         rounds = client.get(f"/api/v1/runs/{run['id']}/rounds").json()
         assert [r["round"] for r in rounds["data"]] == [1, 2, 3]

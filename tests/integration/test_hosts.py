@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from backend.app import create_app
 from backend.settings import Settings
 from tests.conftest import TOKEN, spec_data
 from tests.hosts import OWN_PIDS, hosts
+from tests.waiting import wait_for
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -37,13 +37,13 @@ LOGS: list[Path] = []  # the processes' output, shown when a wait times out
 
 
 def until(check, timeout: float = 120, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in LOGS)
-            pytest.fail(f"timed out waiting for {what}\n{tails}")
-        time.sleep(0.3)
-    return found
+    """`wait_for`, with the processes' output when it times out."""
+
+    def with_logs() -> str:
+        tails = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in LOGS)
+        return f"{what}\n{tails}"
+
+    return wait_for(check, with_logs, timeout, every=0.3)
 
 
 def ray_start(*options: str) -> list[str]:

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import ray
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
 from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.waiting import wait_for, wait_for_run
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 MYRIAD = str(Path(sys.executable).with_name("myriad"))
@@ -23,14 +23,6 @@ def slow(name: str, hosts: int) -> dict:
     return spec_data(name=name, rounds=300, placement={"hosts": hosts}, **{"population.kinds": probes})
 
 
-def until(check, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    return found
-
-
 def test_a_joining_node_takes_the_next_runs_hosts(tmp_path, redis_url, ray_cluster):
     settings = driving_settings(f"sqlite:///{tmp_path / 'join.db'}", redis_url)
     before = {n.node_id for n in alive_nodes()}
@@ -38,7 +30,7 @@ def test_a_joining_node_takes_the_next_runs_hosts(tmp_path, redis_url, ray_clust
     second = settings.model_copy(update={"worker_id": "second-worker"})  # a worker drives one run
     with TestClient(driving_app(settings), headers=API) as client, TestClient(driving_app(second)):
         busy = client.post("/api/v1/runs", json=slow("busy", hosts=3)).json()
-        until(lambda: client.get(f"/api/v1/runs/{busy['id']}").json()["round"] >= 1)
+        wait_for_run(client, busy["id"], done=lambda run: run["round"] >= 1, what="round 1", timeout=60)
         joining = subprocess.Popen(
             [MYRIAD, "node", "join", address, "--cpus", "2"],
             start_new_session=True,  # its raylet and workers: one group to stop
@@ -46,7 +38,9 @@ def test_a_joining_node_takes_the_next_runs_hosts(tmp_path, redis_url, ray_clust
             stderr=subprocess.DEVNULL,
         )
         try:
-            joined = until(lambda: {n.node_id for n in alive_nodes()} - before)
+            joined = wait_for(
+                lambda: {n.node_id for n in alive_nodes()} - before, "the node to join", every=0.2
+            )
             (new_node,) = joined
             fresh = client.post("/api/v1/runs", json=slow("fresh", hosts=2)).json()
 
@@ -54,13 +48,14 @@ def test_a_joining_node_takes_the_next_runs_hosts(tmp_path, redis_url, ray_clust
                 hosts = client.get("/api/v1/cluster").json()["hosts"]
                 return {h["node_id"] for h in hosts if h["run_id"] == fresh["id"]}
 
-            assert until(placed) == {new_node}  # both hosts on the only node with free CPUs
+            # Both hosts on the only node with free CPUs.
+            assert wait_for(placed, "the fresh run's hosts", every=0.2) == {new_node}
             nodes = client.get("/api/v1/cluster").json()["nodes"]
             assert new_node in {n["node_id"] for n in nodes}
             for run in (busy, fresh):
                 client.post(f"/api/v1/runs/{run['id']}/stop")
-            until(lambda: client.get(f"/api/v1/runs/{fresh['id']}").json()["status"] == "stopped")
+            wait_for_run(client, fresh["id"], "stopped", timeout=60)
         finally:
             os.killpg(joining.pid, signal.SIGTERM)
             joining.wait(timeout=30)
-    until(lambda: new_node not in {n.node_id for n in alive_nodes()}, timeout=90)
+    wait_for(lambda: new_node not in {n.node_id for n in alive_nodes()}, "the node to leave", 90, every=0.2)

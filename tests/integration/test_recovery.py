@@ -1,22 +1,13 @@
 """A node lost mid-run: the workflow service places its agents on the nodes left and goes on
 from the last checkpoint, and the run ends with the statistics of an undisturbed run."""
 
-import time
-
 from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
 from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.waiting import wait_for_run
 
 API = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_for(client, run_id: int, check, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while not check(run := client.get(f"/api/v1/runs/{run_id}").json()):
-        assert time.monotonic() < deadline, run
-        time.sleep(0.1)
-    return run
 
 
 def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url, ray_cluster):
@@ -38,15 +29,15 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url,
     settings = driving_settings(f"sqlite:///{tmp_path / 'recovery.db'}", redis_url)
     with TestClient(driving_app(settings), headers=API) as client:
         undisturbed = client.post("/api/v1/runs", json=spec | {"name": "undisturbed"}).json()
-        wait_for(client, undisturbed["id"], lambda r: r["status"] == "completed")
+        wait_for_run(client, undisturbed["id"], "completed")
         run = client.post("/api/v1/runs", json=spec).json()
-        wait_for(client, run["id"], lambda r: r["round"] >= 3)
+        wait_for_run(client, run["id"], done=lambda r: r["round"] >= 3, what="round 3", every=0.1)
         hosts = {
             h["node_id"] for h in client.get("/api/v1/cluster").json()["hosts"] if h["run_id"] == run["id"]
         }
         assert extra.node_id in hosts  # the run does have hosts on the node about to go
         ray_cluster.remove_node(extra)  # its raylet and every worker on it are killed
-        done = wait_for(client, run["id"], lambda r: r["status"] in ("completed", "failed"))
+        done = wait_for_run(client, run["id"], "completed", "failed")
         events = client.get(f"/api/v1/runs/{run['id']}/events", params={"limit": 1000}).json()["data"]
         rounds = client.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
         expected = client.get(f"/api/v1/runs/{undisturbed['id']}/rounds").json()["data"]

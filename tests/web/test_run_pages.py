@@ -6,7 +6,6 @@ import functools
 import json
 import re
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +18,7 @@ from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
 from backend.store.models import Run
 from tests.conftest import SOCIAL, TOKEN, csrf_of, driving_app, driving_settings, sign_in, spec_data
+from tests.waiting import wait_for_run
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -32,10 +32,7 @@ def finished(tmp_path_factory, redis_url, ray_cluster):
         run = client.post("/api/v1/runs", json=spec_data(placement={"hosts": 2}), headers=API).json()
         inject = {"content": "Most players answer low.", "where": {"gender": "female"}}
         assert client.post(f"/api/v1/runs/{run['id']}/inject", json=inject, headers=API).status_code == 202
-        deadline = time.monotonic() + 120
-        while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for_run(client, run["id"], "completed", headers=API)
         yield client, run
 
 
@@ -69,10 +66,7 @@ def test_a_round_without_a_readable_answer_is_drawn_empty(finished):
         rounds=1, placement={"agent_timeout": 0.2}, **{"population.total": 10, "population.kinds": late}
     )
     run = client.post("/api/v1/runs", json=spec, headers=API).json()
-    deadline = time.monotonic() + 120
-    while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for_run(client, run["id"], "completed", headers=API)
     page = client.get(f"/runs/{run['id']}")
     assert page.status_code == 200
     chart = chart_of(page.text)
@@ -83,10 +77,7 @@ def test_a_round_without_a_readable_answer_is_drawn_empty(finished):
 def test_a_social_run_page_draws_the_stances_and_the_spread(finished):
     client, _ = finished
     run = client.post("/api/v1/runs", json=spec_data(**SOCIAL | {"rounds": 3}), headers=API).json()
-    deadline = time.monotonic() + 120
-    while client.get(f"/api/v1/runs/{run['id']}", headers=API).json()["status"] != "completed":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for_run(client, run["id"], "completed", headers=API)
     page = client.get(f"/runs/{run['id']}")
     rounds = client.get(f"/api/v1/runs/{run['id']}/rounds", headers=API).json()["data"]
     chart = chart_of(page.text)
