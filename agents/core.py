@@ -188,6 +188,8 @@ class ActionBatch:
     tokens: dict[int, int] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)  # per model: calls, tokens, ...
+    # How many of these agents each of the round's broadcasts (injected messages) reached, in order.
+    reached: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -227,4 +229,5 @@ class ActionBatch:
             tokens={k: v for b in batches for k, v in b.tokens.items()},
             messages=[m for b in batches for m in b.messages],
             usage=sum_usage(b.usage for b in batches),
+            reached=[sum(counts) for counts in zip(*(b.reached for b in batches), strict=True)],
         )

@@ -211,9 +211,9 @@ class AgentHost:
         longer than `agent_timeout` gets a failed action; the round goes on without it.
         """
         started = time.perf_counter()
-        if broadcasts:
-            inbox = self._deliver(inbox, broadcasts)
         batch = ActionBatch(self.ids, [None] * len(self.ids))
+        if broadcasts:
+            inbox, batch.reached = self._deliver(inbox, broadcasts)
         shared = Observation(round, public)
         first = self.ids.start
         waiting = _Waiting(batch)
@@ -252,13 +252,19 @@ class AgentHost:
 
     def _deliver(
         self, inbox: Mapping[int, Sequence[Message]], broadcasts: Sequence[Intervention]
-    ) -> dict[int, list[Message]]:
+    ) -> tuple[dict[int, list[Message]], list[int]]:
+        """The inbox with the broadcasts added to their agents' messages, and how many agents
+        each broadcast reached."""
         merged = {agent_id: list(messages) for agent_id, messages in inbox.items()}
+        reached = []
         for broadcast in broadcasts:
+            count = 0
             for agent in self.agents:
                 if broadcast.reaches(agent.profile):
                     merged.setdefault(agent.id, []).append(Message(None, agent.id, broadcast.content))
-        return merged
+                    count += 1
+            reached.append(count)
+        return merged, reached
 
     def get_state(self) -> dict[int, Any]:
         """The state of every agent that keeps one, by agent id."""

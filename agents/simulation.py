@@ -57,6 +57,8 @@ class Simulation:
         self._pending: list[Message] = []
         self._interventions: list[Intervention] = []
         self.last_actions: ActionBatch | None = None
+        # What the last round delivered of what was injected, with how many agents each reached.
+        self.delivered: list[tuple[Intervention, int]] = []
         self._starts: list[int] = []
 
     def __repr__(self) -> str:
@@ -121,15 +123,19 @@ class Simulation:
         observations = self.scenario.observe(round)
         inboxes = self._route([*self._pending, *observations.messages])
         public = dict(observations.public)
-        broadcasts = [i for i in self._interventions if not (i.public and i.where is None)]
-        if announcements := [i.content for i in self._interventions if i.public and i.where is None]:
+        injected, self._interventions = self._interventions, []
+        broadcasts = [i for i in injected if not (i.public and i.where is None)]
+        if announcements := [i.content for i in injected if i.public and i.where is None]:
             public["announcements"] = announcements
-        self._interventions = []
         shared = ray.put(public)
         batches: Sequence[ActionBatch] = await asyncio.gather(
             *(h.step.remote(round, shared, inboxes.get(i, {}), broadcasts) for i, h in enumerate(self._hosts))
         )
         actions = self.last_actions = ActionBatch.concat(batches)
+        # An announcement is everyone's public information; a broadcast reaches whom the hosts found.
+        counts = iter(actions.reached)
+        everyone = self.spec.population.total
+        self.delivered = [(i, everyone if i.public and i.where is None else next(counts)) for i in injected]
         result = self.scenario.apply(round, actions)
         self._pending = actions.messages
         self.round = round

@@ -520,8 +520,10 @@ def _check_where(spec: RunSpec, where: dict[str, str] | None) -> None:
 
 async def reached(rt: Runtime, run_id: int, where: dict[str, str] | None) -> int | None:
     """How many of the run's agents a message with `where` reaches, once their profiles are
-    stored (when the run has started); None before."""
+    stored (when the run has started); None before. `SpecError` naming `where.ATTR` when the
+    filter can match nobody. (Once delivered, the run's "delivered" event says how many it did.)"""
     run = await get_run(rt, run_id)
+    _check_where(RunSpec.stored(run.spec), where)
     async with rt.sessions() as session:
         if not await records.count_agents(session, run_id=run_id):
             return None

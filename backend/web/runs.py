@@ -135,27 +135,61 @@ async def inject(
     public: Annotated[bool, Form()] = False,
 ) -> Response:
     """The inject form: a message to the agents (those matching `where`, as ATTR=VALUE pairs
-    separated by commas) or public information, delivered in the next round."""
+    separated by commas) or public information, delivered in the next round. What is wrong with
+    the message or the filter is said beside its field."""
     run = await services.get_run(rt, run_id)
     context: dict[str, Any] = {"run": run, "content": content, "where": where, "public": public}
+    errors: dict[str, str] = {}
+    conditions: dict[str, str] = {}
+    count = None
     try:
         conditions = _conditions(where)
-        if not content.strip():
-            raise ValueError("write something to deliver")
-        await services.control(rt, run_id, "inject", content=content, where=conditions or None, public=public)
-    except (ValueError, IllegalTransition) as e:
-        error = "; ".join(e.problems) if isinstance(e, SpecError) else str(e)
-        return templates.TemplateResponse(
-            request, "run_inject.html", context | {"error": error}, status_code=422
-        )
+        count = await services.reached(rt, run_id, conditions or None)
+    except ValueError as e:
+        errors["where"] = _problems(e)
+    if not content.strip():
+        errors["content"] = "write something to deliver"
+    if not errors:
+        try:
+            await services.control(
+                rt, run_id, "inject", content=content, where=conditions or None, public=public
+            )
+        except IllegalTransition as e:
+            context["error"] = str(e)
+        except ValueError as e:
+            errors["where"] = _problems(e)
+    context |= {"reach": count, "checked": bool(conditions)}
+    if errors or "error" in context:
+        context["errors"] = errors
+        return templates.TemplateResponse(request, "run_inject.html", context, status_code=422)
     if public and not conditions:
         notice = "Delivered to everyone's public information"
     else:
-        count = await services.reached(rt, run_id, conditions or None)
         agents = "the agents" if count is None else f"{count:,} agent{'s' * (count != 1)}"
         notice = f"Sent to {agents}{' matching ' + where if conditions else ''}"
     context |= {"content": "", "notice": f"{notice} in the next round."}
     return templates.TemplateResponse(request, "run_inject.html", context)
+
+
+@router.get("/runs/{run_id}/inject/reach", name="run_inject_reach")
+async def inject_reach(
+    request: Request, rt: RuntimeDep, run_id: RunId, where: Annotated[str, Query(max_length=1_000)] = ""
+) -> Response:
+    """How many agents the inject form's filter matches, or what is wrong with it, as it is typed."""
+    context: dict[str, Any] = {"run": await services.get_run(rt, run_id)}
+    try:
+        conditions = _conditions(where)
+        context |= {
+            "checked": bool(conditions),
+            "reach": await services.reached(rt, run_id, conditions or None),
+        }
+    except ValueError as e:
+        context["errors"] = {"where": _problems(e)}
+    return templates.TemplateResponse(request, "run_inject_reach.html", context)
+
+
+def _problems(error: ValueError) -> str:
+    return "; ".join(error.problems) if isinstance(error, SpecError) else str(error)
 
 
 def _conditions(where: str) -> dict[str, str]:

@@ -170,7 +170,8 @@ class Publisher:
 
     async def round(self, sim: Simulation, result: RoundResult, status: RunStatus) -> None:
         """A round's news: the live state, its summary (stored with the round by the recorder),
-        its failures, what the scenario found notable, the hosts and the nodes."""
+        what it delivered of what was injected (and to how many agents), its failures, what the
+        scenario found notable, the hosts and the nodes."""
         actions, spec = sim.last_actions, sim.spec
         await self.state(
             status=status,
@@ -182,6 +183,9 @@ class Publisher:
         )
         summary = {"stats": result.stats, "failures": result.failures}
         await self.live_call(lambda: self.live.emit(self.run_id, "round", result.round, summary))
+        for injected, reached in sim.delivered:
+            sent = {"content": injected.content, "where": injected.where, "public": injected.public}
+            await self.event(result.round, "delivered", sent | {"reached": reached})
         if result.failures and actions is not None:
             examples = dict(list(actions.errors.items())[:5])
             await self.event(result.round, "failures", {"count": result.failures, "examples": examples})

@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import TOKEN, spec_data
 from tests.conftest import sign_in_page as sign_in
+from tests.waiting import wait_for
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -97,3 +98,53 @@ def test_a_chosen_round_stays_while_the_run_goes_on(page, site):
         assert errors == []
     finally:
         httpx.post(f"{site}/api/v1/runs/{run['id']}/stop", headers=API, timeout=30)
+
+
+def test_inject_counts_the_agents_as_the_filter_is_typed_and_says_whom_it_reached(page, site, shoot):
+    probes = [{"kind": "probe", "share": 100, "params": {"delay": 0.3}}]
+    spec = spec_data(name="an injection", rounds=200, placement={"hosts": 2}, **{"population.kinds": probes})
+    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API, timeout=30).json()
+    try:
+        sign_in(page, site)
+        page.goto(f"{site}/runs/{run['id']}")
+        agents = f"{site}/api/v1/runs/{run['id']}/agents"
+        stored = lambda: httpx.get(agents, params={"limit": 1}, headers=API, timeout=30).json()["count"]  # noqa: E731
+        wait_for(lambda: stored() == 1000, "the run's agents to be dealt out and stored")
+        page.reload()  # now they can be counted
+        reach = page.locator("#inject-reach")
+        expect(reach).to_have_text("Empty: every agent (all 1,000).")
+        where = page.get_by_label("To agents with")
+        where.press_sequentially("planet=mars", delay=20)
+        expect(reach.locator(".field-error")).to_contain_text("the population has no attribute 'planet'")
+        shoot("inject-filter-error")
+        where.fill("")
+        where.press_sequentially("gender=female", delay=20)
+        expect(reach).to_have_text("Matches 500 of 1,000 agents.")
+        page.get_by_label("Message").fill("Most players answer low.")
+        shoot("inject")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator("#inject .notice")).to_have_text(
+            "Sent to 500 agents matching gender=female in the next round."
+        )
+        delivered = page.locator("#feed li.delivered")
+        expect(delivered).to_contain_text("“Most players answer low.” reached 500 agents with gender=female")
+        shoot("inject-delivered")
+    finally:
+        httpx.post(f"{site}/api/v1/runs/{run['id']}/stop", headers=API, timeout=30)
+
+
+def test_errors_are_pages_with_a_way_back(page, site, shoot):
+    sign_in(page, site)
+    page.goto(f"{site}/runs/999")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.locator(".detail")).to_have_text("run 999 not found.")
+    shoot("error-404")
+    response = page.goto(f"{site}/runs/1/chart?round=0")
+    assert response.status == 422
+    expect(page.get_by_role("heading", name="Cannot do that")).to_be_visible()
+    expect(page.locator(".problems")).to_contain_text(
+        "query.round: Input should be greater than or equal to 1"
+    )
+    shoot("error-422")
+    page.get_by_role("link", name="All runs").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()

@@ -113,3 +113,29 @@ def test_public_injections_are_announced_for_one_round(make_spec):
             return [(await sim.step()).stats["avg"] for _ in range(2)]
 
     assert asyncio.run(go()) == [2, 0]
+
+
+def test_a_round_says_how_many_agents_each_injection_reached(make_spec):
+    """Counted where they are delivered, by the hosts: a message to those matching a filter, to
+    everyone, and public information (everyone's, or a filter's as messages)."""
+    sent = [
+        Intervention("to the women", where={"gender": "female"}),
+        Intervention("to everyone"),
+        Intervention("news for all", public=True),
+        Intervention("news for the men", where={"gender": "male"}, public=True),
+        Intervention("to nobody", where={"gender": "female", "education": "none"}),
+    ]
+
+    async def go():
+        spec = make_spec(**{"population.total": 1000, "placement": {"hosts": 2}, "rounds": 2})
+        async with Simulation(spec) as sim:
+            for intervention in sent:
+                sim.inject(intervention)
+            await sim.step()
+            first = list(sim.delivered)
+            await sim.step()
+            return first, sim.delivered
+
+    first, second = asyncio.run(go())
+    assert first == list(zip(sent, [500, 1000, 1000, 500, 0], strict=True))
+    assert second == []  # each is delivered once

@@ -44,3 +44,12 @@ def test_concat_of_arrays_stays_an_array():
 def test_concat_refuses_gaps():
     with pytest.raises(ValueError, match="does not follow"):
         ActionBatch.concat([ActionBatch(range(0, 2), [1, 2]), ActionBatch(range(3, 4), [1])])
+
+
+def test_hosts_counts_of_the_agents_a_broadcast_reached_add_up():
+    parts = [
+        ActionBatch(range(0, 2), [1, 2], reached=[2, 0]),
+        ActionBatch(range(2, 5), [3, 4, 5], reached=[1, 3]),
+    ]
+    assert ActionBatch.concat(parts).reached == [3, 3]
+    assert ActionBatch.concat([ActionBatch(range(0, 2), [1, 2]), ActionBatch(range(2, 3), [3])]).reached == []
