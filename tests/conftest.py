@@ -11,7 +11,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from backend.settings import Settings
 from backend.store.db import migrate
 from backend.workflow.worker import Worker
 from tests import helpers
+from tests.waiting import wait_for
 
 BASE_SPEC: dict[str, Any] = {
     "name": "test",
@@ -295,11 +295,12 @@ def serve_app(settings: Settings, grace: int = STREAMS_GRACE, *, drive: bool = F
     server = Server(server_config(app, settings, "127.0.0.1", port, grace=grace))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
+
+    def started() -> bool:
         assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start in time"
-        time.sleep(0.05)
+        return server.started
+
+    wait_for(started, "the server to start", every=0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

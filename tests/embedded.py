@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import psutil
+
+from tests import waiting
 
 __all__ = [
     "MYRIAD",
@@ -76,37 +77,41 @@ class Service:
             )
         self.http = httpx.Client(base_url=self.url, headers=API, timeout=30)
 
+    def _running(self) -> None:
+        assert self.process.poll() is None, self.log.read_text()
+
     def wait_up(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
+        def answers() -> bool:
+            self._running()
             with contextlib.suppress(httpx.HTTPError):
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.2)
+                return self.http.get("/healthz").status_code == 200
+            return False
+
+        waiting.wait_for(answers, lambda: f"the service to answer: {self.log.read_text()}", timeout, 0.2)
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def worker(self, timeout: float = 30) -> psutil.Process:
         """The `myriad worker` process serve started beside itself."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def started() -> psutil.Process | None:
             for child in psutil.Process(self.process.pid).children():
                 with contextlib.suppress(psutil.Error):
                     if "worker" in child.cmdline():
                         return child
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.1)
+            return None
 
-    def wait_log(self, text: str, timeout: float = 120) -> None:
-        """Wait until the service's output says `text`."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log.read_text():
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.1)
+        return waiting.wait_for(started, lambda: f"serve's worker: {self.log.read_text()}", timeout)
+
+    def wait_log(self, text: str, timeout: float = 120, every: float = 0.1) -> str:
+        """Wait until the service's output says `text`; returns the output."""
+
+        def said() -> str | None:
+            self._running()
+            return printed if text in (printed := self.log.read_text()) else None
+
+        return waiting.wait_for(said, lambda: f"{text!r} in {self.log.read_text()}", timeout, every)
 
     def ray_dir(self) -> Path:
         """The temp dir of the service's Ray cluster, as its processes' command lines name it."""
@@ -120,12 +125,16 @@ class Service:
         return self.http.get(f"/api/v1/runs/{run_id}").json()
 
     def wait_for(self, run_id: int, test: Any, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not test(run := self.run(run_id)):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, run
-            time.sleep(0.1)
-        return run
+        """The run once `test(run)` holds (the service still running)."""
+        last: dict[str, Any] = {}
+
+        def passes() -> dict[str, Any] | None:
+            nonlocal last
+            self._running()
+            last = self.run(run_id)
+            return last if test(last) else None
+
+        return waiting.wait_for(passes, lambda: f"run {run_id}; last seen: {last}", timeout)
 
     def rounds(self, run_id: int) -> list[tuple[Any, ...]]:
         rows = self.http.get(f"/api/v1/runs/{run_id}/rounds").json()["data"]

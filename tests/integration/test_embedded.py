@@ -244,11 +244,7 @@ def test_the_sign_in_link_is_printed_once_the_service_answers(tmp_path):
     service = Service(tmp_path, free_port(), "serve")
     valkeys: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 90
-        while "Myriad dashboard:" not in (printed := service.log.read_text()):
-            assert service.process.poll() is None, printed
-            assert time.monotonic() < deadline, printed
-            time.sleep(0.01)
+        printed = service.wait_log("Myriad dashboard:", 90, every=0.01)
         assert service.http.get("/healthz").status_code == 200
         lines = printed.splitlines()
         starting = next(i for i, line in enumerate(lines) if line.startswith("Starting Myriad"))
