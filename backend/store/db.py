@@ -64,7 +64,8 @@ _REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*(\S+)", re.MULTIL
 
 def _head() -> str | None:
     """The newest migration: the revision no other migration names as the one before it."""
-    revisions, before = set(), set()
+    revisions: set[str] = set()
+    before: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
         for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
             (revisions if name == "revision" else before).add(value.strip("\"'"))
