@@ -30,6 +30,7 @@ from backend.store import commands, records, runs, signins
 from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
 from backend.workflow.budget import spent, stored_use
 from backend.workflow.lifecycle import IllegalTransition, check_transition
+from backend.workflow.presence import present
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -71,6 +72,7 @@ __all__ = [
     "signed_in",
     "submit",
     "usage",
+    "workers",
 ]
 
 log = logging.getLogger(__name__)
@@ -405,6 +407,15 @@ async def cluster(rt: Runtime) -> dict[str, Any]:
         "nodes": nodes,
         "hosts": [{"run_id": run_id, **h} for run_id, found in hosts.items() for h in found],
     }
+
+
+async def workers(rt: Runtime) -> list[dict[str, Any]]:
+    """The workers alive on this database (idle ones first), as they last said; none while the
+    live layer is away."""
+    try:
+        return await present(rt.live, rt.settings)
+    except RedisError:
+        return []
 
 
 async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dict[str, Any]]:

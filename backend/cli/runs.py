@@ -1,18 +1,23 @@
-"""`myriad runs …` (list, inspect, control and export runs) and `myriad db`."""
+"""`myriad runs …` (list, inspect, control and export runs) and `myriad db`.
+
+The commands that only read (`list`, `show`, `export`, `db`) open the database alone: no live
+layer, no Ray, no engine, so they answer in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from agents.scenarios import RoundResult
 from backend import services
 from backend.cli.main import async_command, console, main
-from backend.cli.tables import cells, line
+from backend.cli.tables import cells, round_table, runs_table
 from backend.runtime import Runtime
 from backend.settings import Settings
-from backend.store.db import migrate
+
+__all__ = ["go_on", "paused_because"]
 
 
 @main.group()
@@ -20,36 +25,80 @@ def runs() -> None:
     """List, inspect, control and export runs."""
 
 
+def _reading() -> Runtime:
+    return Runtime(Settings(), live=False)
+
+
 @runs.command("list")
 @click.option("--status", help="only runs with this status")
 @click.option("--limit", default=50, show_default=True)
 @async_command
 async def runs_list(status: str | None, limit: int) -> None:
-    async with Runtime(Settings()) as rt:
+    """List the runs, newest first."""
+    async with _reading() as rt:
         found = await services.list_runs(rt, limit=limit, status=status)
-    console.print(line(["id", "status", "round", "rounds", "agents"]) + "  name", style="bold")
-    for r in found:
-        console.print(line([str(r.id), r.status, str(r.round), str(r.rounds), str(r.agents)]) + f"  {r.name}")
+    if not found:
+        console.print("no runs" + (f" with status {status}" if status else ""), highlight=False)
+        return
+    console.print(runs_table(found))
+
+
+def paused_because(events: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """Why a paused run paused, from its events newest first: a spent budget (with the numbers)
+    or a user's pause."""
+    for kind, payload in events:
+        if kind == "budget":
+            return str(payload.get("reason") or "its budget is spent").removesuffix(": raise it to resume")
+        if kind == "paused":
+            return "a user paused it"
+        if kind in ("resumed", "started"):
+            return None
+    return None
+
+
+def go_on(run_id: int, budget: bool) -> str:
+    """How to go on with a paused run, as a command to type."""
+    if budget:
+        return f"to go on: myriad runs resume {run_id} --budget-tokens N (or --budget-cost C)"
+    return f"to go on: myriad runs resume {run_id}"
 
 
 @runs.command("show")
 @click.argument("run_id", type=int)
 @async_command
 async def runs_show(run_id: int) -> None:
-    async with Runtime(Settings()) as rt:
+    """Show a run: its status, budget, use and rounds."""
+    from agents.spec import RunSpec
+
+    async with _reading() as rt:
         r = await services.get_run(rt, run_id)
-        rows = await services.rounds(rt, run_id)
+        rows = await services.rounds(rt, run_id, details=False)
+        spec = RunSpec.stored(r.spec)
+        usage = await services.usage(rt, spec, run_id, rows) if spec.llm is not None else None
+        recent = [(e.kind, e.payload) for e in await services.events(rt, run_id, limit=50)]
     console.print(
-        f"run {r.id} {r.name!r}: {r.status}, round {r.round}/{r.rounds}, {r.agents:,} agents, seed {r.seed}"
+        f"run {r.id} {r.name!r}: {r.status}, round {r.round:,} of {r.rounds:,}, {r.agents:,} agents, "
+        f"seed {r.seed}",
+        highlight=False,
+        markup=False,
     )
     if r.error:
-        console.print(f"error: {r.error}", markup=False)
+        console.print(f"error: {r.error}", markup=False, highlight=False)
+    if usage is not None:
+        total = usage["total"]
+        limit = ""
+        if spec.budget is not None:
+            parts = [f"{spec.budget.tokens:,} tokens" if spec.budget.tokens else "", ""]
+            parts[1] = f"cost {spec.budget.cost:g}" if spec.budget.cost else ""
+            limit = f" (budget: {', '.join(p for p in parts if p)})"
+        console.print(f"used: {total['tokens']:,} tokens, cost {total['cost']:.4f}{limit}", highlight=False)
+    if r.status == "paused" and (why := paused_because(recent)) is not None:
+        console.print(f"paused: {why}", highlight=False, markup=False)
+        console.print(go_on(r.id, budget="budget" in why), highlight=False, markup=False)
     if rows:
         names = tuple(rows[0].stats)
-        console.print(line(["round", *names, "time", "failed"]), style="bold")
-        for row in rows:
-            result = RoundResult(row.round, row.stats, time=row.time, failures=row.failures)
-            console.print(line(cells(result, names)), highlight=False)
+        table = round_table(names, (cells(x.round, x.stats, names, x.time, x.failures) for x in rows))
+        console.print(table, highlight=False)
 
 
 @runs.command("export")
@@ -61,8 +110,9 @@ async def runs_show(run_id: int) -> None:
 async def runs_export(
     run_id: int, table: services.ExportTable, fmt: services.ExportFormat, out: Path | None
 ) -> None:
+    """Write one table of a run (rounds, actions, agents or events) to a file."""
     out = out or Path(f"run-{run_id}-{table}.{fmt}")
-    async with Runtime(Settings()) as rt:
+    async with _reading() as rt:
         count = await services.export(rt, run_id, table=table, format=fmt, out=out)
     click.echo(f"{count} {table} rows written to {out}")
 
@@ -81,8 +131,43 @@ def _control(action: str) -> click.Command:
     return runs.command(action)(command)
 
 
-for _action in ("pause", "resume", "stop"):
+for _action in ("pause", "stop"):
     _control(_action)
+
+
+@runs.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--budget-tokens", type=click.IntRange(min=1), metavar="N", help="a new token budget")
+@click.option(
+    "--budget-cost", type=click.FloatRange(min=0, min_open=True), metavar="C", help="a new cost budget"
+)
+@async_command
+async def runs_resume(run_id: int, budget_tokens: int | None, budget_cost: float | None) -> None:
+    """Resume a paused run at its next round boundary (a failed one from its last checkpoint).
+
+    A run paused because it spent its budget goes on only with a larger one: --budget-tokens
+    and --budget-cost replace the token and cost limits (a limit not given stays as it was).
+    """
+    from agents.spec import RunSpec
+
+    async with Runtime(Settings()) as rt:
+        budget = None
+        if budget_tokens is not None or budget_cost is not None:
+            old = RunSpec.stored((await services.get_run(rt, run_id)).spec).budget
+            budget = old.model_dump() if old is not None else {}
+            budget |= {k: v for k, v in (("tokens", budget_tokens), ("cost", budget_cost)) if v is not None}
+        await services.control(rt, run_id, "resume", budget=budget)
+    raised = f" with a budget of {_budget_text(budget)}" if budget else ""
+    click.echo(f"run {run_id}: resume sent{raised}")
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    parts = []
+    if budget.get("tokens"):
+        parts.append(f"{budget['tokens']:,} tokens")
+    if budget.get("cost"):
+        parts.append(f"cost {budget['cost']:g}")
+    return " and ".join(parts)
 
 
 @runs.command("inject")
@@ -112,6 +197,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Migrate the database at DATABASE_URL to REVISION."""
+    from backend.store.db import migrate
+
     settings = Settings()
     migrate(settings.database_url, revision)
     click.echo(f"database migrated to {revision}")

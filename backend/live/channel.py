@@ -5,7 +5,8 @@ Keys, per run:
 - `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
 - `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`: the fast
                              path (the database keeps every event, and the commands)
-and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them.
+and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them, and
+`myriad:worker:{id}`, each live worker's presence (expiring unless the worker renews it).
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ class LiveChannel:
     async def nodes(self) -> list[dict[str, Any]]:
         raw = await self.redis.get("myriad:cluster:nodes")
         return json.loads(raw) if raw else []
+
+    async def set_worker(self, worker: str, info: Mapping[str, Any], ttl: float) -> None:
+        """Say that `worker` is alive (and what it does) for the next `ttl` seconds."""
+        await self.redis.set(f"myriad:worker:{worker}", json.dumps(info), px=int(ttl * 1000))
+
+    async def forget_worker(self, worker: str) -> None:
+        await self.redis.delete(f"myriad:worker:{worker}")
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """The workers that said lately that they are alive, with what they said."""
+        keys = [key async for key in self.redis.scan_iter(match="myriad:worker:*", count=500)]
+        values = await self.redis.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v]
 
     async def all_hosts(self) -> dict[int, list[dict[str, Any]]]:
         """The hosts of every run that reported some lately, by run id."""

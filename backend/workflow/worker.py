@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+
+from redis.exceptions import RedisError
 
 from backend.runtime import Runtime
 from backend.store.models import Run, RunStatus
 from backend.store.runs import LeaseLost, claim_run
 from backend.workflow.driver import OnRound, RunDriver
 from backend.workflow.outage import Unavailable, transient
+from backend.workflow.presence import PRESENCE_EVERY, announce, withdraw
 from backend.workflow.publishing import publish_nodes
 
 __all__ = ["Worker"]
@@ -24,6 +28,7 @@ class Worker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.id = runtime.settings.worker_id
+        self.driving: int | None = None  # the run `serve` drives now
 
     def __repr__(self) -> str:
         return f"Worker({self.id!r})"
@@ -61,7 +66,20 @@ class Worker:
     async def serve(self, stop: asyncio.Event, *, exit_when_idle: bool = False) -> int:
         """Drive runs until `stop` is set (or, with `exit_when_idle`, until none is left);
         returns how many runs were driven. No run's trouble, and no outage of the database or
-        the live layer, ends the loop: the worker waits and tries again."""
+        the live layer, ends the loop: the worker waits and tries again. Meanwhile the worker
+        says in the live layer that it is there (see `presence`)."""
+        presence = asyncio.create_task(self._present(stop))
+        try:
+            return await self._serve(stop, exit_when_idle)
+        finally:
+            presence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await presence
+            # Bounded: a live layer that does not answer must not keep the worker from stopping.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(withdraw(self.runtime.live, self.runtime.settings), PRESENCE_EVERY)
+
+    async def _serve(self, stop: asyncio.Event, exit_when_idle: bool) -> int:
         driven = 0
         away: str | None = None  # the service this worker waits for, said once
         while not stop.is_set():
@@ -72,7 +90,11 @@ class Worker:
                 run = await self.claim()
                 away = None
                 if run is not None:
-                    await self.drive(run, shutdown=stop)
+                    self.driving = run.id
+                    try:
+                        await self.drive(run, shutdown=stop)
+                    finally:
+                        self.driving = None
                     driven += 1
                     continue
                 if exit_when_idle:
@@ -87,3 +109,16 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
         return driven
+
+    async def _present(self, stop: asyncio.Event) -> None:
+        """Say every few seconds, whatever the loop is doing (a run takes long), that this
+        worker is alive and which run it drives; a live layer away is waited out in silence
+        (the serve loop says so)."""
+        since = time.time()
+        while not stop.is_set():
+            try:
+                await announce(self.runtime.live, self.runtime.settings, run=self.driving, since=since)
+            except Exception as e:  # never the worker's end: it is only not seen for a while
+                log.debug("worker %s could not say it is alive: %s", self.id, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PRESENCE_EVERY)
