@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from backend.settings import Settings
 from tests.conftest import LLM_KEY, TOKEN, csrf_of, driving_app, driving_settings, spec_data, stub_model
+from tests.waiting import wait_for, wait_for_run
 
 API = {"Authorization": f"Bearer {TOKEN}"}
 AGENTS = 300
@@ -54,21 +55,13 @@ def service(tmp_path, redis_url, ray_cluster):
         yield client
 
 
-def wait_for(client, run_id: int, *statuses: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while (run := client.get(f"/api/v1/runs/{run_id}").json())["status"] not in statuses:
-        assert time.monotonic() < deadline, run
-        time.sleep(0.2)
-    return run
-
-
 def test_a_run_completes_with_the_right_counts_through_trouble(service, llm_stub):
     config = llm_stub.config
     config.latency, config.capacity = 0.05, 30  # the hosts' 80 slots meet a server of 30: 429s
     config.error_rate, config.malformed_rate, config.garbage_rate = 0.1, 0.05, 0.1
     config.hang_rate = 0.01  # a few calls never come back: their agents' turns end at 5 s
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url)).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     served = llm_stub.served
     assert served.rejected
     assert served.errors
@@ -103,7 +96,7 @@ def test_a_run_completes_with_the_right_counts_through_trouble(service, llm_stub
 
 def test_a_budget_pauses_the_run_until_it_is_raised(service, llm_stub):
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, budget={"tokens": 1000})).json()
-    paused = wait_for(service, run["id"], "paused", "completed")
+    paused = wait_for_run(service, run["id"], "paused", "completed")
     assert paused["status"] == "paused"
     assert paused["round"] == 1
     assert "the token budget is spent" in paused["live"]["reason"]
@@ -125,7 +118,7 @@ def test_a_budget_pauses_the_run_until_it_is_raised(service, llm_stub):
     assert service.get(url).json()["status"] == "paused"
     resumed = service.post(f"/api/v1/runs/{run['id']}/resume", json={"budget": {"tokens": 10_000_000}})
     assert resumed.status_code == 202
-    done = wait_for(service, run["id"], "completed")
+    done = wait_for_run(service, run["id"], "completed")
     assert done["spec"]["budget"] == {"tokens": 10_000_000, "cost": None}
     kinds = [e["kind"] for e in service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]]
     assert "budget raised" in kinds
@@ -134,7 +127,7 @@ def test_a_budget_pauses_the_run_until_it_is_raised(service, llm_stub):
 
 def test_keys_never_reach_the_database_or_the_pages(service, llm_stub, tmp_path):
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     assert llm_stub.served.authorizations == {f"Bearer {LLM_KEY}"}  # the hosts did use it
     database = (tmp_path / "llm.db").read_bytes() + b"".join(
         p.read_bytes() for p in tmp_path.glob("llm.db-*")
@@ -155,7 +148,7 @@ def test_keys_never_reach_the_database_or_the_pages(service, llm_stub, tmp_path)
 
 def test_an_llm_agent_answers_an_interview_in_character(service, llm_stub):
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     served = llm_stub.served
     before = served.prompt_tokens + served.completion_tokens
     asked = service.post(
@@ -187,7 +180,7 @@ def test_an_llm_agent_answers_an_interview_in_character(service, llm_stub):
 def test_interviews_count_against_the_budget(service, llm_stub):
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, budget={"tokens": 1000})).json()
     url = f"/api/v1/runs/{run['id']}"
-    assert wait_for(service, run["id"], "paused", "completed")["round"] == 1
+    assert wait_for_run(service, run["id"], "paused", "completed")["round"] == 1
     rounds = service.get(f"{url}/usage").json()["total"]["tokens"]
     assert service.post(f"{url}/agents/0/interview", json={"question": "Why?"}).status_code == 200
     # Enough for the rounds' use alone, not with the interview's: the run stays where it is.
@@ -212,7 +205,7 @@ def test_a_budget_the_backgrounds_spent_pauses_the_run_before_its_first_round(se
     )
     run = service.post("/api/v1/runs", json=spec).json()
     url = f"/api/v1/runs/{run['id']}"
-    paused = wait_for(service, run["id"], "paused", "completed")
+    paused = wait_for_run(service, run["id"], "paused", "completed")
     assert (paused["status"], paused["round"]) == ("paused", 0)
     event = service.get(f"{url}/events").json()["data"][0]
     assert event["kind"] == "budget"
@@ -221,14 +214,14 @@ def test_a_budget_the_backgrounds_spent_pauses_the_run_before_its_first_round(se
     assert event["payload"]["tokens"] == spent
     resumed = service.post(f"{url}/resume", json={"budget": {"tokens": 10_000_000}})
     assert resumed.status_code == 202
-    assert wait_for(service, run["id"], "completed")["round"] == 2
+    assert wait_for_run(service, run["id"], "completed")["round"] == 2
 
 
 def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(service, llm_stub):
     persona = {"model": "stub", "retries": 1}
     spec = llm_spec(llm_stub.url, rounds=1, **{"population.total": 60, "population.persona": persona})
     run = service.post("/api/v1/runs", json=spec).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     agents = service.get(f"/api/v1/runs/{run['id']}/agents", params={"limit": 100}).json()["data"]
     backgrounds = [
         service.get(f"/api/v1/runs/{run['id']}/agents/{a['agent_id']}").json()["background"] for a in agents
@@ -248,7 +241,7 @@ def test_the_model_writes_the_backgrounds_and_a_bad_one_keeps_the_template(servi
 
     llm_stub.config.garbage_rate = 1.0  # no persona passes the checks: the template stays
     run = service.post("/api/v1/runs", json=spec).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     events = service.get(f"/api/v1/runs/{run['id']}/events").json()["data"]
     payload = next(e for e in events if e["kind"] == "backgrounds written")["payload"]
     assert (payload["written"], payload["kept"]) == (0, 60)
@@ -261,12 +254,16 @@ def test_a_stop_cuts_the_writing_of_backgrounds_short(service, llm_stub):
     spec = llm_spec(llm_stub.url, **{"population.total": 2000, "population.persona": {"model": "stub"}})
     run = service.post("/api/v1/runs", json=spec).json()
     url = f"/api/v1/runs/{run['id']}"
-    deadline = time.monotonic() + 60
-    while not service.get(url).json()["live"].get("personas"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for_run(
+        service,
+        run["id"],
+        done=lambda r: bool(r["live"].get("personas")),
+        what="its first backgrounds",
+        timeout=60,
+        every=0.1,
+    )
     assert service.post(f"{url}/stop").status_code == 202
-    stopped = wait_for(service, run["id"], "stopped", "completed")
+    stopped = wait_for_run(service, run["id"], "stopped", "completed")
     assert (stopped["status"], stopped["round"]) == ("stopped", 0)
     asked = llm_stub.served.personas
     assert asked < 2000  # it did not wait for the writing to end
@@ -290,14 +287,11 @@ def test_a_worker_taking_over_gives_the_hosts_the_stored_backgrounds(
     )
     with TestClient(driving_app(settings), headers=API) as first:
         run = first.post("/api/v1/runs", json=spec).json()
-        deadline = time.monotonic() + 60
-        while first.get(f"/api/v1/runs/{run['id']}").json()["round"] < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_run(first, run["id"], done=lambda r: r["round"] >= 1, what="round 1", timeout=60, every=0.1)
     # Leaving the service stops its worker, which hands the run back at a round boundary.
     assert llm_stub.served.personas == 40
     with TestClient(driving_app(settings), headers=API) as second:
-        done = wait_for(second, run["id"], "completed")
+        done = wait_for_run(second, run["id"], "completed")
         events = [
             e["kind"]
             for e in second.get(f"/api/v1/runs/{run['id']}/events", params={"limit": 1000}).json()["data"]
@@ -324,22 +318,19 @@ def test_a_worker_leaving_while_writing_backgrounds_passes_on_what_it_was_told(
         def written() -> int:
             return first.get(url).json()["live"].get("personas") or 0
 
-        deadline = time.monotonic() + 60
-        while not written():
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        def report_after(seen: int) -> None:
+            wait_for(lambda: written() != seen, f"a progress report after {seen} backgrounds", 60)
+
+        wait_for(written, "the first backgrounds", 60)
         assert first.post(f"{url}/pause").status_code == 202
         for _ in range(2):  # two progress reports later, the writer has taken the pause
-            seen = written()
-            while written() == seen:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            report_after(written())
     # Leaving stopped the writing; the next worker writes the backgrounds and then pauses.
     with TestClient(driving_app(settings), headers=API) as second:
-        paused = wait_for(second, run["id"], "paused")
+        paused = wait_for_run(second, run["id"], "paused")
         kinds = [e["kind"] for e in second.get(f"{url}/events").json()["data"]]
         assert second.post(f"{url}/stop").status_code == 202
-        wait_for(second, run["id"], "stopped")
+        wait_for_run(second, run["id"], "stopped")
     assert paused["round"] == 0
     assert kinds[::-1] == [
         "queued",
@@ -366,7 +357,7 @@ def test_llm_agents_take_part_in_the_social_network(service, llm_stub):
         },
     )
     run = service.post("/api/v1/runs", json=spec).json()
-    wait_for(service, run["id"], "completed")
+    wait_for_run(service, run["id"], "completed")
     rounds = service.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
     for r in rounds:
         stats = r["stats"]
