@@ -39,7 +39,7 @@ LOOK = """() => {
 def test_progress_table_and_chart_show_the_same_round_while_a_run_goes(page, site, shoot):
     # 40,000 agents whose every action is recorded: the database lags the rounds by a second or so.
     spec = spec_data(
-        name="one round at a time", rounds=12, placement={"hosts": 2}, **{"population.total": 40_000}
+        name="one round at a time", rounds=20, placement={"hosts": 2}, **{"population.total": 40_000}
     )
     run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API, timeout=30).json()
     sign_in(page, site)
