@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["EXIT_PAUSED"]
 EXIT_PAUSED = 3  # the run paused and `myriad run` left it so (without --wait-on-pause)
 _FINAL = ("completed", "stopped", "failed")
 _FOLLOW_WAIT = 0.25  # seconds to wait for the run's next event before looking at its state
+_NO_WORKER_AFTER = 10.0  # seconds a queued run waits before `myriad run` looks for a worker again
 
 
 @main.command()
@@ -110,6 +112,7 @@ async def _main(
                 queued = await services.submit(rt, spec)
                 following.update(run=queued.id, attached=True)
                 _introduce(queued.id, spec, _handed_to(workers))
+                display.stage("queued")
                 follower = _Follower(rt, queued.id, spec, display, wait_on_pause)
                 end = await follower.follow()
             else:
@@ -199,7 +202,8 @@ class _Display:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if console.is_terminal:
+            self.progress.stop()
 
     def stage(self, what: str) -> None:
         if what == self.current:
@@ -237,6 +241,7 @@ class _Follower:
         self.round = 0
         self.paused_for: str | None = None  # why it paused, when it did
         self.here = False  # driven by this process (so by no worker once it exits)
+        self.since = time.monotonic()
 
     async def follow(self, driving: asyncio.Task[Any] | None = None) -> str:
         cursor = 0
@@ -306,7 +311,11 @@ class _Follower:
         state = await services.live_state(self.rt, self.run_id)
         agents, hosts = self.spec.population.total, self.spec.placement.hosts
         if run.status == "queued":
-            self.display.stage("queued: waiting for a worker")
+            waited = time.monotonic() - self.since
+            if waited > _NO_WORKER_AFTER and not await services.workers(self.rt):
+                self.display.stage("queued; no worker is running: start `myriad serve` or `myriad worker`")
+            else:
+                self.display.stage("queued: waiting for a worker")
         elif state.get("status") in (None, "queued"):
             self.display.stage(f"placing {hosts} hosts" if hosts else "placing the hosts")
         elif state.get("personas_total") and state.get("personas", 0) < state["personas_total"]:
