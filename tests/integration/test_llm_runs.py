@@ -1,5 +1,6 @@
 """Runs of language-model agents, driven by the service, against the stand-in server."""
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -9,6 +10,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from backend.settings import Settings
+from backend.store import commands
+from backend.store.db import create_engine, session_factory
 from tests.conftest import LLM_KEY, TOKEN, csrf_of, driving_app, driving_settings, spec_data, stub_model
 from tests.waiting import wait_for, wait_for_run
 
@@ -194,6 +197,39 @@ def test_interviews_count_against_the_budget(service, llm_stub):
 
 def usage_total(service, url: str) -> int:
     return service.get(f"{url}/usage").json()["total"]["tokens"]
+
+
+async def log_resume(database: Path, run_id: int, budget: dict) -> None:
+    """A resume in the run's command log, as the service writes it once its own check passed."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        async with session_factory(engine)() as session:
+            await commands.add_command(session, run_id=run_id, action="resume", payload={"budget": budget})
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def test_the_worker_refuses_a_resume_that_finds_the_budget_spent(service, llm_stub, tmp_path):
+    """The service refuses a resume that leaves the budget spent, and the worker checks again
+    when it applies one (an interview may have spent more in between): the run stays paused,
+    and the refusal is an event of its own."""
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, budget={"tokens": 1000})).json()
+    url = f"/api/v1/runs/{run['id']}"
+    assert wait_for_run(service, run["id"], "paused", "completed")["round"] == 1
+    asyncio.run(log_resume(tmp_path / "llm.db", run["id"], {"tokens": 1000, "cost": None}))
+
+    def refusal() -> dict | None:
+        events = service.get(f"{url}/events").json()["data"]
+        return next(
+            (e for e in events if e["payload"].get("reason", "").endswith("raise it to resume")), None
+        )
+
+    refused = wait_for(refusal, "the worker's refusal of the resume", 30)
+    assert refused["kind"] == "budget"
+    assert refused["payload"]["reason"].startswith("the token budget is spent")
+    after = service.get(url).json()
+    assert (after["status"], after["round"]) == ("paused", 1)
 
 
 def test_a_budget_the_backgrounds_spent_pauses_the_run_before_its_first_round(service, llm_stub):
