@@ -240,7 +240,9 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     kind = KINDS.get(part.kind) if part is not None else None
     answers = [f"round {a.round}: {_answer(a)}" for a in actions]
     if part is not None and spec.llm is not None and hasattr(kind, "interview"):
-        answer, error, used = await _interview_in_character(spec, part, kind, agent, answers, question)
+        answer, error, used = await _interview_in_character(
+            spec, spec.llm, part, kind, agent, answers, question
+        )
     else:
         answer, error, used = _answer_by_rule(kind, agent, answers, question), None, {}
     asked = {"agent": agent_id, "question": question, "answer": answer, "error": error, "usage": used}
@@ -265,14 +267,20 @@ def _answer_by_rule(kind: Any, agent: AgentRow, answers: list[str], question: st
 
 
 async def _interview_in_character(
-    spec: RunSpec, part: KindShare, kind: Any, agent: AgentRow, answers: list[str], question: str
+    spec: RunSpec,
+    models: llm.LLMSpec,
+    part: KindShare,
+    kind: Any,
+    agent: AgentRow,
+    answers: list[str],
+    question: str,
 ) -> tuple[str | None, str | None, dict[str, dict[str, int]]]:
     """The agent's model answers for it, called from this process (with this process's keys):
     its reply, or None and why the model gave none; and the calls it took."""
     params = kind.Params.model_validate(part.params)
     profile = Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
     messages = kind.interview(params, profile, spec.scenario.params, answers, question)
-    client = llm.LLM(spec.llm)
+    client = llm.LLM(models)
     try:
         reply = await client.model(params.model).chat(messages, deadline=time.monotonic() + INTERVIEW_SECONDS)
         return reply.text, None, client.take_usage()
@@ -435,15 +443,14 @@ async def usage(rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundR
     ]
     async with rt.sessions() as session:
         outside = await records.usage_outside_rounds(session, run_id=run_id)
-    models = sum_usage([*(r.usage for r in rounds), *outside.values()])
-    for name, counts in models.items():
-        counts["cost"] = llm.priced(spec.llm, {name: counts})
+    used = sum_usage([*(r.usage for r in rounds), *outside.values()])
+    models = {name: {**counts, "cost": llm.priced(spec.llm, {name: counts})} for name, counts in used.items()}
     priced = {what: {"tokens": llm.tokens(u), "cost": llm.priced(spec.llm, u)} for what, u in outside.items()}
     return {
         "rounds": per_round,
         **priced,
         "models": models,
-        "total": {"tokens": llm.tokens(models), "cost": sum(c["cost"] for c in models.values())},
+        "total": {"tokens": llm.tokens(used), "cost": sum(c["cost"] for c in models.values())},
     }
 
 
@@ -561,7 +568,7 @@ async def _requeue(rt: Runtime, run: Run) -> Run:
     return await get_run(rt, run.id)
 
 
-_EXPORTS: dict[ExportTable, tuple[type, tuple[str, ...], Any]] = {
+_EXPORTS: dict[ExportTable, tuple[type[RoundRow | ActionRow | AgentRow | EventRow], tuple[str, ...], Any]] = {
     "rounds": (RoundRow, ("round", "stats", "details", "time", "failures"), RoundRow.round),
     "actions": (
         ActionRow,
