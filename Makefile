@@ -60,13 +60,15 @@ bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/llm.py
 
+# ruff everywhere; mypy on agents/ and backend/ (the files and strictness: pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .ruff_cache .mypy_cache
