@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from backend.cli import main
 from backend.runtime import Runtime
 from backend.settings import Settings
 from tests.conftest import spec_data, stub_model
+from tests.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -199,11 +199,12 @@ def test_run_hands_its_run_to_a_live_worker_and_waits_on_a_pause(spec_file, llm_
         )
     following = None
     try:
-        deadline = time.monotonic() + 120
-        while not asyncio.run(_workers()):
+
+        def present() -> bool:
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+            return bool(asyncio.run(_workers()))
+
+        wait_for(present, "the worker to say it is there", 120, every=0.2)
         path = spec_file(**llm_changes(llm_stub.url))
         following = subprocess.Popen(
             [sys.executable, "-c", _IMPORTED, "run", path, "--wait-on-pause"],

@@ -8,14 +8,11 @@ from backend import services
 from backend.settings import Settings
 from backend.workflow.presence import PRESENCE_TTL, database_key, present
 from backend.workflow.worker import Worker
+from tests.waiting import wait_for_async
 
 
 async def _present(runtime, *, timeout: float = 30) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (found := await services.workers(runtime)):
-        assert asyncio.get_running_loop().time() < deadline, "the worker never said it was there"
-        await asyncio.sleep(0.1)
-    return found
+    return await wait_for_async(lambda: services.workers(runtime), "the worker to say it is there", timeout)
 
 
 @pytest.mark.usefixtures("ray_cluster")
