@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,6 +48,8 @@ PRESETS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 DEFAULT_PRESET = "paper-10k"
 GENERAL = "spec"  # where a problem that names no field of the form is shown
+PERSONAS = "personas"  # beside the button that writes sample backgrounds
+NO_MODEL = "choose a model first: name it under “Backgrounds written by” and describe it in Models (YAML)"
 PERSONAS_PREVIEWED = 3
 
 
@@ -194,9 +197,10 @@ class Draft:
 
     def slots(self) -> list[str]:
         """Every place the form shows an error."""
-        fixed = ["name", "rounds", "seed", "placement.hosts", "record", "checkpoint_every", "scenario"]
+        fixed = ["name", "rounds", "seed", "placement.hosts", "record", "record.sample", "checkpoint_every"]
+        fixed += ["scenario", *(f"scenario.params.{field}" for field in _fields(self.scenario))]
         fixed += ["population.total", "population.background", "population.attributes", "population.kinds"]
-        fixed += ["population.persona", "llm", "budget"]
+        fixed += ["population.persona", "llm", "budget", "budget.tokens", PERSONAS]
         rows = [f"population.attributes.{i}" for i in range(len(self.attributes))]
         rows += [f"population.kinds.{i}" for i in range(len(self.kinds))]
         return [GENERAL, *fixed, *rows]
@@ -254,24 +258,42 @@ def _fields(scenario: str) -> dict[str, dict[str, Any]]:
     return SCENARIOS.get(scenario).Params.model_json_schema()["properties"]
 
 
-def _place(problems: dict[str, str], draft: Draft) -> dict[str, list[str]]:
-    """Each problem ("path: message") under the most specific slot of the form it falls in."""
+def _place(problems: Iterable[tuple[str, str]], draft: Draft) -> dict[str, list[str]]:
+    """Each problem (path, message) under the most specific slot of the form it falls in: beside
+    its field, at the top only when it names none."""
     slots = sorted(draft.slots(), key=len, reverse=True)
     placed: dict[str, list[str]] = {}
-    for path, message in problems.items():
+    for where, what in problems:
+        if (mine := _at_field(where, what, draft)) is None:
+            continue
+        path, message = mine
         slot = next((s for s in slots if path == s or path.startswith(f"{s}.")), GENERAL)
         placed.setdefault(slot, []).append(message if slot == path else f"{path}: {message}")
     return placed
 
 
+def _at_field(path: str, message: str, draft: Draft) -> tuple[str, str] | None:
+    """A problem at the field of the form it is about: a scenario's parameter ("scenario",
+    "ratio: ...") at that parameter, a sample of agents to record at its size (pydantic names
+    each choice of `record`; None for the choice the form did not make)."""
+    found = re.fullmatch(r"(\w+): (?:Value error, )?(.+)", message, re.S) if path == "scenario" else None
+    if found and found[1] in _fields(draft.scenario):
+        return f"scenario.params.{found[1]}", found[2]
+    if path.startswith("record."):
+        if "literal[" in path and draft.record == "sample":
+            return None
+        path = path.replace(".RecordSample", "")
+    return path, message
+
+
 def _refused(error: SpecError, draft: Draft) -> dict[str, list[str]]:
-    return _place(dict(error.by_field()), draft)
+    return _place(error.by_field(), draft)
 
 
 def _check(draft: Draft) -> tuple[RunSpec | None, dict[str, list[str]]]:
     data, unreadable = draft.spec()
     if unreadable:
-        return None, _place(unreadable, draft)
+        return None, _place(unreadable.items(), draft)
     try:
         return RunSpec.parse(data), {}
     except SpecError as e:
@@ -337,7 +359,9 @@ async def new_run_personas(request: Request, rt: RuntimeDep) -> Response:
     draft = Draft.of_form(await request.form())
     spec, errors = _check(draft)
     context = _context(draft, errors, preview=await _preview(spec), oob=True)
-    if spec is not None and spec.population.persona is not None:
+    if spec is not None and spec.population.persona is None:
+        context["errors"] = {PERSONAS: [NO_MODEL]}
+    elif spec is not None and spec.population.persona is not None:
         profiles = context["preview"]["profiles"][:PERSONAS_PREVIEWED]
         try:
             personas = await services.preview_personas(rt, spec, profiles)

@@ -3,6 +3,21 @@
 (function () {
   "use strict";
 
+  // A field linked to an error slot (aria-describedby) is marked invalid while the slot has a
+  // problem: the preview refreshes the slots out of band, not the fields (that would lose what is
+  // being typed), so the marks follow here. The red border is myriad.css's.
+  document.addEventListener("htmx:afterSettle", () => {
+    document.querySelectorAll(".field-error[id]").forEach((slot) => {
+      const bad = slot.textContent.trim() !== "";
+      document.querySelectorAll(`[aria-describedby~="${slot.id}"]`).forEach((field) => {
+        const others = field.getAttribute("aria-describedby").split(" ").filter((id) => id !== slot.id);
+        const elsewhere = others.some((id) => document.getElementById(id)?.textContent.trim());
+        if (bad || elsewhere) field.setAttribute("aria-invalid", "true");
+        else field.removeAttribute("aria-invalid");
+      });
+    });
+  });
+
   // A form marked data-reset-on-success empties itself once htmx's request succeeds (the
   // interview's question box, ready for the next question).
   document.addEventListener("htmx:afterRequest", (event) => {

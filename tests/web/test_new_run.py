@@ -77,7 +77,7 @@ def test_submitting_the_form_queues_the_run_it_describes(member):
     csrf = csrf_of(member.get("/runs/new").text)
     refused = member.post("/runs/new", data=FORM | {"csrf": csrf, "param.ratio": "3/2"})
     assert refused.status_code == 422
-    assert "ratio must lie strictly between 0 and 1" in slot(refused.text, "scenario")
+    assert "ratio must lie strictly between 0 and 1" in slot(refused.text, "scenario.params.ratio")
     assert 'value="3/2"' in refused.text  # what was typed comes back
     created = member.post("/runs/new", data=FORM | {"csrf": csrf})
     assert created.status_code == 303
@@ -94,6 +94,44 @@ def test_submitting_the_form_queues_the_run_it_describes(member):
     htmx = member.post("/runs/new", data=FORM | {"csrf": csrf}, headers={"HX-Request": "true"})
     assert htmx.status_code == 204
     assert htmx.headers["HX-Location"].startswith("http://testserver/runs/")
+
+
+def field(html: str, name: str) -> str:
+    """The tag of the form's field `name`."""
+    found = re.search(rf'<(?:input|select|textarea)[^>]*name="{re.escape(name)}"[^>]*>', html)
+    assert found, f"no field {name}"
+    return found.group(0)
+
+
+def test_a_field_with_a_problem_is_marked_and_its_message_is_beside_it(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    bad = {"param.ratio": "3/2", "background": "{name} is {gendr}", "record": "sample", "sample": "0"}
+    refused = member.post("/runs/new", data=FORM | {"csrf": csrf} | bad)
+    assert refused.status_code == 422
+    html = refused.text
+    # Each message in its field's slot (a parameter's too), none at the top of the form.
+    assert slot(html, "scenario.params.ratio") == "ratio must lie strictly between 0 and 1, not 3/2"
+    assert "unknown fields [&#39;gendr&#39;]" in slot(html, "population.background")
+    assert slot(html, "record.sample") == "Input should be greater than or equal to 1"
+    assert slot(html, "spec") == slot(html, "scenario") == slot(html, "record") == ""
+    # The fields are marked invalid (myriad.css draws them red) and name their message.
+    for name, path in [("param.ratio", "scenario-params-ratio"), ("background", "population-background")]:
+        tag = field(html, name)
+        assert 'aria-invalid="true"' in tag
+        assert f'aria-describedby="err-{path}"' in tag
+    assert 'aria-invalid="true"' in field(html, "sample")
+    assert "aria-invalid" not in field(html, "rounds")
+    assert 'aria-describedby="err-rounds"' in field(html, "rounds")
+
+
+def test_sample_backgrounds_without_a_model_say_why(member):
+    csrf = csrf_of(member.get("/runs/new").text)
+    answer = member.post("/runs/new/personas", data=FORM | {"csrf": csrf})
+    assert answer.status_code == 200
+    assert slot(answer.text, "personas").startswith("choose a model first")
+    assert 'id="err-personas"' in member.get("/runs/new").text  # beside the button
+    preview = member.post("/runs/new/preview", data=FORM | {"csrf": csrf})
+    assert slot(preview.text, "personas") == ""  # the next change takes it away
 
 
 def test_the_editor_adds_rows_and_drops_cleared_ones(member):
