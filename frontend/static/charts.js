@@ -57,6 +57,9 @@
       options: {
         animation: false,
         responsive: true,
+        // Each line's swatch is a short stretch of line in its colour: the default box, outlined
+        // by a dashed 3 px border around a filled square, looked like a scribble.
+        plugins: { legend: { labels: { usePointStyle: true, pointStyle: "line", pointStyleWidth: 32 } } },
         scales: { x: { title: { display: true, text: "round" } }, y: { beginAtZero: true } },
       },
     });

@@ -18,6 +18,16 @@
     });
   });
 
+  // The run page's feed shows each event once. Its stream starts after the newest event the page
+  // was served with: a page restored from the browser's history (htmx keeps a copy of it), or a
+  // stream opened anew by the SSE extension after an error, is sent again what it already shows.
+  document.addEventListener("htmx:load", (event) => {
+    const item = event.detail.elt;
+    if (!(item instanceof HTMLLIElement) || !item.dataset.event || !item.parentElement) return;
+    const same = item.parentElement.querySelectorAll(`li[data-event="${CSS.escape(item.dataset.event)}"]`);
+    if (same.length > 1) item.remove();
+  });
+
   // A form marked data-reset-on-success empties itself once htmx's request succeeds (the
   // interview's question box, ready for the next question).
   document.addEventListener("htmx:afterRequest", (event) => {
