@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.store.models import SignInRow
@@ -40,5 +41,5 @@ async def delete_sign_in(session: AsyncSession, *, sign_in: str) -> None:
 
 async def delete_sign_ins(session: AsyncSession) -> int:
     """End every sign-in; returns how many there were."""
-    result = await session.execute(delete(SignInRow))
-    return result.rowcount  # type: ignore[attr-defined]
+    # A DELETE's result is a CursorResult; the types of AsyncSession.execute do not say so.
+    return cast("CursorResult[Any]", await session.execute(delete(SignInRow))).rowcount

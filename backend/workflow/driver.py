@@ -94,6 +94,13 @@ class RunDriver:
     def __repr__(self) -> str:
         return f"RunDriver(run={self.run.id}, worker={self.worker!r})"
 
+    @property
+    def _recorder(self) -> Recorder:
+        """The run's recorder, which `_drive` opens before anything is recorded."""
+        recorder = self.publisher.recorder
+        assert recorder is not None, "a recorder runs while the run is driven"
+        return recorder
+
     async def drive(self) -> RunStatus:
         """Drive the run; return its status when it ends or is handed back. Raises `LeaseLost` if
         it was taken over, `Unavailable` if the database stayed away (the lease then expires)."""
@@ -113,8 +120,8 @@ class RunDriver:
             # giving up: a transaction left open would keep the run's row locked.
             body.cancel()
             await asyncio.gather(body, return_exceptions=True)
-            if heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception() is not None:
-                raise heartbeat.exception() from None  # type: ignore[misc]
+            if heartbeat.done() and not heartbeat.cancelled() and (lost := heartbeat.exception()) is not None:
+                raise lost from None
             raise
         finally:
             heartbeat.cancel()
@@ -199,11 +206,9 @@ class RunDriver:
         if self.sim.done:
             await self.publisher.finish(RunStatus.COMPLETED, self.sim.round)
             self.control.status = RunStatus.COMPLETED
-            recorder = self.publisher.recorder
-            assert recorder is not None
             await self.publisher.state(
-                actions_written=recorder.actions_written,
-                seconds_writing_actions=recorder.seconds_writing_actions,
+                actions_written=self._recorder.actions_written,
+                seconds_writing_actions=self._recorder.seconds_writing_actions,
             )
         return self.control.status
 
@@ -231,7 +236,7 @@ class RunDriver:
                 return  # nothing stored: _obey stops the run or hands it back, to be written anew
             backgrounds = sim.backgrounds
         nodes = {h.index: h.node_id for h in hosts}
-        await self.publisher.recorder.profiles(sim.slots, nodes, backgrounds)  # type: ignore[union-attr]
+        await self._recorder.profiles(sim.slots, nodes, backgrounds)
         await self.publisher.event(sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
 
     async def _rewind(self, sim: Simulation) -> int:
@@ -281,7 +286,7 @@ class RunDriver:
         dead = dead_nodes(gone)
         log.warning("run %s: hosts %s lost (dead nodes: %s)", self.run.id, [s.index for s in gone], dead)
         await sim.aclose()
-        await self.publisher.recorder.flush()  # type: ignore[union-attr]  # written, so it can be forgotten
+        await self._recorder.flush()  # written, so it can be forgotten
         replacement = self.sim = Simulation(self.spec)  # from here on, the one to close at the end
         hosts = await place(replacement, self.publisher, exclude=dead, keep=None if dead else sim.slots)
         at = await self._rewind(replacement)
@@ -325,7 +330,7 @@ class RunDriver:
         await self.publisher.state(personas=total)  # all written: nothing interrupts now
         spent = {"written": written, "kept": kept, "usage": await sim.take_usage()}
         await self.publisher.event(0, "backgrounds written", spent)
-        await self.publisher.recorder.flush()  # type: ignore[union-attr]  # the budget reads the store
+        await self._recorder.flush()  # the budget reads the store
 
     # -- rounds ---------------------------------------------------------------------------------
 
@@ -333,7 +338,7 @@ class RunDriver:
         """One round: step, record, publish, keep to the budget, checkpoint."""
         result = await sim.step()
         assert sim.last_actions is not None
-        await self.publisher.recorder.round(result, sim.last_actions)  # type: ignore[union-attr]
+        await self._recorder.round(result, sim.last_actions)
         await self.publisher.round(sim, result, self.control.status)
         self.budget.add(result.usage)
         used = await self.budget.used() if result.usage else None
@@ -348,7 +353,7 @@ class RunDriver:
 
     async def _checkpoint(self, sim: Simulation) -> None:
         data = checkpoint.encode(await sim.get_state())
-        await self.publisher.recorder.checkpoint(sim.round, data)  # type: ignore[union-attr]
+        await self._recorder.checkpoint(sim.round, data)
         self._checkpointed = sim.round
 
     # -- ending ---------------------------------------------------------------------------------
@@ -361,7 +366,7 @@ class RunDriver:
         if sim.hosts and sim.round > self._checkpointed:
             await self._checkpoint(sim)
         await publisher.event(sim.round, "released", {"worker": self.worker, "reason": reason})
-        await publisher.recorder.flush()  # type: ignore[union-attr]
+        await self._recorder.flush()
 
         async def release(session: AsyncSession) -> None:
             await release_run(session, run_id=self.run.id, worker=self.worker)
