@@ -6,6 +6,7 @@ None of them talks to the store or the live layer directly: they call these.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -612,7 +613,11 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
     """Write one table of a run to `out` (streamed in batches); returns the number of rows."""
     await get_run(rt, run_id)
     writers = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}
-    return await writers[format](_rows(rt, run_id, table), out)
+    # The stream of rows is closed here, in this task, however the writer ends: one left half-read
+    # would keep its session and database connection until the garbage collector finalised it,
+    # from whichever task (or none) was running then.
+    async with contextlib.aclosing(_rows(rt, run_id, table)) as rows:
+        return await writers[format](rows, out)
 
 
 async def export_file(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat) -> Path:
@@ -673,6 +678,24 @@ async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) ->
     return count
 
 
+# The Parquet type of a column that may be empty in an export's first batch; others are text
+# (JSON payloads are text once flat).
+_EMPTY_COLUMNS = {
+    "value": "float64",
+    "tokens": "int64",
+    "host": "int64",
+    "failures": "int64",
+    "time": "float64",
+}
+
+
+def _typed(pa: Any, field: Any) -> Any:
+    """A Parquet column as pyarrow read it from a batch, but typed by its table when it was empty."""
+    if not pa.types.is_null(field.type):
+        return field
+    return field.with_type(pa.type_for_alias(_EMPTY_COLUMNS.get(field.name, "string")))
+
+
 async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
     import pyarrow as pa  # here: only Parquet exports pay for its import
     import pyarrow.parquet as pq
@@ -683,7 +706,10 @@ async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path
         async for batch in batches:
             frame = pa.Table.from_pylist([_flat(r) for r in batch])
             if writer is None:
-                writer = pq.ParquetWriter(out, frame.schema)
+                # A column with no value in the first batch (no agent failed yet) gets its table's
+                # type: pyarrow's null type is one no later value can be cast to.
+                schema = pa.schema([_typed(pa, f) for f in frame.schema])
+                writer = pq.ParquetWriter(out, schema)
             writer.write_table(frame.cast(writer.schema))
             count += len(batch)
     finally:

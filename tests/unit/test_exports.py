@@ -25,3 +25,23 @@ async def test_csv_cells_that_look_like_formulas_are_made_inert(tmp_path):
         "Ada Lovelace",
     ]
     assert [r["value"] for r in read] == ["-3.5", "2.0", ""]  # numbers stay numbers
+
+
+async def _in_batches(*batches):
+    for batch in batches:
+        yield batch
+
+
+async def test_parquet_takes_a_column_that_is_empty_in_the_first_batch(tmp_path):
+    """A column all null in the first batch (no agent failed yet) is typed by its table, not as
+    pyarrow's null, which the later batch's values could not be cast to (the export was a 500)."""
+    import pyarrow.parquet as pq
+
+    first = [{"round": 1, "agent_id": a, "value": 1.5, "payload": None, "error": None} for a in range(3)]
+    later = [{"round": 2, "agent_id": 0, "value": None, "payload": {"text": "hi"}, "error": "timeout"}]
+    out = tmp_path / "actions.parquet"
+    assert await services._write_parquet(_in_batches(first, later), out) == 4
+    table = pq.read_table(out)
+    assert table.column("error").to_pylist() == [None, None, None, "timeout"]
+    assert table.column("payload").to_pylist() == [None, None, None, '{"text": "hi"}']
+    assert table.column("value").to_pylist() == [1.5, 1.5, 1.5, None]
