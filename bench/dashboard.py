@@ -14,20 +14,36 @@ Target: p95 <= 150 ms for each page. `--api` times the REST endpoint `/api/v1/ru
 (same parameters, Bearer token) in place of the agents page; `--reuse` keeps the run already in the
 bench database when it is a completed run of that size, so re-measuring skips the generation.
 
+`--load` measures something else: the embedded service under light load. The real `myriad serve`
+(SQLite, its own Valkey, and the `myriad worker` process it starts beside itself with a local Ray
+cluster) drives a 10,000-agent guess-2/3 run (examples/guess-10k.yaml, long) twice: once with nobody
+watching, once while 10 clients poll the runs list (`/api/v1/runs`), the agents API
+(`/api/v1/runs/{id}/agents`) and the run page (`/runs/{id}`), each waiting `--think` seconds between
+two requests (10 requests a second in all by default, as many browser tabs polling would). It
+prints the p95 latency of those requests against the 150 ms target, and the run's rounds per second
+under load as a ratio of the unloaded run's (target: >= 0.8), each rate measured over `--window`
+seconds once the run has played a few rounds. Latency depends on what else the machine runs, so it
+also prints the web server's CPU time per request and the machine's load average.
+
 Usage: python bench/dashboard.py [--agents 1000000] [--rounds 3] [--requests 200] [--api] [--reuse]
                                  [--postgres URL]
+       python bench/dashboard.py --load [--clients 10] [--think 1.0] [--window 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +51,7 @@ from typing import Any
 
 import asyncpg
 import httpx2 as httpx
+import psutil
 
 from agents.cluster import RayCluster
 from agents.spec import RunSpec
@@ -176,10 +193,10 @@ def wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes], timeout:
     raise SystemExit(f"the server did not answer /healthz within {timeout:.0f} s")
 
 
-def stop(server: subprocess.Popen[bytes]) -> None:
+def stop(server: subprocess.Popen[bytes], timeout: float = 15) -> None:
     server.terminate()
     try:
-        server.wait(timeout=15)
+        server.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
@@ -308,6 +325,206 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+# -- the embedded service under load ------------------------------------------------------------
+
+EXAMPLE = ROOT / "examples" / "guess-10k.yaml"
+LOAD_ROUNDS = 100_000  # more than any window needs: the run is stopped once measured
+WARM_ROUNDS = 5  # rounds a run plays before its window opens (hosts placed, caches warm)
+ROUND_TARGET = 0.8  # rounds per second under load, at least this share of the unloaded run's
+
+
+def serve_embedded(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """`myriad serve` on the embedded default in `folder`, in a session of its own."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MYRIAD_", "RAY_")) and k not in ("REDIS_URL", "DATABASE_URL")
+    }
+    env |= {
+        "DATABASE_URL": f"sqlite:///{folder / 'myriad.db'}",
+        "MYRIAD_TOKEN": TOKEN,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    command = [str(Path(sys.executable).with_name("myriad")), "serve", "--port", str(port)]
+    with (folder / "serve.log").open("wb") as log:
+        return subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+async def _round(client: httpx.AsyncClient, run_id: int) -> tuple[int, str]:
+    run = (await client.get(f"/api/v1/runs/{run_id}")).json()
+    return max(run["round"], run["live"].get("round") or 0), run["status"]
+
+
+async def _played(client: httpx.AsyncClient, run_id: int, rounds: int, timeout: float = 300) -> int:
+    """Wait until the run has played `rounds` rounds; returns the round it is at."""
+    deadline = time.monotonic() + timeout
+    while (at := await _round(client, run_id))[0] < rounds:
+        if at[1] not in ("queued", "running"):
+            raise SystemExit(f"run {run_id} ended {at[1]} at round {at[0]}: see the service's log")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} did not reach round {rounds} in {timeout:.0f} s")
+        await asyncio.sleep(0.1)
+    return at[0]
+
+
+async def _rate(client: httpx.AsyncClient, run_id: int, window: float) -> dict[str, float]:
+    """Rounds per second of a run over `window` seconds once it has played WARM_ROUNDS rounds
+    (its round read twice a second, by one client)."""
+    first, started = await _played(client, run_id, WARM_ROUNDS), time.perf_counter()
+    while time.perf_counter() - started < window:
+        await asyncio.sleep(0.5)
+        last, status = await _round(client, run_id)
+        if status != "running":
+            raise SystemExit(f"run {run_id} ended {status} inside its window")
+    seconds = time.perf_counter() - started
+    return {"rounds": last - first, "seconds": seconds, "rounds_per_s": (last - first) / seconds}
+
+
+async def _poll(
+    client: httpx.AsyncClient,
+    paths: list[tuple[str, str, dict[str, str]]],
+    think: float,
+    times: dict[str, list[float]],
+    done: asyncio.Event,
+    offset: int,
+) -> None:
+    """One client: the three endpoints in turn, `think` seconds apart, until `done`."""
+    i = offset
+    while not done.is_set():
+        name, path, params = paths[i % len(paths)]
+        started = time.perf_counter()
+        response = await client.get(path, params=params)
+        times[name].append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {path} answered {response.status_code}: {response.text[:200]!r}")
+        i += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), think)
+
+
+async def _submit_long(client: httpx.AsyncClient, name: str) -> int:
+    import yaml
+
+    spec = yaml.safe_load(EXAMPLE.read_text()) | {"name": name, "rounds": LOAD_ROUNDS}
+    response = await client.post("/api/v1/runs", json=spec)
+    if response.status_code != 201:
+        raise SystemExit(f"the run was refused: {response.status_code} {response.text[:300]}")
+    return int(response.json()["id"])
+
+
+async def _stop(client: httpx.AsyncClient, run_id: int, timeout: float = 120) -> None:
+    await client.post(f"/api/v1/runs/{run_id}/stop")
+    deadline = time.monotonic() + timeout
+    while (await _round(client, run_id))[1] not in ("stopped", "completed", "failed"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} did not stop in {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+async def measure_load(url: str, web: int, clients: int, think: float, window: float) -> dict[str, Any]:
+    """The two runs' rates and the requests' latencies; `web`: the web server's process id (its
+    CPU time per request says what the pages cost, whatever else the machine runs)."""
+    api = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=api, timeout=60) as control:
+        quiet = await _submit_long(control, "unloaded")
+        unloaded = await _rate(control, quiet, window)
+        await _stop(control, quiet)
+        print(
+            f"unloaded: {unloaded['rounds_per_s']:.2f} rounds/s ({unloaded['rounds']} rounds in "
+            f"{unloaded['seconds']:.1f} s)"
+        )
+
+        busy = await _submit_long(control, "loaded")
+        paths = [
+            ("runs list", "/api/v1/runs", {}),
+            ("agents API", f"/api/v1/runs/{busy}/agents", {"limit": "50", "attribute": "gender=female"}),
+            ("run page", f"/runs/{busy}", {}),
+        ]
+        times: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+        done = asyncio.Event()
+        visitors = []
+        for _ in range(clients):
+            visitor = httpx.AsyncClient(base_url=url, headers=api, timeout=60)
+            signed_in = await visitor.get("/login", params={"token": TOKEN})
+            if signed_in.status_code != 303:
+                raise SystemExit(f"sign-in with the token failed: {signed_in.status_code}")
+            visitors.append(visitor)
+        await _played(control, busy, 1)  # the agents are dealt out: their API answers
+        polling = [
+            asyncio.create_task(_poll(v, paths, think, times, done, offset=i)) for i, v in enumerate(visitors)
+        ]
+        cpu = _cpu_seconds(web)
+        try:
+            loaded = await _rate(control, busy, window)
+        finally:
+            done.set()
+            await asyncio.gather(*polling)
+            for visitor in visitors:
+                await visitor.aclose()
+        cpu = _cpu_seconds(web) - cpu
+        load_average = os.getloadavg()[0]
+        await _stop(control, busy)
+    every = [t for ts in times.values() for t in ts]
+    return {
+        "clients": clients,
+        "think_s": think,
+        "window_s": window,
+        "unloaded": unloaded,
+        "loaded": loaded,
+        "rounds_ratio": loaded["rounds_per_s"] / unloaded["rounds_per_s"],
+        "requests": {"all": summary(every)} | {name: summary(ts) for name, ts in times.items()},
+        "web_cpu_ms_per_request": cpu * 1000 / len(every),
+        "load_average_1min": load_average,
+    }
+
+
+def report_load(figures: dict[str, Any]) -> None:
+    print(
+        f"\n{figures['clients']} clients, {figures['think_s']} s between two requests of each, "
+        f"during a {figures['agents']:,}-agent run under `myriad serve` (worker in its own process)"
+    )
+    print(f"{'requests':<14} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/150ms':>10}")
+    for name, f in figures["requests"].items():
+        print(
+            f"{name:<14} {f['n']:6d} {f['p50_ms']:8.1f} {f['p95_ms']:8.1f} {f['max_ms']:8.1f} "
+            f"{f['p95_ms'] / TARGET_MS:10.2f}"
+        )
+    print(
+        f"the web server's CPU time per request: {figures['web_cpu_ms_per_request']:.1f} ms; "
+        f"the machine's load average: {figures['load_average_1min']:.1f} ({os.cpu_count()} CPUs)"
+    )
+    u, loaded = figures["unloaded"]["rounds_per_s"], figures["loaded"]["rounds_per_s"]
+    ratio = figures["rounds_ratio"]
+    print(f"\nrounds per second: {u:.2f} unloaded, {loaded:.2f} under load")
+    print(f"ratio {ratio:.2f} (target >= {ROUND_TARGET})")
+
+
+def main_load(args: argparse.Namespace) -> dict[str, Any]:
+    # Stopped by a signal, it still stops the service it started (in a session of its own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    folder = Path(tempfile.mkdtemp(prefix="myriad-dashbench-"))
+    port = free_port()
+    server = serve_embedded(folder, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            wait_healthy(client, server, timeout=120)
+        figures = {"mode": "load", "agents": 10_000, "target_ms": TARGET_MS, "round_target": ROUND_TARGET}
+        figures |= asyncio.run(measure_load(url, server.pid, args.clients, args.think, args.window))
+    finally:
+        stop(server, timeout=60)  # serve waits for its worker to stop
+        shutil.rmtree(folder, ignore_errors=True)
+    report_load(figures)
+    return figures
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -318,10 +535,19 @@ if __name__ == "__main__":
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--api", action="store_true", help="time /api/v1/runs/{id}/agents, not the page")
     parser.add_argument("--reuse", action="store_true", help="keep a completed run of this size")
+    parser.add_argument("--load", action="store_true", help="the embedded service under load (see above)")
+    parser.add_argument("--clients", type=int, default=10, help="--load: clients polling at once")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="--load: seconds between a client's requests"
+    )
+    parser.add_argument(
+        "--window", type=float, default=20, help="--load: seconds each run's rate is measured"
+    )
     args = parser.parse_args()
-    figures = main(args)
+    figures = main_load(args) if args.load else main(args)
     figures["when"] = datetime.now(UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"dashboard-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    kind = "dashboard-load" if args.load else "dashboard"
+    path = RESULTS / f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(figures, indent=1))
     print(f"written to {path}")
