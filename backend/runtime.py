@@ -29,7 +29,7 @@ class Runtime:
 
     Args:
         settings: the service settings.
-        ray: connect to Ray too (workers and in-process runs need it; the API alone does not).
+        ray: connect to Ray too (a worker needs it; the web server does not).
         live: open the live layer (a reader of the database alone, like `myriad runs list`, does
             not: starting and stopping an embedded server for it would take seconds).
     """
