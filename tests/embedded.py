@@ -113,13 +113,18 @@ class Service:
 
         return waiting.wait_for(said, lambda: f"{text!r} in {self.log.read_text()}", timeout, every)
 
-    def ray_dir(self) -> Path:
-        """The temp dir of the service's Ray cluster, as its processes' command lines name it."""
-        for child in self.descendants():
-            with contextlib.suppress(psutil.Error):
-                if found := re.search(r"(/\S*/myriad-ray-[^/\s]+)/", " ".join(child.cmdline())):
-                    return Path(found.group(1))
-        raise AssertionError("no Ray process of the service names its temp dir")
+    def ray_dir(self, timeout: float = 90) -> Path:
+        """The temp dir of the service's Ray cluster, as its processes' command lines name it
+        (the worker serve starts may still be starting it: it is waited for)."""
+
+        def named() -> Path | None:
+            for child in self.descendants():
+                with contextlib.suppress(psutil.Error):
+                    if found := re.search(r"(/\S*/myriad-ray-[^/\s]+)/", " ".join(child.cmdline())):
+                        return Path(found.group(1))
+            return None
+
+        return waiting.wait_for(named, "a Ray process of the service naming its temp dir", timeout, 0.2)
 
     def run(self, run_id: int) -> dict[str, Any]:
         return self.http.get(f"/api/v1/runs/{run_id}").json()

@@ -99,6 +99,7 @@ def test_an_embedded_service_listens_on_loopback_and_asks_a_secret_of_every_clie
     valkey: psutil.Process | None = None
     try:
         service.wait_up()
+        service.wait_log("is waiting for runs")  # the worker serve starts has its Ray cluster up
         valkey = announced_server(tmp_path)
         assert valkey is not None
         sockets = listening([psutil.Process(service.process.pid), *service.descendants(), valkey])
