@@ -42,7 +42,11 @@ def serve(host: str, port: int) -> None:
         _print_sign_in(settings, where, app.state.token)
         console.print(f"API docs: {where}/docs  (send `Authorization: Bearer <token>`)", highlight=False)
 
-    Server(server_config(app, settings, host, port), on_ready=ready).run()
+    try:
+        Server(server_config(app, settings, host, port), on_ready=ready).run()
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once everything has stopped
+        console.print("Myriad stopped.", highlight=False)
+        sys.exit(130)
 
 
 def server_config(
