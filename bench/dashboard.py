@@ -167,13 +167,9 @@ def free_port() -> int:
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    """uvicorn with the app factory, in its own process group, as production serves it."""
-    env = os.environ | {
-        "DATABASE_URL": url,
-        "REDIS_URL": REDIS_URL,
-        "MYRIAD_TOKEN": TOKEN,
-        "MYRIAD_IN_PROCESS_WORKER": "false",
-    }
+    """uvicorn with the app factory, in its own process group, as production serves it (the app
+    alone starts no worker)."""
+    env = os.environ | {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "MYRIAD_TOKEN": TOKEN}
     command = [sys.executable, "-m", "uvicorn", "--factory", "backend.app:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
