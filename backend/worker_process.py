@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -93,7 +94,10 @@ class WorkerProcess:
     async def _restart_when_ended(self) -> None:
         attempt = 0
         while not self._stopping and self.process is not None:
+            started = time.monotonic()
             code = await self.process.wait()
+            if time.monotonic() - started > RESTART_DELAYS[-1]:
+                attempt = 0  # it ran a good while: a crash now is not a crash loop
             delay = RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)]
             log.error(
                 "the worker process %s ended by itself (exit code %s): no run is driven until it is "
