@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -585,7 +585,7 @@ _EXPORTS: dict[ExportTable, tuple[type[RoundRow | ActionRow | AgentRow | EventRo
 }
 
 
-async def _rows(rt: Runtime, run_id: int, table: ExportTable) -> AsyncIterator[list[dict[str, Any]]]:
+async def _rows(rt: Runtime, run_id: int, table: ExportTable) -> AsyncGenerator[list[dict[str, Any]]]:
     model, columns, order = _EXPORTS[table]
     order_by = order if isinstance(order, tuple) else (order,)
     query = select(*(getattr(model, c) for c in columns)).where(model.run_id == run_id).order_by(*order_by)
