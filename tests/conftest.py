@@ -202,6 +202,7 @@ def ray_cluster() -> Iterator[Cluster]:
 # -- the app: settings for a service on a fresh SQLite file and the real Redis, and a client ------
 
 TOKEN = "test-token-of-24-chars--"
+API = {"Authorization": f"Bearer {TOKEN}"}  # what an API client sends
 
 
 def driving_settings(database_url: str, redis_url: str) -> Settings:

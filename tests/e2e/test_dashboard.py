@@ -3,13 +3,10 @@
 import re
 
 import httpx2 as httpx
-import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import SOCIAL, TOKEN, spec_data
+from tests.conftest import API, SOCIAL, TOKEN, spec_data
 from tests.conftest import sign_in_page as sign_in
-
-API = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_sign_in(page, site, shoot):
@@ -68,20 +65,6 @@ def test_create_a_run_from_the_form_and_watch_it_finish(page, site, shoot):
     expect(row.locator(".status")).to_have_text("completed")
     expect(row).to_contain_text("100 %")
     shoot("runs")
-
-
-@pytest.fixture
-def slow_run(site):
-    """A run of agents that each take 0.3 s a round: slow enough to pause, stopped at the end."""
-    spec = spec_data(
-        name="slow run",
-        rounds=200,
-        placement={"hosts": 2},
-        **{"population.kinds": [{"kind": "probe", "share": 100, "params": {"delay": 0.3}}]},
-    )
-    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API).json()
-    yield run
-    httpx.post(f"{site}/api/v1/runs/{run['id']}/stop", headers=API)
 
 
 def test_pause_and_resume_a_run_and_see_it_on_the_cluster(page, site, slow_run, shoot):

@@ -3,14 +3,11 @@ fields with a problem marked red with their message beside them, sample backgrou
 model, the chart's legend and round box, and an event feed of sentences that shows each event once.
 Each test leaves a screenshot in test-artifacts/screenshots/ to look at."""
 
-import httpx2 as httpx
-import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import SCREENSHOTS, TOKEN, spec_data
+from tests.conftest import SCREENSHOTS
 from tests.conftest import sign_in_page as sign_in
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 RED = "rgb(179, 38, 30)"  # #b3261e, the dashboard's colour for errors
 
 
@@ -62,20 +59,6 @@ def test_sample_backgrounds_without_a_model_say_why(page, site, shoot):
     )
     page.get_by_label("Rounds", exact=True).fill("4")  # any change takes the message away
     expect(why).to_be_empty()
-
-
-@pytest.fixture
-def slow_run(site):
-    """Agents that take 0.3 s a round: a run that is still going when it is stopped."""
-    spec = spec_data(
-        name="feed run",
-        rounds=200,
-        placement={"hosts": 2},
-        **{"population.kinds": [{"kind": "probe", "share": 100, "params": {"delay": 0.3}}]},
-    )
-    run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API).json()
-    yield run
-    httpx.post(f"{site}/api/v1/runs/{run['id']}/stop", headers=API)
 
 
 def test_the_run_page_legend_round_box_and_a_feed_of_sentences_shown_once(page, site, slow_run, shoot):

@@ -5,11 +5,9 @@ database records them (it is the recorded round they show)."""
 import httpx2 as httpx
 from playwright.sync_api import expect
 
-from tests.conftest import TOKEN, spec_data
+from tests.conftest import API, spec_data
 from tests.conftest import sign_in_page as sign_in
 from tests.waiting import wait_for
-
-API = {"Authorization": f"Bearer {TOKEN}"}
 
 # What each part of the page shows, read in one go (a function: the CSP refuses eval).
 LOOK = """() => {

@@ -15,11 +15,10 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import Settings
-from tests.conftest import TOKEN, spec_data
+from tests.conftest import API, TOKEN, spec_data
 from tests.hosts import OWN_PIDS, hosts
 from tests.waiting import wait_for
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 RAY = str(Path(sys.executable).with_name("ray"))
 MYRIAD = str(Path(sys.executable).with_name("myriad"))
 PORT = 6380

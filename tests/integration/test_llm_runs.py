@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from backend.settings import Settings
 from backend.store import commands
 from backend.store.db import create_engine, session_factory
-from tests.conftest import LLM_KEY, TOKEN, csrf_of, driving_app, driving_settings, spec_data, stub_model
+from tests.conftest import API, LLM_KEY, TOKEN, csrf_of, driving_app, driving_settings, spec_data, stub_model
 from tests.waiting import wait_for, wait_for_run
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 AGENTS = 300
 
 

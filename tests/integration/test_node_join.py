@@ -11,10 +11,9 @@ import ray
 from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
-from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.conftest import API, driving_app, driving_settings, spec_data
 from tests.waiting import wait_for, wait_for_run
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 MYRIAD = str(Path(sys.executable).with_name("myriad"))
 
 

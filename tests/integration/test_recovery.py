@@ -4,10 +4,8 @@ from the last checkpoint, and the run ends with the statistics of an undisturbed
 from fastapi.testclient import TestClient
 
 from agents.placement import alive_nodes
-from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.conftest import API, driving_app, driving_settings, spec_data
 from tests.waiting import wait_for_run
-
-API = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url, ray_cluster):

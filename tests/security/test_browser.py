@@ -11,9 +11,8 @@ import httpx2 as httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import TOKEN, sign_in_page, spec_data
+from tests.conftest import API, TOKEN, sign_in_page, spec_data
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 # Script that would run if any page rendered text as markup.
 HOSTILE = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>'><svg onload=alert(3)>"
 

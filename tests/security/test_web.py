@@ -17,9 +17,8 @@ from starlette.routing import Mount
 from backend import cli
 from backend.app import Server, create_app
 from backend.settings import Settings
-from tests.conftest import TOKEN, csrf_of, serve_app, sign_in, spec_data
+from tests.conftest import API, TOKEN, csrf_of, serve_app, sign_in, spec_data
 
-API = {"Authorization": f"Bearer {TOKEN}"}
 OPEN = {"/healthz", "/login"}  # and /static: the only routes anyone may use without the token
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -10,9 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from tests.conftest import TOKEN, spec_data
-
-API = {"Authorization": f"Bearer {TOKEN}"}
+from tests.conftest import API, spec_data
 
 
 def _submit(member: Any, count: int) -> list[int]:

@@ -7,10 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import TOKEN, csrf_of, driving_app, driving_settings, sign_in, spec_data
+from tests.conftest import API, csrf_of, driving_app, driving_settings, sign_in, spec_data
 from tests.waiting import wait_for_run
-
-API = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ import re
 from sqlalchemy import update
 
 from backend.store.models import RoundRow, Run
-from tests.conftest import TOKEN, csrf_of, spec_data
-
-API = {"Authorization": f"Bearer {TOKEN}"}
+from tests.conftest import API, csrf_of, spec_data
 
 
 async def _ahead(rt, run_id: int, recorded: int, stepped: int) -> None:

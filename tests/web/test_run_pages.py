@@ -17,10 +17,8 @@ from backend.live.channel import LiveChannel
 from backend.store.commands import pending_commands
 from backend.store.db import create_engine, session_factory
 from backend.store.models import Run
-from tests.conftest import SOCIAL, TOKEN, csrf_of, driving_app, driving_settings, sign_in, spec_data
+from tests.conftest import API, SOCIAL, csrf_of, driving_app, driving_settings, sign_in, spec_data
 from tests.waiting import wait_for_run
-
-API = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
