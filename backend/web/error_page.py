@@ -58,6 +58,10 @@ def error_page(
         # htmx swaps some answers (a 422) into the element it targets: a line, not a whole page.
         line = f'<p class="error" role="alert">{escape(detail)}</p>'
         return HTMLResponse(line, status_code=code, headers=headers)
+    if request.headers.get("HX-Boosted") == "true" and request.method != "GET":
+        # A boosted form's error page replaces the page but keeps its address: htmx would push
+        # the form's action, which a reload would then GET.
+        headers = {**(headers or {}), "HX-Push-Url": "false"}
     context = {
         "code": code,
         "title": TITLES.get(code) or HTTPStatus(code).phrase,

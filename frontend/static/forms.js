@@ -28,6 +28,45 @@
     if (same.length > 1) item.remove();
   });
 
+  // An error answer is shown, not dropped (htmx swaps no 4xx/5xx by default; the meta htmx-config
+  // lets 422s through, which carry a form with its problems). A boosted link or form gets the
+  // error page in place of the page, as a full load would show it; a request aimed at part of a
+  // page (a button, a filter) gets the server's error line beside the element that asked, so the
+  // part it targets (a form being filled in, the chart, the controls) stays as it was.
+  const ERROR_LINE = "request-error";
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const detail = event.detail;
+    if (detail.shouldSwap || detail.xhr.status < 400) return;
+    if (detail.boosted) {
+      detail.shouldSwap = true;
+      detail.target = document.body;
+      return;
+    }
+    const template = document.createElement("template");
+    template.innerHTML = detail.serverResponse || "";
+    let line = template.content.querySelector("p.error");
+    if (!line) {
+      line = document.createElement("p");
+      line.className = "error";
+      line.setAttribute("role", "alert");
+      line.textContent = `The server answered ${detail.xhr.status} ${detail.xhr.statusText}.`.replace(/ \.$/, ".");
+    }
+    line.classList.add(ERROR_LINE);
+    const asker = detail.requestConfig?.elt || detail.elt;
+    const place = asker.closest("form, .controls, label") || asker;
+    const previous = place.nextElementSibling;
+    if (previous?.classList.contains(ERROR_LINE)) previous.remove();
+    place.after(line);
+  });
+
+  // A request that succeeds takes away the error line its element was shown before.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    if (!event.detail.successful) return;
+    const place = event.detail.elt.closest?.("form, .controls, label") || event.detail.elt;
+    const next = place.nextElementSibling;
+    if (next?.classList.contains(ERROR_LINE)) next.remove();
+  });
+
   // A form marked data-reset-on-success empties itself once htmx's request succeeds (the
   // interview's question box, ready for the next question).
   document.addEventListener("htmx:afterRequest", (event) => {

@@ -125,6 +125,19 @@ def test_every_error_is_a_page_for_a_person_and_json_for_a_client(member):
     assert "<html" not in fragment.text
 
 
+def test_a_boosted_form_s_error_page_keeps_the_address(member):
+    """htmx swaps the error page of a boosted link or form in place of the page (forms.js); a
+    form's must not push the form's action into the history (a reload would GET it), a link's
+    address is the page's own."""
+    boosted = {"HX-Request": "true", "HX-Boosted": "true", "HX-Current-URL": "http://testserver/"}
+    form = member.post("/logout", data={"csrf": "forged"}, headers=boosted)
+    assert (form.status_code, form.headers.get("HX-Push-Url")) == (403, "false")
+    assert "<html" in form.text
+    link = member.get("/runs/999", headers=boosted)
+    assert (link.status_code, link.headers.get("HX-Push-Url")) == (404, None)
+    assert '<p class="detail">run 999 not found.' in link.text
+
+
 def test_sign_out_needs_the_csrf_token(visitor):
     sign_in(visitor)
     assert visitor.post("/logout").status_code == 403
