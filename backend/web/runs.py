@@ -29,9 +29,20 @@ UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
 TABLE_ROUNDS = 50  # the statistics table shows the newest rounds; the export has them all
 
 
+def computing_round(run: Run, live: dict[str, Any], recorded: int) -> int:
+    """The round a run's worker is computing: after the newest it has stepped (its live state,
+    ahead of the database by the rounds still being written) or recorded."""
+    return min(max(live.get("round", 0), recorded) + 1, run.rounds)
+
+
 async def runs_context(rt: Runtime) -> dict[str, Any]:
+    """The runs list: like a run's page, each run's progress is its newest recorded round (the
+    run's row has it, written with the round), and the live state (read for all runs at once)
+    only says which round is being computed."""
     found = await services.list_runs(rt, limit=100)
-    return {"runs": found, "live": await services.live_states(rt, [r.id for r in found])}
+    live = await services.live_states(rt, [r.id for r in found])
+    computing = {r.id: computing_round(r, live.get(r.id, {}), r.round) for r in found}
+    return {"runs": found, "computing": computing}
 
 
 @router.get("/", name="runs")
@@ -62,7 +73,7 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
         "spec": spec,
         "live": live,
         "recorded": recorded,
-        "computing": min(max(live.get("round", 0), recorded) + 1, run.rounds),
+        "computing": computing_round(run, live, recorded),
         "rounds": rounds,
         "table": rounds[-TABLE_ROUNDS:],
         "unfinished": run.status in UNFINISHED,

@@ -70,3 +70,22 @@ def test_every_part_of_a_run_page_shows_the_newest_recorded_round(member):
     paused = member.post(f"/runs/{run['id']}/pause", headers={"X-CSRF-Token": csrf_of(page)})
     assert 'hx-swap-oob="true"' in paused.text
     assert set(shown(paused.text).values()) == {3}, shown(paused.text)
+
+
+def test_the_runs_list_shows_the_round_the_run_page_shows(member):
+    """The list agrees with the run's page: the newest recorded round, and the round being
+    computed apart; so does its live stream (the same rows)."""
+    run = member.post("/api/v1/runs", json=spec_data(rounds=10), headers=API).json()
+    member.portal.call(_ahead, member.app.state.runtime, run["id"], 3, 5)
+    page = member.get(f"/runs/{run['id']}").text
+    assert shown(page)["bar"] == 3
+    assert "computing round 6" in page
+
+    listed = member.get("/").text
+    row = re.search(rf'<tr>\s*<td><a href="[^"]*/runs/{run["id"]}">.*?</tr>', listed, re.S)[0]
+    assert '<progress max="10" value="3">' in row
+    assert "30 %" in row
+    assert re.search(r"<td>3 / 10 <span class=\"computing muted\">· computing 6</span></td>", row), row
+    fragment = member.get("/", headers={"HX-Request": "true", "HX-Target": "runs-rows"}).text
+    assert '<progress max="10" value="3">' in fragment
+    assert "· computing 6" in fragment
