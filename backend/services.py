@@ -28,7 +28,7 @@ from agents.population import Population
 from agents.spec import Budget, KindShare, RunSpec, SpecError
 from backend.runtime import Runtime
 from backend.store import commands, records, runs, signins
-from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, Run, RunStatus
+from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow, RoundStats, Run, RunStatus
 from backend.workflow.budget import spent, stored_use
 from backend.workflow.lifecycle import IllegalTransition, check_transition
 from backend.workflow.presence import present
@@ -434,7 +434,9 @@ async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dic
         return await records.group_stats(session, run_id=run_id, round=round)
 
 
-async def usage(rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow]) -> dict[str, Any]:
+async def usage(
+    rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow] | Sequence[RoundStats]
+) -> dict[str, Any]:
     """The run's language-model use: per round (tokens, cost), outside the rounds (writing the
     backgrounds, interviews), per model (calls, failed, tokens, cost; all of it) and in all,
     priced by the spec's price tables."""
@@ -453,6 +455,24 @@ async def usage(rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundR
         "models": models,
         "total": {"tokens": llm.tokens(used), "cost": sum(c["cost"] for c in models.values())},
     }
+
+
+async def run_rounds(
+    rt: Runtime, run_id: int, shown: int | None = None
+) -> tuple[Run, list[RoundStats], RoundRow | None]:
+    """A run, its rounds' statistics (no details; the language-model use only for a run with a
+    model) and round `shown` with its details (None, or a round not stored: the newest; None
+    when no round is), read together: one trip to the database for a run page's live part."""
+    async with rt.sessions() as session:
+        run = await runs.get_run(session, run_id=run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        llm_used = RunSpec.stored(run.spec).llm is not None
+        rounds = await records.round_stats(session, run_id=run_id, usage=llm_used)
+        if shown is None or not 1 <= shown <= len(rounds):
+            shown = rounds[-1].round if rounds else None
+        detail = await records.get_round(session, run_id=run_id, round=shown) if shown is not None else None
+        return run, rounds, detail
 
 
 async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:

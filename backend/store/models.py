@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -122,6 +122,16 @@ class RoundRow(Base):
     # Language-model use per model: calls, failed, prompt_tokens, completion_tokens.
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class RoundStats(NamedTuple):
+    """A stored round without its details: what the run page's progress, table and figure show."""
+
+    round: int
+    stats: dict[str, Any]
+    time: float
+    failures: int
+    usage: dict[str, Any]
 
 
 class ActionRow(Base):

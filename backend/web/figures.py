@@ -13,12 +13,12 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from backend.store.models import RoundRow
+from backend.store.models import RoundRow, RoundStats
 
 __all__ = ["figure"]
 
 
-def figure(detail: RoundRow, rounds: Sequence[RoundRow]) -> dict[str, Any] | None:
+def figure(detail: RoundRow, rounds: Sequence[RoundStats]) -> dict[str, Any] | None:
     """The data a figure of round `detail` is drawn from (JSON for the page's charts.js)."""
     details, stats = detail.details, detail.stats
     over = [r.round for r in rounds]

@@ -14,7 +14,7 @@ from agents.spec import Budget, RunSpec, SpecError
 from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
 from backend.runtime import Runtime
-from backend.store.models import RoundRow, Run, RunStatus
+from backend.store.models import RoundRow, RoundStats, Run, RunStatus
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.figures import figure
@@ -56,14 +56,13 @@ async def runs_alias(request: Request) -> Response:
     return RedirectResponse(request.url_for("runs"), status_code=status.HTTP_308_PERMANENT_REDIRECT)
 
 
-async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
+async def live_context(rt: Runtime, run: Run, rounds: Sequence[RoundStats]) -> dict[str, Any]:
     """The live part of a run's page: status, progress, controls and the statistics table.
 
     The progress, the table and the chart (`chart_context`) all show the newest round the
     database has, read once: the worker's live state runs ahead of it by the rounds still being
     written (seconds, for 100,000 agents), so it only says which round is being computed."""
-    run = await services.get_run(rt, run_id)
-    rounds = await services.rounds(rt, run_id, details=False)
+    run_id = run.id
     spec = RunSpec.stored(run.spec)
     usage = await services.usage(rt, spec, run_id, rounds) if spec.llm is not None else None
     live = await services.live_state(rt, run_id)
@@ -82,20 +81,19 @@ async def live_context(rt: Runtime, run_id: int) -> dict[str, Any]:
     }
 
 
-async def chart_context(
-    rt: Runtime, run: Run, rounds: Sequence[RoundRow], chosen: int | None
+def chart_context(
+    run: Run, rounds: Sequence[RoundStats], detail: RoundRow | None, *, following: bool
 ) -> dict[str, Any]:
-    """The figure of round `chosen` (None: the newest, following the run as it goes)."""
-    shown = chosen if chosen is not None else (rounds[-1].round if rounds else None)
-    detail = await services.round_detail(rt, run.id, shown) if shown is not None else None
+    """The figure of round `detail` (`following`: the newest, following the run as it goes)."""
     chart = figure(detail, rounds) if detail is not None else None
-    return {"run": run, "chart": chart, "following": chosen is None, "last_round": len(rounds)}
+    return {"run": run, "chart": chart, "following": following, "last_round": len(rounds)}
 
 
 async def following_context(rt: Runtime, run_id: int) -> dict[str, Any]:
-    """What a run's page shows that follows the run: its live part and the newest round's chart."""
-    context = await live_context(rt, run_id)
-    return context | await chart_context(rt, context["run"], context["rounds"], None)
+    """What a run's page shows that follows the run: its live part and the newest round's chart,
+    from one read of the run, its rounds and the newest round's details."""
+    run, rounds, newest = await services.run_rounds(rt, run_id)
+    return await live_context(rt, run, rounds) | chart_context(run, rounds, newest, following=True)
 
 
 @router.get("/runs/{run_id}", name="run")
@@ -116,11 +114,9 @@ async def run_chart(
     request: Request, rt: RuntimeDep, run_id: RunId, round: Annotated[int | None, Query(ge=1)] = None
 ) -> Response:
     """The chart for one round (no round: the newest, following the run)."""
-    run = await services.get_run(rt, run_id)
-    rounds = await services.rounds(rt, run_id, details=False)
-    if round is not None and round > len(rounds):
-        round = None
-    context = await chart_context(rt, run, rounds, round)
+    run, rounds, detail = await services.run_rounds(rt, run_id, round)
+    following = round is None or round > len(rounds)  # a round not played yet: the newest
+    context = chart_context(run, rounds, detail, following=following)
     return templates.TemplateResponse(request, "run_chart.html", context)
 
 
