@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import ray
@@ -358,8 +359,16 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_url, ray_cluster):
-    """The service with a worker beside it (`driving_app`) on a loopback port."""
-    settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}", redis_url)
+    """The service with a worker beside it (`driving_app`) on a loopback port.
+
+    Its live layer is a Redis database of its own, emptied first: the other tests' runs, in
+    databases of their own, have the same ids, and what they left in the live layer would show as
+    this service's (run 2's hosts, published by a test a moment before, on its cluster page)."""
+    parts = urlsplit(redis_url)
+    own = urlunsplit(parts._replace(path=f"/{(int(parts.path.strip('/') or 0) - 1) % 16}"))
+    with redis.Redis.from_url(own) as client:
+        client.flushdb()
+    settings = driving_settings(f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'site.db'}", own)
     with serve_app(settings, drive=True) as url:
         yield url
 

@@ -65,7 +65,8 @@ def test_the_run_page_legend_round_box_and_a_feed_of_sentences_shown_once(page, 
     sign_in(page, site)
     page.goto(f"{site}/runs/{slow_run['id']}")
     expect(page.locator("#run-live .status")).to_have_text("running", timeout=60_000)
-    expect(page.locator("#feed li.round")).to_have_count(3, timeout=60_000)
+    # Three rounds at least (the feed may take two at once: a count of exactly 3 may never be seen).
+    expect(page.locator("#feed li.round").nth(2)).to_be_attached(timeout=60_000)
     # Away and back: htmx restores the page from its history, whose stream sends again the events
     # that came since it was served (each once in the feed all the same), then the run is stopped.
     page.get_by_role("link", name="Runs", exact=True).click()
