@@ -17,10 +17,9 @@ from starlette.responses import Response
 
 from agents.spec import SpecError, located
 from backend.api.schemas import ErrorOut, FieldError
-from backend.services import AgentNotFound, InterviewFailed, RunNotFound
+from backend.domain import IllegalTransition
+from backend.services import AgentNotFound, InterviewFailed, RunNotFound, transient
 from backend.web.error_page import error_page, for_a_person
-from backend.workflow.lifecycle import IllegalTransition
-from backend.workflow.outage import transient
 
 __all__ = ["install"]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from agents.spec import MAX_NAME, Budget, RunSpec
-from backend.store.models import RunStatus
+from backend.domain import RunStatus
 
 __all__ = [
     "ActionPublic",

@@ -40,8 +40,8 @@ def async_command(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        from backend.domain import IllegalTransition
         from backend.services import RunNotFound
-        from backend.workflow.lifecycle import IllegalTransition
 
         try:
             return asyncio.run(command(*args, **kwargs))

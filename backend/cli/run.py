@@ -26,13 +26,14 @@ from backend import services
 from backend.cli.main import console, fail, main
 from backend.cli.runs import go_on
 from backend.cli.tables import RoundLines, cells
+from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.settings import Settings
 
 __all__ = ["EXIT_PAUSED"]
 
 EXIT_PAUSED = 3  # the run paused and `myriad run` left it so (without --wait-on-pause)
-_FINAL = ("completed", "stopped", "failed")
+_FINAL = (EventKind.COMPLETED, EventKind.STOPPED, EventKind.FAILED)  # its last event
 _FOLLOW_WAIT = 0.25  # seconds to wait for the run's next event before looking at its state
 _NO_WORKER_AFTER = 10.0  # seconds a queued run waits before `myriad run` looks for a worker again
 
@@ -259,29 +260,29 @@ class _Follower:
 
     async def _show(self, kind: str, round: int, payload: dict[str, Any]) -> str | None:
         run_id = self.run_id
-        if kind == "round":
+        if kind == EventKind.ROUND:
             await self._round(round)
-        elif kind == "started":
+        elif kind == EventKind.STARTED:
             self.started = True
             self.display.rounds(self.round, self.spec.rounds)
-        elif kind == "backgrounds written":
+        elif kind == EventKind.BACKGROUNDS_WRITTEN:
             written, kept, used = payload["written"], payload["kept"], tokens(payload["usage"])
             self._say(f"backgrounds: {written:,} written by the model, {kept:,} kept from the template")
             self._say(f"writing them took {used:,} tokens")
-        elif kind == "budget" and self.paused_for is not None:  # a resume the worker refused
+        elif kind == EventKind.BUDGET and self.paused_for is not None:  # a resume the worker refused
             self._say(f"resume refused: {payload.get('reason', '')}")
-        elif kind in ("budget", "paused"):
-            why = str(payload.get("reason", "")) if kind == "budget" else "a user paused it"
+        elif kind in (EventKind.BUDGET, EventKind.PAUSED):
+            why = str(payload.get("reason", "")) if kind == EventKind.BUDGET else "a user paused it"
             self.paused_for = why
             self._say(f"run {run_id} paused at round {round}: {why}")
-            self._say(go_on(run_id, budget=kind == "budget"))
+            self._say(go_on(run_id, budget=kind == EventKind.BUDGET))
             if not self.wait_on_pause:
                 return "paused"
             self._say("waiting for it to be resumed or stopped (Ctrl-C leaves it paused)")
-        elif kind == "resumed" and self.paused_for is not None:
+        elif kind == EventKind.RESUMED and self.paused_for is not None:
             self.paused_for = None
             self._say(f"run {run_id} resumed")
-        elif kind == "released":
+        elif kind == EventKind.RELEASED:
             self._say(f"the worker handed run {run_id} back ({payload.get('reason')}); waiting for a worker")
             self.started = False
         elif kind in _FINAL:

@@ -14,6 +14,7 @@ import click
 from backend import services
 from backend.cli.main import async_command, console, main
 from backend.cli.tables import cells, round_table, runs_table
+from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.settings import Settings
 
@@ -47,11 +48,11 @@ def paused_because(events: list[tuple[str, dict[str, Any]]]) -> str | None:
     """Why a paused run paused, from its events newest first: a spent budget (with the numbers)
     or a user's pause."""
     for kind, payload in events:
-        if kind == "budget":
+        if kind == EventKind.BUDGET:
             return str(payload.get("reason") or "its budget is spent").removesuffix(": raise it to resume")
-        if kind == "paused":
+        if kind == EventKind.PAUSED:
             return "a user paused it"
-        if kind in ("resumed", "started"):
+        if kind in (EventKind.RESUMED, EventKind.STARTED):
             return None
     return None
 
@@ -197,8 +198,6 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Migrate the database at DATABASE_URL to REVISION."""
-    from backend.store.db import migrate
-
     settings = Settings()
-    migrate(settings.database_url, revision)
+    services.migrate(settings.database_url, revision)
     click.echo(f"database migrated to {revision}")

@@ -7,7 +7,6 @@ Postgres can build (GIN over agent attributes) is declared for Postgres alone.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import (
@@ -27,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from backend.domain import RunStatus
+
 __all__ = [
     "ActionRow",
     "AgentRow",
@@ -36,7 +37,6 @@ __all__ = [
     "EventRow",
     "RoundRow",
     "Run",
-    "RunStatus",
     "SignInRow",
 ]
 
@@ -47,15 +47,6 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 # give its id (its bookmarks, its `run-5-*` exports) to the next one. Postgres' sequences never
 # go back. For every table whose ids people see: runs, events (the feed's cursor), commands.
 NEVER_REUSED = {"sqlite_autoincrement": True}
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    STOPPED = "stopped"
-    FAILED = "failed"
 
 
 class Base(DeclarativeBase):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import defer
 from agents.core import ActionBatch, Profile, sum_usage
 from agents.placement import Slot
 from agents.scenarios import RoundResult
+from backend.domain import EventKind
 from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow, RoundStats, Run
 
 __all__ = [
@@ -153,9 +154,9 @@ async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[
 
 # Language-model use outside the rounds is recorded with the event that spent it, by what spent it.
 SPENDING_EVENTS = {
-    "interview": "interviews",
-    "backgrounds written": "backgrounds",
-    "backgrounds cut short": "backgrounds",
+    EventKind.INTERVIEW: "interviews",
+    EventKind.BACKGROUNDS_WRITTEN: "backgrounds",
+    EventKind.BACKGROUNDS_CUT_SHORT: "backgrounds",
 }
 
 
@@ -164,9 +165,11 @@ SPENDING_EVENTS = {
 HISTORY_EVENTS = frozenset(
     {
         *SPENDING_EVENTS,
-        *("queued", "started", "paused", "resumed", "injected", "stopped", "completed", "failed"),
-        *("budget", "budget raised", "resume requested", "outage", "released"),
-        *("worker lost", "host lost", "node lost", "recovered"),
+        *(EventKind.QUEUED, EventKind.STARTED, EventKind.PAUSED, EventKind.RESUMED, EventKind.INJECTED),
+        *(EventKind.STOPPED, EventKind.COMPLETED, EventKind.FAILED),
+        *(EventKind.BUDGET, EventKind.BUDGET_RAISED, EventKind.RESUME_REQUESTED, EventKind.OUTAGE),
+        *(EventKind.RELEASED, EventKind.WORKER_LOST, EventKind.HOST_LOST, EventKind.NODE_LOST),
+        EventKind.RECOVERED,
     }
 )
 

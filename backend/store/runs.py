@@ -10,7 +10,8 @@ from sqlalchemy import CursorResult, Update, case, delete, func, or_, select, up
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.spec import RunSpec
-from backend.store.models import ActionRow, EventRow, RoundRow, Run, RunStatus
+from backend.domain import EventKind, RunStatus
+from backend.store.models import ActionRow, EventRow, RoundRow, Run
 from backend.store.records import HISTORY_EVENTS
 
 __all__ = [
@@ -150,7 +151,9 @@ async def claim_run(
         return None
     if candidate.lease_owner is not None:
         lost = {"worker": candidate.lease_owner, "by": worker}
-        session.add(EventRow(run_id=candidate.id, round=candidate.round, kind="worker lost", payload=lost))
+        session.add(
+            EventRow(run_id=candidate.id, round=candidate.round, kind=EventKind.WORKER_LOST, payload=lost)
+        )
     await session.commit()
     return await get_run(session, run_id=candidate.id)
 

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from backend.store.models import RoundRow, RoundStats
+from backend.services import RoundRow, RoundStats
 
 __all__ = ["figure"]
 

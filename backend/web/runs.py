@@ -13,13 +13,13 @@ from starlette.responses import Response
 from agents.spec import Budget, RunSpec, SpecError
 from backend import services
 from backend.api.deps import Download, RunId, RuntimeDep
+from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
-from backend.store.models import RoundRow, RoundStats, Run, RunStatus
+from backend.services import RoundRow, RoundStats, Run
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.figures import figure
 from backend.web.render import page_or_fragment, templates
-from backend.workflow.lifecycle import IllegalTransition
 
 __all__ = ["UNFINISHED", "following_context", "router"]
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.core import sum_usage
 from agents.llm import LLMSpec, priced, tokens
 from agents.spec import Budget, RunSpec
+from backend.domain import EventKind
 from backend.store import records
 from backend.store.runs import fence
 
@@ -99,4 +100,4 @@ class BudgetKeeper:
             await session.commit()
 
         await publisher.store(write)
-        await publisher.event(round, "budget raised", {"budget": budget})
+        await publisher.event(round, EventKind.BUDGET_RAISED, {"budget": budget})

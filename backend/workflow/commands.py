@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import Intervention
 from agents.simulation import Simulation
+from backend.domain import EventKind, RunStatus
 from backend.store import commands
-from backend.store.models import CommandRow, RunStatus
+from backend.store.models import CommandRow
 from backend.workflow.budget import BudgetKeeper, Usage
 from backend.workflow.publishing import HOSTS_TTL, Publisher
 
@@ -108,19 +109,19 @@ class Control:
             self.status = RunStatus.STOPPED
             return "stop"
         if action == "pause" and self.status != RunStatus.PAUSED:
-            await publisher.transition(RunStatus.PAUSED, at, "paused", applied=ids)
+            await publisher.transition(RunStatus.PAUSED, at, EventKind.PAUSED, applied=ids)
             self.status = RunStatus.PAUSED
         elif action == "resume" and self.status == RunStatus.PAUSED:
             if payload.get("budget") is not None:
                 await self.budget.raise_to(at, payload["budget"])
             if reason := await self.budget.over():
-                await publisher.apply(ids, at, "budget", {"reason": f"{reason}: raise it to resume"})
+                await publisher.apply(ids, at, EventKind.BUDGET, {"reason": f"{reason}: raise it to resume"})
                 return "go"
-            await publisher.transition(RunStatus.RUNNING, at, "resumed", applied=ids)
+            await publisher.transition(RunStatus.RUNNING, at, EventKind.RESUMED, applied=ids)
             await publisher.state(reason=None)
             self.status = RunStatus.RUNNING
         elif action == "inject":
-            await publisher.apply(ids, at, "injected", dict(payload))
+            await publisher.apply(ids, at, EventKind.INJECTED, dict(payload))
             sim.inject(intervention(payload))
         else:  # a pause of a paused run, a resume of a running one: nothing to do
             await publisher.apply(ids, at)
@@ -129,6 +130,6 @@ class Control:
     async def pause_for_budget(self, round: int, reason: str, used: Usage | None) -> None:
         used = used if used is not None else await self.budget.used()
         payload = {"reason": reason, **self.budget.price(used)}
-        await self.publisher.transition(RunStatus.PAUSED, round, "budget", payload)
+        await self.publisher.transition(RunStatus.PAUSED, round, EventKind.BUDGET, payload)
         await self.publisher.state(reason=reason)
         self.status = RunStatus.PAUSED

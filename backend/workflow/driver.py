@@ -24,11 +24,12 @@ from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
 from agents.spec import RunSpec
+from backend.domain import EventKind, RunStatus
 from backend.live.channel import LiveChannel
 from backend.logs import RUN_ID
 from backend.settings import Settings
 from backend.store import records
-from backend.store.models import Run, RunStatus
+from backend.store.models import Run
 from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease
 from backend.workflow import checkpoint
 from backend.workflow.budget import BudgetKeeper
@@ -225,7 +226,7 @@ class RunDriver:
         )
         if self.run.attempts > 1 or self.run.round > 0:
             at = await self._rewind(sim)
-            await self.publisher.event(at, "resumed", {"worker": self.worker, "from_round": at})
+            await self.publisher.event(at, EventKind.RESUMED, {"worker": self.worker, "from_round": at})
         backgrounds = None
         if spec.population.persona is not None and not await restore_personas(
             sim, self.publisher, spec.population.total
@@ -237,7 +238,7 @@ class RunDriver:
             backgrounds = sim.backgrounds
         nodes = {h.index: h.node_id for h in hosts}
         await self._recorder.profiles(sim.slots, nodes, backgrounds)
-        await self.publisher.event(sim.round, "started", {"worker": self.worker, "hosts": len(hosts)})
+        await self.publisher.event(sim.round, EventKind.STARTED, {"worker": self.worker, "hosts": len(hosts)})
 
     async def _rewind(self, sim: Simulation) -> int:
         """Put `sim` at the run's last checkpoint, forgetting what was recorded after it (but the
@@ -303,11 +304,11 @@ class RunDriver:
         where = sorted({slot.node_id for slot in gone})
         what = {"hosts": [s.index for s in gone], "error": str(lost)[:300]}
         if dead:
-            await self.publisher.event(at, "node lost", {"nodes": dead, **what})
+            await self.publisher.event(at, EventKind.NODE_LOST, {"nodes": dead, **what})
         else:
-            await self.publisher.event(at, "host lost", {"nodes": where, **what})
+            await self.publisher.event(at, EventKind.HOST_LOST, {"nodes": where, **what})
         recovered = {"from_round": at, "hosts": len(hosts), "nodes": len(set(nodes.values()))}
-        await self.publisher.event(at, "recovered", recovered)
+        await self.publisher.event(at, EventKind.RECOVERED, recovered)
 
     async def _write_personas(self, sim: Simulation) -> None:
         """Have the model write every background, showing the progress live. Writing a million
@@ -325,11 +326,11 @@ class RunDriver:
         try:
             written, kept = await sim.write_personas(progress)
         except _Interrupted:
-            await self.publisher.event(0, "backgrounds cut short", {"usage": await sim.take_usage()})
+            await self.publisher.event(0, EventKind.BACKGROUNDS_CUT_SHORT, {"usage": await sim.take_usage()})
             raise
         await self.publisher.state(personas=total)  # all written: nothing interrupts now
         spent = {"written": written, "kept": kept, "usage": await sim.take_usage()}
-        await self.publisher.event(0, "backgrounds written", spent)
+        await self.publisher.event(0, EventKind.BACKGROUNDS_WRITTEN, spent)
         await self._recorder.flush()  # the budget reads the store
 
     # -- rounds ---------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ class RunDriver:
         publisher = self.publisher
         if sim.hosts and sim.round > self._checkpointed:
             await self._checkpoint(sim)
-        await publisher.event(sim.round, "released", {"worker": self.worker, "reason": reason})
+        await publisher.event(sim.round, EventKind.RELEASED, {"worker": self.worker, "reason": reason})
         await self._recorder.flush()
 
         async def release(session: AsyncSession) -> None:

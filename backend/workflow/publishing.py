@@ -16,9 +16,10 @@ from agents.host import HostStats
 from agents.placement import alive_nodes
 from agents.scenarios import RoundResult
 from agents.simulation import Simulation
+from backend.domain import FINAL, EventKind, RunStatus
 from backend.live.channel import LiveChannel
 from backend.store import commands, records
-from backend.store.models import Run, RunStatus
+from backend.store.models import Run
 from backend.store.runs import fence, set_status
 from backend.workflow.outage import LIVE, Outage, Service, Unavailable, patiently
 from backend.workflow.recorder import Recorder
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
-_FINAL = (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED)
 
 
 async def publish_nodes(live: LiveChannel) -> None:
@@ -80,7 +80,9 @@ class Publisher:
         """Record the outages ridden out since last asked, as events of round `at`."""
         found, self._outages = self._outages, []
         for outage in found:
-            await self.event(at, "outage", {"service": outage.service, "seconds": round(outage.seconds, 1)})
+            await self.event(
+                at, EventKind.OUTAGE, {"service": outage.service, "seconds": round(outage.seconds, 1)}
+            )
 
     async def store(self, write: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`write` in a session of its own, again after a database outage that passes."""
@@ -125,7 +127,7 @@ class Publisher:
             await self.recorder.flush()
 
         async def write(session: AsyncSession) -> None:
-            if status in _FINAL:
+            if status in FINAL:
                 run = await session.get(Run, self.run_id)
                 if run is not None and run.status == status:
                     return  # an earlier try committed, but its answer was lost with the connection
@@ -182,17 +184,19 @@ class Publisher:
             time=result.time,
         )
         summary = {"stats": result.stats, "failures": result.failures}
-        await self.live_call(lambda: self.live.emit(self.run_id, "round", result.round, summary))
+        await self.live_call(lambda: self.live.emit(self.run_id, EventKind.ROUND, result.round, summary))
         for injected, reached in sim.delivered:
             sent = {"content": injected.content, "where": injected.where, "public": injected.public}
-            await self.event(result.round, "delivered", sent | {"reached": reached})
+            await self.event(result.round, EventKind.DELIVERED, sent | {"reached": reached})
         if result.failures and actions is not None:
             examples = dict(list(actions.errors.items())[:5])
-            await self.event(result.round, "failures", {"count": result.failures, "examples": examples})
+            await self.event(
+                result.round, EventKind.FAILURES, {"count": result.failures, "examples": examples}
+            )
         for event in result.details.get("events", ()):
             await self.event(result.round, str(event["kind"]), dict(event.get("payload", {})))
         if messages := len(actions.messages) if actions else 0:
-            await self.event(result.round, "messages", {"count": messages})
+            await self.event(result.round, EventKind.MESSAGES, {"count": messages})
         await self.hosts(sim)
         await self.nodes()
 

@@ -27,6 +27,7 @@ from agents.placement import Slot
 from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RecordSample, RunSpec
+from backend.domain import EventKind
 from backend.store import records
 from backend.store.models import AgentRow
 from backend.store.runs import LeaseLost, fence
@@ -222,7 +223,9 @@ class Recorder:
             await fence(session, run_id=run_id, worker=self.worker, round=result.round)
             await records.save_round(session, run_id=run_id, result=result)
             summary = {"stats": records.plain_stats(result.stats), "failures": result.failures}
-            await records.add_event(session, run_id=run_id, round=result.round, kind="round", payload=summary)
+            await records.add_event(
+                session, run_id=run_id, round=result.round, kind=EventKind.ROUND, payload=summary
+            )
             if sample != []:
                 started = time.perf_counter()
                 rows = records.action_rows(run_id, result.round, actions, sample)

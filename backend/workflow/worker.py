@@ -9,8 +9,9 @@ import time
 
 from redis.exceptions import RedisError
 
+from backend.domain import RunStatus
 from backend.runtime import Runtime
-from backend.store.models import Run, RunStatus
+from backend.store.models import Run
 from backend.store.runs import LeaseLost, claim_run
 from backend.workflow.driver import OnRound, RunDriver
 from backend.workflow.outage import Unavailable, transient

@@ -42,10 +42,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agents.spec import RunSpec
 from backend import services
+from backend.domain import RunStatus
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
-from backend.store.models import ActionRow, EventRow, Run, RunStatus
+from backend.store.models import ActionRow, EventRow, Run
 from backend.workflow.worker import Worker
 from tests.conftest import POSTGRES_URL, missing, spec_data
 from tests.waiting import wait_for, wait_for_async

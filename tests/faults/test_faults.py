@@ -18,8 +18,9 @@ from sqlalchemy import func, select, update
 from agents.simulation import Simulation
 from agents.spec import RunSpec
 from backend import services
+from backend.domain import RunStatus
 from backend.runtime import Runtime
-from backend.store.models import AgentRow, CheckpointRow, Run, RunStatus
+from backend.store.models import AgentRow, CheckpointRow, Run
 from backend.workflow.worker import Worker
 from tests.conftest import spec_data, stub_model
 from tests.faults.conftest import (

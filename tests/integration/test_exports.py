@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from backend import services
+from backend.services import exports
 from backend.store import runs
 from backend.store.models import ActionRow
 
@@ -30,14 +31,14 @@ async def test_an_export_that_fails_part_way_gives_its_connection_back(
     runtime, make_spec, monkeypatch, tmp_path, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(services, "_BATCH", 10)  # several batches from 35 rows
+    monkeypatch.setattr(exports, "_BATCH", 10)  # several batches from 35 rows
     run_id = await _run_with_actions(runtime, make_spec, 35)
 
     async def fails_after_one_batch(batches, out):
         async for _ in batches:
             raise OSError("No space left on device")
 
-    monkeypatch.setattr(services, "_write_csv", fails_after_one_batch)
+    monkeypatch.setattr(exports, "_write_csv", fails_after_one_batch)
     pool = runtime.engine.pool
     with pytest.raises(OSError, match="No space left") as failed:
         await services.export(runtime, run_id, table="actions", format="csv", out=tmp_path / "a.csv")

@@ -9,9 +9,10 @@ from agents.core import ActionBatch
 from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RunSpec
+from backend.domain import RunStatus
 from backend.store import records, runs
 from backend.store.db import alembic_config
-from backend.store.models import ActionRow, AgentRow, Run, RunStatus
+from backend.store.models import ActionRow, AgentRow, Run
 from tests.conftest import spec_data
 
 

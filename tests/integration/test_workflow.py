@@ -13,10 +13,10 @@ from agents.scenarios.guess_two_thirds import GuessTwoThirds
 from agents.simulation import Simulation
 from agents.spec import RunSpec
 from backend import services
+from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.store import records
-from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RunStatus
-from backend.workflow.lifecycle import IllegalTransition
+from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow
 from backend.workflow.worker import Worker
 from tests.conftest import spec_data
 from tests.waiting import wait_for_async

@@ -2,7 +2,7 @@
 
 import csv
 
-from backend import services
+from backend.services import exports
 
 
 async def _batches(rows):
@@ -16,7 +16,7 @@ async def test_csv_cells_that_look_like_formulas_are_made_inert(tmp_path):
         {"agent_id": 3, "name": "Ada Lovelace", "value": None},
     ]
     out = tmp_path / "agents.csv"
-    assert await services._write_csv(_batches(rows), out) == 3
+    assert await exports._write_csv(_batches(rows), out) == 3
     with out.open(newline="", encoding="utf-8") as f:
         read = list(csv.DictReader(f))
     assert [r["name"] for r in read] == [
@@ -40,7 +40,7 @@ async def test_parquet_takes_a_column_that_is_empty_in_the_first_batch(tmp_path)
     first = [{"round": 1, "agent_id": a, "value": 1.5, "payload": None, "error": None} for a in range(3)]
     later = [{"round": 2, "agent_id": 0, "value": None, "payload": {"text": "hi"}, "error": "timeout"}]
     out = tmp_path / "actions.parquet"
-    assert await services._write_parquet(_in_batches(first, later), out) == 4
+    assert await exports._write_parquet(_in_batches(first, later), out) == 4
     table = pq.read_table(out)
     assert table.column("error").to_pylist() == [None, None, None, "timeout"]
     assert table.column("payload").to_pylist() == [None, None, None, '{"text": "hi"}']

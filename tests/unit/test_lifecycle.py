@@ -1,7 +1,6 @@
 import pytest
 
-from backend.store.models import RunStatus
-from backend.workflow.lifecycle import IllegalTransition, check_transition
+from backend.domain import IllegalTransition, RunStatus, check_transition
 
 ALLOWED = {
     ("queued", "running"),

@@ -77,7 +77,7 @@ def test_what_is_not_there_is_a_page_saying_so_and_runs_is_the_runs_list(member)
 def test_every_error_is_a_page_for_a_person_and_json_for_a_client(member):
     """403, 409, 422 and 500 (as 404 above): a person gets a page with the API's sentence and a
     way back; the API, a client asking for JSON and the live streams keep the JSON."""
-    from backend.workflow.lifecycle import IllegalTransition
+    from backend.domain import IllegalTransition
 
     async def busy() -> None:
         raise IllegalTransition("run 3 is running; stop it before deleting it")

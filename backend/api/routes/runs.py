@@ -24,8 +24,9 @@ from backend.api.schemas import (
     RunsPublic,
     UsagePublic,
 )
+from backend.domain import RunStatus
 from backend.runtime import Runtime
-from backend.store.models import Run, RunStatus
+from backend.services import Run
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRoute)
 

@@ -1,0 +1,196 @@
+"""A run's tables written to files (CSV, JSON, Parquet), streamed in batches."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from backend.runtime import Runtime
+from backend.services.runs import get_run
+from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "EXPORT_MEDIA",
+    "EXPORT_TABLES",
+    "ExportFormat",
+    "ExportTable",
+    "export",
+    "export_file",
+    "remove_export",
+]
+
+ExportTable = Literal["rounds", "actions", "agents", "events"]
+
+
+ExportFormat = Literal["csv", "json", "parquet"]
+
+
+EXPORT_TABLES: tuple[ExportTable, ...] = ("rounds", "actions", "agents", "events")
+
+
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
+
+
+EXPORT_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
+
+
+_BATCH = 50_000
+
+
+_EXPORTS: dict[ExportTable, tuple[type[RoundRow | ActionRow | AgentRow | EventRow], tuple[str, ...], Any]] = {
+    "rounds": (RoundRow, ("round", "stats", "details", "time", "failures"), RoundRow.round),
+    "actions": (
+        ActionRow,
+        ("round", "agent_id", "value", "payload", "error", "tokens"),
+        (ActionRow.round, ActionRow.agent_id),
+    ),
+    "agents": (
+        AgentRow,
+        ("agent_id", "name", "kind", "attributes", "background", "host", "node"),
+        AgentRow.agent_id,
+    ),
+    "events": (EventRow, ("id", "round", "kind", "payload", "created_at"), EventRow.id),
+}
+
+
+async def _rows(rt: Runtime, run_id: int, table: ExportTable) -> AsyncGenerator[list[dict[str, Any]]]:
+    model, columns, order = _EXPORTS[table]
+    order_by = order if isinstance(order, tuple) else (order,)
+    query = select(*(getattr(model, c) for c in columns)).where(model.run_id == run_id).order_by(*order_by)
+    async with rt.sessions() as session:
+        result = await session.stream(query.execution_options(yield_per=_BATCH))
+        async for partition in result.partitions(_BATCH):
+            yield [dict(row._mapping) for row in partition]
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """One level of columns for CSV and Parquet: a round's stats become columns of their own,
+    other nested values JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if key == "stats" and isinstance(value, dict):
+            flat.update(value)
+        elif isinstance(value, dict | list):
+            flat[key] = json.dumps(value)
+        else:
+            flat[key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return flat
+
+
+async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat, out: Path) -> int:
+    """Write one table of a run to `out` (streamed in batches); returns the number of rows."""
+    await get_run(rt, run_id)
+    writers = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}
+    # The stream of rows is closed here, in this task, however the writer ends: one left half-read
+    # would keep its session and database connection until the garbage collector finalised it,
+    # from whichever task (or none) was running then.
+    async with contextlib.aclosing(_rows(rt, run_id, table)) as rows:
+        return await writers[format](rows, out)
+
+
+async def export_file(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat) -> Path:
+    """Export one table of a run into a file of its own in a new temporary folder, for a download;
+    the caller removes both with `remove_export` once it is sent."""
+    folder = Path(tempfile.mkdtemp(prefix="myriad-export-"))
+    path = folder / f"run-{run_id}-{table}.{format}"
+    try:
+        await export(rt, run_id, table=table, format=format, out=path)
+    except BaseException:
+        remove_export(path)
+        raise
+    return path
+
+
+def remove_export(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.parent.rmdir()
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+async def _write_json(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    count = 0
+    with out.open("w", encoding="utf-8") as f:
+        f.write("[")
+        async for batch in batches:
+            for row in batch:
+                f.write(",\n" if count else "\n")
+                f.write(json.dumps(_jsonable(row)))
+                count += 1
+        f.write("\n]\n")
+    return count
+
+
+# A spreadsheet runs a cell that starts like a formula: such text gets a leading quote (OWASP's
+# advice for CSV injection), so a run's name or an agent's background cannot run in a user's Excel.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+
+
+async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    count = 0
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer: csv.DictWriter[str] | None = None
+        async for batch in batches:
+            rows = [{k: _inert(v) for k, v in _flat(r).items()} for r in batch]
+            if writer is None:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+            writer.writerows(rows)
+            count += len(rows)
+    return count
+
+
+# The Parquet type of a column that may be empty in an export's first batch; others are text
+# (JSON payloads are text once flat).
+_EMPTY_COLUMNS = {
+    "value": "float64",
+    "tokens": "int64",
+    "host": "int64",
+    "failures": "int64",
+    "time": "float64",
+}
+
+
+def _typed(pa: Any, field: Any) -> Any:
+    """A Parquet column as pyarrow read it from a batch, but typed by its table when it was empty."""
+    if not pa.types.is_null(field.type):
+        return field
+    return field.with_type(pa.type_for_alias(_EMPTY_COLUMNS.get(field.name, "string")))
+
+
+async def _write_parquet(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+    import pyarrow as pa  # here: only Parquet exports pay for its import
+    import pyarrow.parquet as pq
+
+    count = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        async for batch in batches:
+            frame = pa.Table.from_pylist([_flat(r) for r in batch])
+            if writer is None:
+                # A column with no value in the first batch (no agent failed yet) gets its table's
+                # type: pyarrow's null type is one no later value can be cast to.
+                schema = pa.schema([_typed(pa, f) for f in frame.schema])
+                writer = pq.ParquetWriter(out, schema)
+            writer.write_table(frame.cast(writer.schema))
+            count += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        pq.write_table(pa.table({}), out)
+    return count
