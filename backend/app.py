@@ -23,17 +23,17 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from agents.spec import MAX_SPEC_BYTES
-from backend.api import errors
-from backend.api.deps import require_token
+from backend import errors
 from backend.api.gate import TokenGate
 from backend.api.preflight import Options
 from backend.api.routes import agents, cluster, health, metrics, runs
 from backend.api.routes.metrics import RequestTimer
 from backend.api.schemas import ErrorOut
-from backend.api.throttle import Throttle
+from backend.deps import require_token
 from backend.headers import SecurityHeaders
 from backend.runtime import Runtime
 from backend.settings import Settings
+from backend.throttle import Throttle
 from backend.web import agents as agent_pages
 from backend.web import auth, docs, live, new_run
 from backend.web import cluster as cluster_page

@@ -3,33 +3,15 @@ whether its body would parse: 401, never 422) and wrong tokens are counted per a
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.api.schemas import ErrorOut
-from backend.api.throttle import Throttle
+from backend.deps import WRONG_TOKEN, token_matches
+from backend.throttle import Throttle, client_address, too_many
 
-__all__ = ["WRONG_TOKEN", "TokenGate", "client_address", "token_matches", "too_many"]
-
-WRONG_TOKEN = "missing or wrong token: send `Authorization: Bearer <token>`"
-
-
-def token_matches(authorization: str | None, token: str) -> bool:
-    """Whether an Authorization header carries `token` as a bearer token (in constant time)."""
-    scheme, _, credentials = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and secrets.compare_digest(credentials.strip().encode(), token.encode())
-
-
-def client_address(scope: Scope) -> str:
-    client = scope.get("client")
-    return client[0] if client else "unknown"
-
-
-def too_many(retry_after: int) -> str:
-    return f"too many failed sign-ins from this address: try again in {retry_after} s"
+__all__ = ["TokenGate"]
 
 
 class TokenGate:

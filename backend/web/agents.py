@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from agents.spec import RunSpec
 from backend import services
-from backend.api.deps import AgentId, RunId, RuntimeDep
+from backend.deps import AgentId, RunId, RuntimeDep
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.render import page_or_fragment, templates

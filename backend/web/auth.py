@@ -12,8 +12,8 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from backend import services
-from backend.api.deps import RuntimeDep
-from backend.api.gate import client_address, too_many
+from backend.deps import RuntimeDep
+from backend.throttle import client_address, too_many
 from backend.web.csrf import verify_csrf
 from backend.web.render import templates
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from backend import services
-from backend.api.deps import RuntimeDep
+from backend.deps import RuntimeDep
 from backend.runtime import Runtime
 from backend.web.auth import require_login
 from backend.web.render import page_or_fragment

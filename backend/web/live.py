@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend import services
-from backend.api.deps import RunId, RuntimeDep
+from backend.deps import RunId, RuntimeDep
 from backend.runtime import Runtime
 from backend.web import cluster, runs
 from backend.web.auth import require_login

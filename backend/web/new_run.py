@@ -21,7 +21,7 @@ from agents.population import category_counts
 from agents.scenarios import SCENARIOS
 from agents.spec import RunSpec, SpecError, read_yaml, yaml_problem
 from backend import services
-from backend.api.deps import RuntimeDep
+from backend.deps import RuntimeDep
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.render import templates

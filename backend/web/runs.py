@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from agents.spec import Budget, RunSpec, SpecError
 from backend import services
-from backend.api.deps import Download, RunId, RuntimeDep
+from backend.deps import Download, RunId, RuntimeDep
 from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.services import RoundRow, RoundStats, Run

@@ -9,7 +9,6 @@ from pydantic import StringConstraints
 
 from backend import services
 from backend.api.bodies import JsonRoute
-from backend.api.deps import AgentId, RunId, RuntimeDep
 from backend.api.schemas import (
     ActionPublic,
     AgentDetail,
@@ -23,6 +22,7 @@ from backend.api.schemas import (
     MessagePublic,
     Responses,
 )
+from backend.deps import AgentId, RunId, RuntimeDep
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["agents"], route_class=JsonRoute)
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no such run or agent"}}

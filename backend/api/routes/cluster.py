@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from backend import services
 from backend.api.bodies import JsonRoute
-from backend.api.deps import RuntimeDep
 from backend.api.schemas import ClusterPublic
+from backend.deps import RuntimeDep
 
 router = APIRouter(prefix="/cluster", tags=["cluster"], route_class=JsonRoute)
 

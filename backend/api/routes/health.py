@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import RuntimeDep
+from backend.deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
 

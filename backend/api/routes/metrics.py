@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import services
-from backend.api.deps import RuntimeDep, require_token
+from backend.deps import RuntimeDep, require_token
 
 __all__ = ["RequestTimer", "router"]
 

@@ -10,7 +10,6 @@ from fastapi.responses import FileResponse
 from agents.spec import RunSpec
 from backend import services
 from backend.api.bodies import JsonRoute
-from backend.api.deps import Download, RunId, RuntimeDep
 from backend.api.schemas import (
     ErrorOut,
     GroupsPublic,
@@ -24,6 +23,7 @@ from backend.api.schemas import (
     RunsPublic,
     UsagePublic,
 )
+from backend.deps import Download, RunId, RuntimeDep
 from backend.domain import RunStatus
 from backend.runtime import Runtime
 from backend.services import Run

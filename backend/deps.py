@@ -1,7 +1,9 @@
-"""Dependencies of the API routes: the runtime, and the token that guards every route."""
+"""Request dependencies that the API's routes and the dashboard's pages share: the runtime, a
+run's and an agent's id in the path, a table to download, and the token that guards the API."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, HTTPException, Path, Request, status
@@ -9,10 +11,18 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend import services
-from backend.api.gate import WRONG_TOKEN, token_matches
 from backend.runtime import Runtime
 
-__all__ = ["AgentId", "Download", "RunId", "RuntimeDep", "require_token"]
+__all__ = ["WRONG_TOKEN", "AgentId", "Download", "RunId", "RuntimeDep", "require_token", "token_matches"]
+
+WRONG_TOKEN = "missing or wrong token: send `Authorization: Bearer <token>`"
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """Whether an Authorization header carries `token` as a bearer token (in constant time)."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(credentials.strip().encode(), token.encode())
+
 
 _bearer = HTTPBearer(auto_error=False, description="the MYRIAD_TOKEN, or the one printed at start")
 

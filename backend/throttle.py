@@ -7,7 +7,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["Throttle"]
+from starlette.types import Scope
+
+__all__ = ["Throttle", "client_address", "too_many"]
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def too_many(retry_after: int) -> str:
+    return f"too many failed sign-ins from this address: try again in {retry_after} s"
 
 
 class Throttle:
