@@ -221,7 +221,10 @@ def test_run_hands_its_run_to_a_live_worker_and_waits_on_a_pause(spec_file, llm_
         assert re.search(rf"run 1 paused at round 1: {SPENT}", "\n".join(seen)), seen
         raised = CliRunner().invoke(main, ["runs", "resume", "1", "--budget-tokens", "10000000"])
         assert raised.exit_code == 0, raised.output
-        out, err = following.communicate(timeout=120)
+        # The rest through the same reader: `communicate` reads the pipe itself, and would lose
+        # what the loop above has read ahead (the line after "to go on:", when it came at once).
+        out = following.stdout.read()
+        _, err = following.communicate(timeout=120)
         assert following.returncode == 0, err
         lines = seen + out.splitlines()
         assert re.fullmatch(r"run 1: 60 agents; .*; driven by worker \S+", lines[1])
