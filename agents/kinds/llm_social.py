@@ -65,7 +65,7 @@ class LLMSocial(Agent):
 
     __slots__ = ()
     Params = LLMSocialParams
-    # Prompts, replies in flight and memory of past rounds: several KB each.
+    # Its prompt (persona and feed) and the reply in flight: several KB each; it keeps no memory.
     footprint = 16_000
 
     def messages(self, observation: Observation, feed: Mapping[str, Any]) -> list[dict[str, str]]:

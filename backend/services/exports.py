@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,7 +89,13 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat, out: Path) -> int:
     """Write one table of a run to `out` (streamed in batches); returns the number of rows."""
     await get_run(rt, run_id)
-    writers = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}
+    # A round's statistics become columns of their own; an empty table's CSV has the others.
+    header = [c for c in _EXPORTS[table][1] if c != "stats"]
+    writers: dict[ExportFormat, Callable[[AsyncIterator[list[dict[str, Any]]], Path], Awaitable[int]]] = {
+        "csv": functools.partial(_write_csv, header=header),
+        "json": _write_json,
+        "parquet": _write_parquet,
+    }
     # The stream of rows is closed here, in this task, however the writer ends: one left half-read
     # would keep its session and database connection until the garbage collector finalised it,
     # from whichever task (or none) was running then.
@@ -140,7 +147,10 @@ def _inert(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
 
 
-async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) -> int:
+async def _write_csv(
+    batches: AsyncIterator[list[dict[str, Any]]], out: Path, header: Sequence[str] = ()
+) -> int:
+    """The rows as CSV; with no rows, just `header` (a spreadsheet still sees the columns)."""
     count = 0
     with out.open("w", newline="", encoding="utf-8") as f:
         writer: csv.DictWriter[str] | None = None
@@ -151,6 +161,8 @@ async def _write_csv(batches: AsyncIterator[list[dict[str, Any]]], out: Path) ->
                 writer.writeheader()
             writer.writerows(rows)
             count += len(rows)
+        if writer is None and header:
+            csv.writer(f).writerow(header)
     return count
 
 

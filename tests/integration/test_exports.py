@@ -34,7 +34,7 @@ async def test_an_export_that_fails_part_way_gives_its_connection_back(
     monkeypatch.setattr(exports, "_BATCH", 10)  # several batches from 35 rows
     run_id = await _run_with_actions(runtime, make_spec, 35)
 
-    async def fails_after_one_batch(batches, out):
+    async def fails_after_one_batch(batches, out, header=()):
         async for _ in batches:
             raise OSError("No space left on device")
 

@@ -45,3 +45,10 @@ async def test_parquet_takes_a_column_that_is_empty_in_the_first_batch(tmp_path)
     assert table.column("error").to_pylist() == [None, None, None, "timeout"]
     assert table.column("payload").to_pylist() == [None, None, None, '{"text": "hi"}']
     assert table.column("value").to_pylist() == [1.5, 1.5, 1.5, None]
+
+
+async def test_an_empty_table_s_csv_still_has_its_header(tmp_path):
+    """A run at round 0 has no rounds yet: its CSV names the columns (it was 0 bytes)."""
+    out = tmp_path / "rounds.csv"
+    assert await exports._write_csv(_in_batches(), out, header=["round", "time"]) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == ["round,time"]
