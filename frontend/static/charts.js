@@ -118,6 +118,11 @@
 
   // The live part of a run's page brings the newest round's chart along: a chart showing a round
   // the person chose stays as it is.
+  // From the moment the person asks for a round, the chart no longer follows: a live update landing
+  // while the request is in flight would replace the form that asked, and htmx would drop its answer.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.matches("#run-chart form")) event.detail.elt.closest("#run-chart").removeAttribute("data-following");
+  });
   document.addEventListener("htmx:oobBeforeSwap", (event) => {
     const target = event.detail.target;
     if (target.id === "run-chart" && !target.hasAttribute("data-following")) event.detail.shouldSwap = false;
