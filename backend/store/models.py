@@ -1,4 +1,5 @@
-"""The database schema: runs, their agents, rounds, actions, events and checkpoints.
+"""The database schema: runs, their agents, rounds, actions, events and checkpoints; experiments
+(many runs compared) and surveys (questions put to a run's agents).
 
 One schema for Postgres and SQLite: JSON columns are JSONB on Postgres, and the one index only
 Postgres can build (GIN over agent attributes) is declared for Postgres alone.
@@ -13,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -35,9 +37,12 @@ __all__ = [
     "CheckpointRow",
     "CommandRow",
     "EventRow",
+    "ExperimentRow",
     "RoundRow",
     "Run",
     "SignInRow",
+    "SurveyAnswerRow",
+    "SurveyRow",
 ]
 
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -53,9 +58,25 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {dict[str, Any]: Json, datetime: DateTime(timezone=True)}
 
 
+class ExperimentRow(Base):
+    """Many runs of one base spec, its factors crossed (see `agents.experiment`). Its runs are
+    ordinary runs that name it and their cell; its status is theirs, read from them, but for
+    `paused`, which keeps its queued runs from starting."""
+
+    __tablename__ = "experiments"
+    __table_args__ = NEVER_REUSED
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (Index("ix_runs_experiment", "experiment_id", "cell", "replicate"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -72,6 +93,9 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="SET NULL"))
+    cell: Mapped[int | None] = mapped_column(Integer, doc="the experiment's cell this run is of")
+    replicate: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return (
@@ -208,3 +232,36 @@ class SignInRow(Base):
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class SurveyRow(Base):
+    """Questions put to a sample of a run's agents (see `agents.survey`), at `round`."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (Index("ix_surveys_run_id", "run_id", "id"), NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer, doc="the last round the run had recorded when asked")
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    agents: Mapped[int] = mapped_column(BigInteger, default=0, doc="agents in the sample")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+
+
+class SurveyAnswerRow(Base):
+    """One agent's answer to one question of a survey: its text, what it was read as (`value` for
+    a number, `choice` for an option), or why there is none (`error`: skipped, unreadable, failed)."""
+
+    __tablename__ = "survey_answers"
+
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    question: Mapped[int] = mapped_column(Integer, primary_key=True)
+    answer: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float)
+    choice: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
