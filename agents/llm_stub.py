@@ -4,8 +4,9 @@ It speaks real HTTP (`POST /v1/chat/completions`) and misbehaves on request: lat
 beyond which it answers 429, a share of 500s, of malformed bodies and of calls that hang. Its
 answers are made up but plausible for Myriad's prompts — a number for a guess, the number alone
 for an extraction, a persona between the asked-for delimiters, a post or silence in the social
-scenario, a short in-character reply otherwise — and deterministic for a given prompt. It counts
-the tokens it reports, so tests can check that a client's sums are exact.
+scenario, a survey's number or option, a short in-character reply otherwise — and deterministic
+for a given prompt. It counts the tokens it reports, so tests can check that a client's sums are
+exact.
 
 `myriad llm-stub --port 8001 --latency 0.5 --capacity 256` serves one.
 """
@@ -72,6 +73,8 @@ def answer(messages: list[dict[str, str]]) -> str:
             "<persona>I grew up in a small town and now live in the city. I like puzzles and "
             f"long walks, and I think before I act (#{draw % 1000}).</persona>"
         )
+    if survey := _survey_answer(last, draw):
+        return survey
     if "interviewing you" in prompt:
         return f"Speaking for myself: {last[:80]}"
     if "extract" in last.lower():
@@ -93,6 +96,18 @@ def answer(messages: list[dict[str, str]]) -> str:
             {"act": choice, "text": "Have you heard the news?", "stance": (draw % 201) / 100 - 1}
         )
     return f"Speaking for myself: {last[:80]}"
+
+
+def _survey_answer(question: str, draw: int) -> str | None:
+    """A survey's number or option (see `agents.survey.prompt`), drawn from the prompt's hash:
+    every agent answers its own way, and the same way every time."""
+    if ranged := re.search(r"Answer with a number between (-?[\d.]+) and (-?[\d.]+)", question):
+        low, high = (int(float(bound)) for bound in ranged.groups())
+        return f"{low + draw % (high - low + 1)}, if you ask me."
+    if "Answer with exactly one of these options" in question:
+        options = re.findall(r"^\d+\. (.+)$", question, re.M)
+        return options[draw % len(options)] if options else None
+    return None
 
 
 class StubServer:

@@ -1,5 +1,6 @@
 """Request dependencies that the API's routes and the dashboard's pages share: the runtime, a
-run's and an agent's id in the path, a table to download, and the token that guards the API."""
+run's, an agent's and a survey's id in the path, a table or a survey's answers to download, and
+the token that guards the API."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from backend import services
 from backend.runtime import Runtime
 
-__all__ = ["WRONG_TOKEN", "AgentId", "Download", "RunId", "RuntimeDep", "require_token", "token_matches"]
+__all__ = [
+    "WRONG_TOKEN",
+    "AgentId",
+    "Download",
+    "RunId",
+    "RuntimeDep",
+    "SurveyDownload",
+    "SurveyId",
+    "require_token",
+    "token_matches",
+]
 
 WRONG_TOKEN = "missing or wrong token: send `Authorization: Bearer <token>`"
 
@@ -47,6 +58,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # Ids fit the database's 64-bit integers; larger ones are a 422, not a driver overflow.
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a run's id")]
 AgentId = Annotated[int, Path(ge=0, le=2**63 - 1, description="an agent's id within its run")]
+SurveyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a survey's id")]
 
 
 async def download(
@@ -63,3 +75,19 @@ async def download(
 
 
 Download = Annotated[FileResponse, Depends(download)]
+
+
+async def survey_download(
+    rt: RuntimeDep,
+    run_id: RunId,
+    survey_id: SurveyId,
+    background: BackgroundTasks,
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    """A survey's answers as a file to download (removed once sent), for the API and the pages."""
+    path = await services.survey_file(rt, run_id, survey_id, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+
+
+SurveyDownload = Annotated[FileResponse, Depends(survey_download)]

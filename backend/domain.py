@@ -70,3 +70,4 @@ class EventKind(StrEnum):
     MESSAGES = "messages"
     FAILURES = "failures"
     INTERVIEW = "interview"
+    SURVEY = "survey"  # a survey of the run's agents: what it asked and spent

@@ -8,16 +8,37 @@ previous round's statistics, with its target under `win`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
 
-__all__ = ["Adaptive", "EfficiencyProbe", "LevelK", "UniformRandom"]
+if TYPE_CHECKING:
+    from agents.survey import Question
+
+__all__ = ["Adaptive", "EfficiencyProbe", "Guesser", "LevelK", "UniformRandom"]
 
 
-class UniformRandom(Agent):
+class Guesser(Agent):
+    """A kind that plays a number-guessing game by a rule of its own."""
+
+    __slots__ = ()
+
+    @classmethod
+    def survey(
+        cls, params: BaseModel, profile: Profile, question: Question, answers: Mapping[int, Any]
+    ) -> str | None:
+        """A survey's number question is answered with the agent's last recorded guess (its
+        `answers` by round); it has nothing to say to other questions, nor before it guessed."""
+        if question.type != "number" or not answers:
+            return None
+        last = answers[max(answers)]
+        return f"{last:g}" if isinstance(last, int | float) else None
+
+
+class UniformRandom(Guesser):
     """Answers uniformly at random each round."""
 
     __slots__ = ()
@@ -31,7 +52,7 @@ class LevelKParams(NoParams):
     k: int = Field(1, ge=0, le=3, description="depth of reasoning; level 0 answers at random")
 
 
-class LevelK(Agent):
+class LevelK(Guesser):
     """A level-k reasoner: it best-responds to a crowd of level-(k-1) players.
 
     Level 0 answers at random (mean max/2), so level k answers max/2 × ratio^k.
@@ -53,7 +74,7 @@ class AdaptiveParams(NoParams):
     rate: float = Field(0.5, gt=0, le=1, description="share of the way to last round's target")
 
 
-class Adaptive(Agent):
+class Adaptive(Guesser):
     """Starts at random, then moves its answer toward the previous round's target."""
 
     __slots__ = ("answer",)
@@ -83,7 +104,7 @@ class ProbeParams(NoParams):
     delay: float = Field(1.0, ge=0, le=3600, description="seconds to wait before answering")
 
 
-class EfficiencyProbe(Agent):
+class EfficiencyProbe(Guesser):
     """The paper's efficiency probe: waits `delay` seconds without blocking, then answers at random.
 
     It stands in for an LLM call's latency, so a round of N probes measures how well the engine

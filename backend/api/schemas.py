@@ -155,7 +155,8 @@ class UsagePublic(BaseModel):
     rounds: list[RoundUsage]
     backgrounds: Spend = Field(description="writing the backgrounds")
     interviews: Spend = Field(description="the run's interviews")
-    models: dict[str, ModelUse] = Field(description="per model: rounds, backgrounds and interviews")
+    surveys: Spend = Field(description="the run's surveys")
+    models: dict[str, ModelUse] = Field(description="per model: rounds, backgrounds, interviews and surveys")
     total: Spend
 
 

@@ -5,8 +5,9 @@ Keys, per run:
 - `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
 - `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`: the fast
                              path (the database keeps every event, and the commands)
-and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them, and
-`myriad:worker:{id}`, each live worker's presence (expiring unless the worker renews it).
+and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them,
+`myriad:worker:{id}`, each live worker's presence (expiring unless the worker renews it), and
+`myriad:survey:{id}`, the presence of the process asking a survey (the same).
 """
 
 from __future__ import annotations
@@ -137,6 +138,15 @@ class LiveChannel:
         keys = [key async for key in self.redis.scan_iter(match="myriad:worker:*", count=500)]
         values = await self.redis.mget(keys) if keys else []
         return [json.loads(v) for v in values if v]
+
+    async def set_survey_asked(self, survey_id: int, ttl: float) -> None:
+        """Say that a process is asking survey `survey_id` for the next `ttl` seconds."""
+        await self.redis.set(f"myriad:survey:{survey_id}", 1, px=int(ttl * 1000))
+
+    async def surveys_asked(self, survey_ids: Sequence[int]) -> set[int]:
+        """Which of these surveys a process said lately that it is asking."""
+        values = await self.redis.mget([f"myriad:survey:{i}" for i in survey_ids]) if survey_ids else []
+        return {i for i, v in zip(survey_ids, values, strict=True) if v}
 
     async def all_hosts(self) -> dict[int, list[dict[str, Any]]]:
         """The hosts of every run that reported some lately, by run id."""

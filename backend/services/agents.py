@@ -78,7 +78,7 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     spec = RunSpec.stored(run.spec)
     part = next((k for k in spec.population.kinds if k.label == agent.kind), None)
     kind = KINDS.get(part.kind) if part is not None else None
-    answers = [f"round {a.round}: {_answer(a)}" for a in actions]
+    answers = [f"round {a.round}: {answer_text(a)}" for a in actions]
     if part is not None and spec.llm is not None and hasattr(kind, "interview"):
         answer, error, used = await _interview_in_character(
             spec, spec.llm, part, kind, agent, answers, question
@@ -120,8 +120,7 @@ async def _interview_in_character(
     """The agent's model answers for it, called from this process (with this process's keys):
     its reply, or None and why the model gave none; and the calls it took."""
     params = kind.Params.model_validate(part.params)
-    profile = Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
-    messages = kind.interview(params, profile, spec.scenario.params, answers, question)
+    messages = kind.interview(params, profile_of(agent), spec.scenario.params, answers, question)
     client = llm.LLM(models)
     try:
         reply = await client.model(params.model).chat(messages, deadline=time.monotonic() + INTERVIEW_SECONDS)
@@ -132,7 +131,12 @@ async def _interview_in_character(
         await client.close()
 
 
-def _answer(action: ActionRow) -> str:
+def profile_of(agent: AgentRow) -> Profile:
+    return Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
+
+
+def answer_text(action: ActionRow) -> str:
+    """A recorded action as an agent would say it: its number, its payload, or why it has none."""
     if action.error is not None:
         return f"no answer ({action.error})"
     value = action.value if action.value is not None else action.payload

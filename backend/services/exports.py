@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from backend.runtime import Runtime
 from backend.services.runs import get_run
@@ -25,7 +25,10 @@ __all__ = [
     "ExportTable",
     "export",
     "export_file",
+    "in_temp_file",
     "remove_export",
+    "stream_rows",
+    "write_rows",
 ]
 
 ExportTable = Literal["rounds", "actions", "agents", "events"]
@@ -62,14 +65,18 @@ _EXPORTS: dict[ExportTable, tuple[type[RoundRow | ActionRow | AgentRow | EventRo
 }
 
 
-async def _rows(rt: Runtime, run_id: int, table: ExportTable) -> AsyncGenerator[list[dict[str, Any]]]:
-    model, columns, order = _EXPORTS[table]
-    order_by = order if isinstance(order, tuple) else (order,)
-    query = select(*(getattr(model, c) for c in columns)).where(model.run_id == run_id).order_by(*order_by)
+async def stream_rows(rt: Runtime, query: Select[Any]) -> AsyncGenerator[list[dict[str, Any]]]:
+    """The rows `query` selects, as dicts, in batches read as they are written out."""
     async with rt.sessions() as session:
         result = await session.stream(query.execution_options(yield_per=_BATCH))
         async for partition in result.partitions(_BATCH):
             yield [dict(row._mapping) for row in partition]
+
+
+def _query(run_id: int, table: ExportTable) -> Select[Any]:
+    model, columns, order = _EXPORTS[table]
+    order_by = order if isinstance(order, tuple) else (order,)
+    return select(*(getattr(model, c) for c in columns)).where(model.run_id == run_id).order_by(*order_by)
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +98,13 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
     await get_run(rt, run_id)
     # A round's statistics become columns of their own; an empty table's CSV has the others.
     header = [c for c in _EXPORTS[table][1] if c != "stats"]
+    return await write_rows(stream_rows(rt, _query(run_id, table)), format, out, header=header)
+
+
+async def write_rows(
+    rows: AsyncGenerator[list[dict[str, Any]]], format: ExportFormat, out: Path, *, header: Sequence[str]
+) -> int:
+    """Write batches of rows to `out` in `format`; returns how many. An empty CSV has `header`."""
     writers: dict[ExportFormat, Callable[[AsyncIterator[list[dict[str, Any]]], Path], Awaitable[int]]] = {
         "csv": functools.partial(_write_csv, header=header),
         "json": _write_json,
@@ -99,17 +113,26 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
     # The stream of rows is closed here, in this task, however the writer ends: one left half-read
     # would keep its session and database connection until the garbage collector finalised it,
     # from whichever task (or none) was running then.
-    async with contextlib.aclosing(_rows(rt, run_id, table)) as rows:
+    async with contextlib.aclosing(rows):
         return await writers[format](rows, out)
 
 
 async def export_file(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat) -> Path:
     """Export one table of a run into a file of its own in a new temporary folder, for a download;
     the caller removes both with `remove_export` once it is sent."""
+    return await in_temp_file(
+        f"run-{run_id}-{table}.{format}",
+        functools.partial(export, rt, run_id, table=table, format=format),
+    )
+
+
+async def in_temp_file(name: str, write: Callable[..., Awaitable[int]]) -> Path:
+    """A file `name` in a new temporary folder, written by `write(out=path)`; removed again if
+    writing fails."""
     folder = Path(tempfile.mkdtemp(prefix="myriad-export-"))
-    path = folder / f"run-{run_id}-{table}.{format}"
+    path = folder / name
     try:
-        await export(rt, run_id, table=table, format=format, out=path)
+        await write(out=path)
     except BaseException:
         remove_export(path)
         raise

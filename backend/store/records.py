@@ -143,8 +143,10 @@ async def round_stats(session: AsyncSession, *, run_id: int, usage: bool) -> lis
 
 async def add_event(
     session: AsyncSession, *, run_id: int, round: int, kind: str, payload: dict[str, Any]
-) -> None:
-    await session.execute(insert(EventRow).values(run_id=run_id, round=round, kind=kind, payload=payload))
+) -> int:
+    """Record an event of the run; its id."""
+    event = insert(EventRow).values(run_id=run_id, round=round, kind=kind, payload=payload)
+    return (await session.execute(event.returning(EventRow.id))).scalar_one()
 
 
 async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, int]]:
@@ -155,6 +157,7 @@ async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[
 # Language-model use outside the rounds is recorded with the event that spent it, by what spent it.
 SPENDING_EVENTS = {
     EventKind.INTERVIEW: "interviews",
+    EventKind.SURVEY: "surveys",
     EventKind.BACKGROUNDS_WRITTEN: "backgrounds",
     EventKind.BACKGROUNDS_CUT_SHORT: "backgrounds",
 }
@@ -176,7 +179,7 @@ HISTORY_EVENTS = frozenset(
 
 async def usage_outside_rounds(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, dict[str, int]]]:
     """The language-model use recorded with the run's events, by what spent it (`interviews`,
-    `backgrounds`), per model."""
+    `surveys`, `backgrounds`), per model."""
     query = select(EventRow.kind, EventRow.payload).where(
         EventRow.run_id == run_id, EventRow.kind.in_(SPENDING_EVENTS)
     )

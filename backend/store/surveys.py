@@ -1,0 +1,212 @@
+"""Surveys of a run's agents: the surveys, their sample, their answers, and the answers counted."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.store.models import ActionRow, AgentRow, EventRow, SurveyAnswerRow, SurveyRow
+from backend.store.runs import now
+
+__all__ = [
+    "ACTIVE",
+    "ANSWER_COLUMNS",
+    "add_answers",
+    "agent_ids",
+    "agents",
+    "answer_counts",
+    "answer_samples",
+    "answered",
+    "answers_query",
+    "create_survey",
+    "finish",
+    "get_survey",
+    "list_answers",
+    "list_surveys",
+    "mark",
+    "recent_actions",
+    "set_event_payload",
+]
+
+# A survey still being asked; its other statuses are final: completed, failed, budget, interrupted.
+ACTIVE = ("queued", "running")
+ANSWER_COLUMNS = ("agent_id", "question", "answer", "value", "choice", "error", "tokens")
+
+
+async def create_survey(
+    session: AsyncSession, *, run_id: int, round: int, spec: dict[str, Any], agents: int
+) -> SurveyRow:
+    survey = SurveyRow(run_id=run_id, round=round, spec=spec, status="queued", agents=agents)
+    session.add(survey)
+    await session.flush()
+    return survey
+
+
+async def get_survey(session: AsyncSession, *, run_id: int, survey_id: int) -> SurveyRow | None:
+    survey = await session.get(SurveyRow, survey_id)
+    return survey if survey is not None and survey.run_id == run_id else None
+
+
+async def list_surveys(session: AsyncSession, *, run_id: int) -> Sequence[SurveyRow]:
+    """The run's surveys, newest first."""
+    query = select(SurveyRow).where(SurveyRow.run_id == run_id).order_by(SurveyRow.id.desc())
+    return (await session.scalars(query)).all()
+
+
+async def mark(session: AsyncSession, *, survey_id: int, status: str) -> None:
+    await session.execute(update(SurveyRow).where(SurveyRow.id == survey_id).values(status=status))
+
+
+async def finish(
+    session: AsyncSession, *, survey_ids: Collection[int], status: str, error: str | None = None
+) -> int:
+    """End the surveys still being asked among `survey_ids` with `status`; how many it ended."""
+    result = await session.execute(
+        update(SurveyRow)
+        .where(SurveyRow.id.in_(survey_ids), SurveyRow.status.in_(ACTIVE))
+        .values(status=status, error=error, finished_at=now())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def agent_ids(
+    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
+) -> list[int]:
+    """The ids of the run's agents with these attribute values and of one of these kinds."""
+    conditions: list[ColumnElement[bool]] = [AgentRow.run_id == run_id]
+    conditions += [AgentRow.attributes[key].as_string() == value for key, value in (where or {}).items()]
+    if kinds is not None:
+        conditions.append(AgentRow.kind.in_(kinds))
+    query = select(AgentRow.agent_id).where(*conditions).order_by(AgentRow.agent_id)
+    return list((await session.scalars(query)).all())
+
+
+async def agents(session: AsyncSession, *, run_id: int, ids: Collection[int]) -> Sequence[AgentRow]:
+    query = select(AgentRow).where(AgentRow.run_id == run_id, AgentRow.agent_id.in_(ids))
+    return (await session.scalars(query.order_by(AgentRow.agent_id))).all()
+
+
+async def recent_actions(
+    session: AsyncSession, *, run_id: int, ids: Collection[int], rounds: range
+) -> dict[int, list[ActionRow]]:
+    """The actions of the agents `ids` in `rounds`, by agent, oldest first."""
+    query = (
+        select(ActionRow)
+        .where(ActionRow.run_id == run_id, ActionRow.round.in_(rounds), ActionRow.agent_id.in_(ids))
+        .order_by(ActionRow.agent_id, ActionRow.round)
+    )
+    found: dict[int, list[ActionRow]] = {}
+    for action in await session.scalars(query):
+        found.setdefault(action.agent_id, []).append(action)
+    return found
+
+
+async def add_answers(session: AsyncSession, *, survey_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
+    values = [{"survey_id": survey_id, **row} for row in rows]
+    if values:
+        await session.execute(insert(SurveyAnswerRow), values)
+
+
+async def answered(session: AsyncSession, *, survey_ids: Collection[int]) -> dict[int, int]:
+    """How many answers (read, unreadable, skipped or failed) each survey has stored."""
+    query = (
+        select(SurveyAnswerRow.survey_id, func.count())
+        .where(SurveyAnswerRow.survey_id.in_(survey_ids))
+        .group_by(SurveyAnswerRow.survey_id)
+    )
+    return {row[0]: row[1] for row in (await session.execute(query)).all()}
+
+
+def answers_query(survey_id: int) -> Select[Any]:
+    """A survey's answers (`ANSWER_COLUMNS`), by agent then question."""
+    columns = (getattr(SurveyAnswerRow, c) for c in ANSWER_COLUMNS)
+    query = select(*columns).where(SurveyAnswerRow.survey_id == survey_id)
+    return query.order_by(SurveyAnswerRow.agent_id, SurveyAnswerRow.question)
+
+
+async def list_answers(
+    session: AsyncSession, *, survey_id: int, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of a survey's answers, by agent then question, and how many there are."""
+    page = await session.execute(answers_query(survey_id).limit(limit).offset(offset))
+    count = (await answered(session, survey_ids=[survey_id])).get(survey_id, 0)
+    return [dict(row._mapping) for row in page], count
+
+
+def _outcome() -> ColumnElement[str]:
+    """What became of an answer: `read` (or free text), `unreadable`, `skipped` or `failed`, from
+    how its error begins."""
+    error = SurveyAnswerRow.error
+    return case(
+        (error.is_(None), literal("read")),
+        (error.like("unreadable:%"), literal("unreadable")),
+        (error.like("skipped:%"), literal("skipped")),
+        else_=literal("failed"),
+    )
+
+
+async def answer_counts(
+    session: AsyncSession, *, run_id: int, survey_id: int, by: str | None
+) -> list[tuple[int, str | None, str, float | None, str | None, int]]:
+    """How many answers each question got, per group of agents (their kind or the value of
+    attribute `by`; one group, None, without), outcome and value or option: (question, group,
+    outcome, value, choice, count). The database counts: a million answers come back as a few
+    hundred rows (a number question's values, at most, per group)."""
+    group: ColumnElement[Any] = literal_column("NULL")
+    if by == "kind":
+        group = AgentRow.__table__.c.kind
+    elif by is not None:
+        group = AgentRow.attributes[by].as_string()
+    query = select(
+        SurveyAnswerRow.question,
+        group,
+        _outcome(),
+        SurveyAnswerRow.value,
+        SurveyAnswerRow.choice,
+        func.count(),
+    ).where(SurveyAnswerRow.survey_id == survey_id)
+    if by is not None:
+        query = query.join(
+            AgentRow, and_(AgentRow.run_id == run_id, AgentRow.agent_id == SurveyAnswerRow.agent_id)
+        )
+    # By position: Postgres would not see the outcome's CASE, its literals bound as parameters, as
+    # the same expression twice.
+    query = query.group_by(*(text(str(n)) for n in range(1, 6)))
+    return [(q, g, o, v, c, n) for q, g, o, v, c, n in (await session.execute(query)).all()]
+
+
+async def answer_samples(
+    session: AsyncSession, *, survey_id: int, question: int, limit: int
+) -> Sequence[tuple[int, str]]:
+    """The first `limit` free-text answers to a question: (agent, answer)."""
+    query = (
+        select(SurveyAnswerRow.agent_id, SurveyAnswerRow.answer)
+        .where(
+            SurveyAnswerRow.survey_id == survey_id,
+            SurveyAnswerRow.question == question,
+            SurveyAnswerRow.error.is_(None),
+        )
+        .order_by(SurveyAnswerRow.agent_id)
+        .limit(limit)
+    )
+    return [(agent, answer or "") for agent, answer in (await session.execute(query)).all()]
+
+
+async def set_event_payload(session: AsyncSession, *, event_id: int, payload: dict[str, Any]) -> None:
+    """A survey's event says what it has asked and spent so far (the run's bill reads it)."""
+    await session.execute(update(EventRow).where(EventRow.id == event_id).values(payload=payload))

@@ -1,0 +1,198 @@
+"""Survey specs, prompts and the reading of answers; the counting of answers; the guessing kinds'
+survey hook."""
+
+import pytest
+
+from agents.core import Profile
+from agents.kinds.guessing import Adaptive, LevelK
+from agents.llm_stub import answer
+from agents.personas import in_character
+from agents.survey import (
+    Question,
+    SurveySpec,
+    SurveySpecError,
+    Unreadable,
+    prompt,
+    read,
+    read_choice,
+    read_number,
+)
+from backend.services.surveys import _numbers, _summarize
+
+NUMBER = {"text": "How sure are you, 0 to 10?", "type": "number", "min": 0, "max": 10}
+CHOICE = {"text": "Will the mean fall?", "type": "choice", "options": ["Yes", "No", "Not sure"]}
+
+
+def problems(data) -> list[str]:
+    with pytest.raises(SurveySpecError) as caught:
+        SurveySpec.parse(data)
+    assert str(caught.value).startswith("invalid survey:")
+    return caught.value.problems
+
+
+def test_a_survey_defaults_to_every_agent():
+    spec = SurveySpec.parse({"questions": [{"text": "Why?"}, NUMBER, CHOICE]})
+    assert spec.sample.all is True
+    assert [q.type for q in spec.questions] == ["text", "number", "choice"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"questions": []}, "questions: List should have at least 1 item after validation, not 0"),
+        ({"questions": [{"text": "?"}] * 21}, "questions: List should have at most 20 items"),
+        ({"questions": [{"text": "  "}]}, "questions.0.text: a question needs words"),
+        ({"questions": [NUMBER | {"max": None}]}, "questions.0.max: a number question needs"),
+        ({"questions": [NUMBER | {"min": 10}]}, "questions.0.max: must be above min (10)"),
+        ({"questions": [NUMBER | {"max": "10"}]}, "questions.0.max: Input should be a valid number"),
+        ({"questions": [CHOICE | {"options": ["Yes"]}]}, "questions.0.options: List should have at least 2"),
+        ({"questions": [CHOICE | {"options": ["Yes", "yes "]}]}, "questions.0.options: two"),
+        ({"questions": [CHOICE | {"options": ["1", "2"]}]}, "questions.0.options: an option"),
+        ({"questions": [CHOICE | {"options": None}]}, "questions.0.options: a choice question"),
+        ({"questions": [{"text": "?", "min": 1}]}, "questions.0.min: only a number question"),
+        ({"questions": [NUMBER | {"options": ["a", "b"]}]}, "questions.0.options: only a choice"),
+        ({"questions": [{"text": "?", "type": "essay"}]}, "questions.0.type: Input should be 'text'"),
+        ({"questions": [{"text": "?"}], "sample": {"random": 0}}, "sample.random: Input should be greater"),
+        ({"questions": [{"text": "?"}], "sample": {"all": True, "random": 5}}, "sample: give"),
+        ({"questions": [{"text": "?"}], "sample": {}}, "sample: give exactly one"),
+        ({"questions": [{"text": "?"}], "sample": {"kinds": []}}, "sample.kinds: List should have at least"),
+        ({"questions": [{"text": "?"}], "colour": "red"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_each_problem_names_its_field(data, expected):
+    assert any(p.startswith(expected) for p in problems(data)), problems(data)
+
+
+def test_a_filter_may_name_attributes_and_kinds_together():
+    spec = SurveySpec.parse(
+        {"questions": [NUMBER], "sample": {"where": {"gender": "f"}, "kinds": ["uniform"]}}
+    )
+    assert spec.sample.where == {"gender": "f"}
+    assert spec.sample.kinds == ["uniform"]
+
+
+def test_prompts_ask_for_a_readable_answer():
+    number, choice = Question(**NUMBER), Question(**CHOICE)
+    assert prompt(number).endswith(
+        "Answer with a number between 0 and 10 first, then a sentence if you like."
+    )
+    assert prompt(choice).splitlines()[1:] == [
+        "Answer with exactly one of these options, nothing else:",
+        "1. Yes",
+        "2. No",
+        "3. Not sure",
+    ]
+    assert prompt(Question(text="Why?")) == "Why?"
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [("7", 7.0), ("7.5, I think", 7.5), ("Maybe 3 or 4", 3.0), ("1,0 no: 10", 10.0), ("-0", 0.0)],
+)
+def test_a_number_is_the_first_in_the_reply(reply, value):
+    assert read_number(reply, 0, 10) == value
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [("no idea", "unreadable: no number in the answer"), ("11 for sure", "unreadable: 11 is outside 0..10")],
+)
+def test_a_number_that_is_missing_or_out_of_range_is_unreadable(reply, why):
+    with pytest.raises(Unreadable, match=f"^{why}$"):
+        read_number(reply, 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("reply", "option"),
+    [
+        ("Yes", "Yes"),
+        ("  not SURE. ", "Not sure"),
+        ("“No”", "No"),
+        ("2", "No"),
+        ("3. Not sure", "Not sure"),
+        ("Option 1", "Yes"),
+        ("I would say not sure, honestly", "Not sure"),
+    ],
+)
+def test_a_choice_is_its_option_or_its_number(reply, option):
+    assert read_choice(reply, ["Yes", "No", "Not sure"]) == option
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("Perhaps", "unreadable: it names none of the options"),
+        ("4", "unreadable: it names none of the options"),
+        ("Yes and no", "unreadable: it names 2 options: Yes, No"),
+    ],
+)
+def test_a_choice_that_names_none_or_several_options_is_unreadable(reply, why):
+    with pytest.raises(Unreadable, match=f"^{why}$"):
+        read_choice(reply, ["Yes", "No", "Not sure"])
+
+
+def test_read_gives_a_value_an_option_or_nothing_for_text():
+    assert read(Question(**NUMBER), "4") == (4.0, None)
+    assert read(Question(**CHOICE), "yes") == (None, "Yes")
+    assert read(Question(text="Why?"), "Because.") == (None, None)
+    with pytest.raises(Unreadable, match="empty"):
+        read(Question(text="Why?"), "  ")
+
+
+def test_the_stand_in_server_answers_a_survey_readably_and_the_same_every_time():
+    profile = Profile(7, "Ada Lovelace", "llm", {}, "A mathematician.")
+    for question in (Question(**NUMBER), Question(**CHOICE)):
+        messages = in_character(profile, "You play a game.", prompt(question))
+        reply = answer(messages)
+        assert reply == answer(messages)
+        read(question, reply)  # does not raise
+
+
+def test_guessers_answer_a_number_question_with_their_last_guess():
+    profile = Profile(1, "Bo", "level_k", {}, "")
+    number = Question(**NUMBER)
+    assert LevelK.survey(LevelK.Params(), profile, number, {1: 5.0, 2: 3.0}) == "3"
+    assert Adaptive.survey(Adaptive.Params(), profile, number, {}) is None  # nothing guessed yet
+    assert LevelK.survey(LevelK.Params(), profile, Question(**CHOICE), {1: 5.0}) is None
+
+
+def test_numbers_are_counted_from_value_counts_by_hand():
+    # 2 x 1, 1 x 4, 1 x 7: n 4, mean 13/4, sd sqrt((2 * 2.25^2 + 0.75^2 + 3.75^2) / 3)
+    counted = _numbers([(1.0, 2), (4.0, 1), (7.0, 1)], 0, 10)
+    assert counted["n"] == 4
+    assert counted["mean"] == 3.25
+    assert counted["sd"] == pytest.approx(((2 * 2.25**2 + 0.75**2 + 3.75**2) / 3) ** 0.5)
+    assert (counted["min"], counted["max"]) == (1.0, 7.0)
+    assert counted["histogram"]["labels"] == [str(i) for i in range(11)]
+    assert counted["histogram"]["counts"] == [0, 2, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+
+
+def test_a_wide_or_fractional_range_has_twenty_bins_the_last_closed():
+    counted = _numbers([(0.0, 1), (49.9, 2), (100.0, 3)], 0, 100)
+    assert len(counted["histogram"]["labels"]) == 20
+    assert counted["histogram"]["labels"][0] == "0–5"
+    assert counted["histogram"]["counts"][0] == 1
+    assert counted["histogram"]["counts"][9] == 2
+    assert counted["histogram"]["counts"][19] == 3
+    assert _numbers([], 0, 10) | {"histogram": None} == {
+        "n": 0, "mean": None, "sd": None, "min": None, "max": None, "histogram": None,
+    }  # fmt: skip
+
+
+def test_outcomes_are_counted_apart_and_choices_per_option():
+    rows = [
+        ("read", None, "Yes", 3),
+        ("read", None, "No", 1),
+        ("unreadable", None, None, 2),
+        ("skipped", None, None, 4),
+        ("failed", None, None, 1),
+    ]
+    summary = _summarize(Question(**CHOICE), rows)
+    assert summary == {
+        "answers": 11,
+        "read": 4,
+        "unreadable": 2,
+        "skipped": 4,
+        "failed": 1,
+        "counts": {"Yes": 3, "No": 1, "Not sure": 0},
+    }
