@@ -6,14 +6,21 @@ import statistics
 from collections import Counter
 
 import pytest
+from fastapi.testclient import TestClient
 
 from backend.services.surveys import BATCH
-from tests.conftest import SOCIAL, spec_data
-from tests.integration.test_llm_runs import llm_spec, service  # noqa: F401 - a fixture
+from tests.conftest import API, SOCIAL, driving_app, spec_data
+from tests.integration.test_llm_runs import driving_anew, llm_spec
 from tests.waiting import wait_for, wait_for_run
 
 NUMBER = {"text": "How much do you trust the others, from 0 to 10?", "type": "number", "min": 0, "max": 10}
 CHOICE = {"text": "Will the mean fall?", "type": "choice", "options": ["Yes", "No", "Not sure"]}
+
+
+@pytest.fixture
+def service(tmp_path, redis_url, ray_cluster):
+    with TestClient(driving_app(driving_anew(tmp_path / "surveys.db", redis_url)), headers=API) as client:
+        yield client
 
 
 def survey_of(service, run_id: int, body: dict) -> dict:
