@@ -39,6 +39,7 @@ __all__ = [
     "SpecError",
     "load_spec",
     "located",
+    "read_spec_file",
     "read_yaml",
     "yaml_problem",
 ]
@@ -372,17 +373,25 @@ def yaml_problem(error: yaml.YAMLError) -> str:
 
 def load_spec(path: str | Path) -> RunSpec:
     """Read a run spec from a YAML or JSON file."""
+    return RunSpec.parse(read_spec_file(path))
+
+
+def read_spec_file(
+    path: str | Path, what: str = "run spec", error: type[SpecError] = SpecError
+) -> dict[str, Any]:
+    """The fields of a spec (a `what`) in a YAML or JSON file, read strictly; `error` says what
+    keeps it from being read."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecError([f"{path}: larger than {MAX_SPEC_BYTES:,} bytes; a run spec is far smaller"])
+            raise error([f"{path}: larger than {MAX_SPEC_BYTES:,} bytes; a {what} is far smaller"])
         data = read_yaml(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise SpecError([f"{path}: cannot read ({e.strerror})"]) from None
+        raise error([f"{path}: cannot read ({e.strerror})"]) from None
     except yaml.YAMLError as e:
-        raise SpecError([f"{path}: not valid YAML or JSON ({yaml_problem(e)})"]) from None
+        raise error([f"{path}: not valid YAML or JSON ({yaml_problem(e)})"]) from None
     except RecursionError:  # the YAML reader recurses once per level of nesting
-        raise SpecError([f"{path}: nested too deeply to be a run spec"]) from None
+        raise error([f"{path}: nested too deeply to be a {what}"]) from None
     if not isinstance(data, dict):
-        raise SpecError([f"{path}: expected a mapping of spec fields at the top level"])
-    return RunSpec.parse(data)
+        raise error([f"{path}: expected a mapping of spec fields at the top level"])
+    return data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from agents.spec import MAX_NAME, MAX_PARTS, Name, SpecError, _Strict
+from agents.spec import MAX_NAME, MAX_PARTS, Name, SpecError, _Strict, read_spec_file
 
 __all__ = [
     "MAX_QUESTIONS",
@@ -31,6 +32,7 @@ __all__ = [
     "SurveySpec",
     "SurveySpecError",
     "Unreadable",
+    "load_survey",
     "prompt",
     "read",
     "read_choice",
@@ -152,6 +154,11 @@ class SurveySpec(_Strict):
             return cls.model_validate(data)
         except ValidationError as e:
             raise SurveySpecError.from_validation(e) from None
+
+
+def load_survey(path: str | Path) -> SurveySpec:
+    """Read a survey from a YAML or JSON file."""
+    return SurveySpec.parse(read_spec_file(path, "survey", SurveySpecError))
 
 
 # -- asking and reading ----------------------------------------------------------------------------

@@ -41,11 +41,11 @@ def async_command(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         from backend.domain import IllegalTransition
-        from backend.services import RunNotFound
+        from backend.services import RunNotFound, SurveyNotFound
 
         try:
             return asyncio.run(command(*args, **kwargs))
-        except (RunNotFound, IllegalTransition, ValueError) as e:
+        except (RunNotFound, SurveyNotFound, IllegalTransition, ValueError) as e:
             fail(str(e))
             raise  # unreachable: fail exits
 
@@ -61,6 +61,8 @@ COMMANDS = {
     "worker": "backend.cli.serve",
     "node": "backend.cli.node",
     "llm-stub": "backend.cli.node",
+    "survey": "backend.cli.surveys",
+    "surveys": "backend.cli.surveys",
 }
 
 

@@ -10,6 +10,7 @@ survey's event, batch by batch, as interviews are.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -40,6 +41,7 @@ __all__ = [
     "aggregates",
     "answered",
     "create_survey",
+    "export_survey",
     "get_survey",
     "list_surveys",
     "stop_surveys",
@@ -437,16 +439,18 @@ def _numbers(values: Sequence[tuple[float, int]], low: float, high: float) -> di
 # -- export ----------------------------------------------------------------------------------------
 
 
+async def export_survey(rt: Runtime, run_id: int, survey_id: int, *, format: ExportFormat, out: Path) -> int:
+    """Write the survey's answers to `out` (streamed in batches); returns how many."""
+    await get_survey(rt, run_id, survey_id)
+    rows = stream_rows(rt, surveys.answers_query(survey_id))
+    return await write_rows(rows, format, out, header=surveys.ANSWER_COLUMNS)
+
+
 async def survey_file(rt: Runtime, run_id: int, survey_id: int, *, format: ExportFormat) -> Path:
     """The survey's answers in a file of their own, for a download (remove it with
     `remove_export` once sent)."""
-    await get_survey(rt, run_id, survey_id)
-
-    async def write(out: Path) -> int:
-        rows = stream_rows(rt, surveys.answers_query(survey_id))
-        return await write_rows(rows, format, out, header=surveys.ANSWER_COLUMNS)
-
-    return await in_temp_file(f"run-{run_id}-survey-{survey_id}.{format}", write)
+    name = f"run-{run_id}-survey-{survey_id}.{format}"
+    return await in_temp_file(name, functools.partial(export_survey, rt, run_id, survey_id, format=format))
 
 
 async def stop_surveys() -> None:
