@@ -1,5 +1,6 @@
-// Draws the run page's charts (Chart.js) from the JSON the server puts beside them
-// (backend/web/figures.py), whenever htmx brings new content: on load, and on every live update.
+// Draws the run page's and the survey page's charts (Chart.js) from the JSON the server puts
+// beside them (backend/web/figures.py, backend/web/surveys.py), whenever htmx brings new content:
+// on load, and on every live update.
 (function () {
   "use strict";
 
@@ -99,7 +100,29 @@
     ]);
   }
 
-  const DRAW = { histogram, series, stances, spread };
+  // A survey's question: its answers per bin or option, one set of bars per group of agents.
+  const GROUPS = [BARS, "#f59e0b", "#15803d", TARGET, "#7c3aed", "#0891b2", MEAN, "#be185d"];
+
+  function survey(canvas, data) {
+    return new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.labels,
+        datasets: data.sets.map((set, i) => ({ label: set.label, data: set.counts, backgroundColor: GROUPS[i % GROUPS.length] })),
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        plugins: { legend: { display: data.sets.length > 1 } },
+        scales: {
+          x: { title: { display: true, text: data.x } },
+          y: { title: { display: true, text: "agents" }, beginAtZero: true },
+        },
+      },
+    });
+  }
+
+  const DRAW = { histogram, series, stances, spread, survey };
 
   function draw() {
     // Charts whose canvas a swap removed are destroyed, or Chart.js would keep them forever.
