@@ -159,9 +159,13 @@ class KindShare(_Strict):
     def _known_with_valid_params(self) -> KindShare:
         self.params = _valid_params(KINDS, self.kind, self.params)
         if self.label is None:
-            args = ",".join(f"{k}={v}" for k, v in self.params.items())
-            self.label = (f"{self.kind}({args})" if args else self.kind)[:MAX_LABEL]
+            self.label = self.default_label()
         return self
+
+    def default_label(self) -> str:
+        """The label made of the kind and its parameters."""
+        args = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return (f"{self.kind}({args})" if args else self.kind)[:MAX_LABEL]
 
 
 class PopulationSpec(_Strict):
@@ -196,10 +200,10 @@ class PopulationSpec(_Strict):
     @field_validator("kinds")
     @classmethod
     def _kinds_add_up(cls, kinds: list[KindShare]) -> list[KindShare]:
-        _check_percentages("kind", {k.label or k.kind: k.share for k in kinds})
         labels = [k.label for k in kinds]
         if len(set(labels)) != len(labels):
             raise ValueError("two kinds have the same label; give each a distinct `label`")
+        _check_percentages("kind", {k.label or k.kind: k.share for k in kinds})
         return kinds
 
     @field_validator("background")

@@ -23,10 +23,10 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from agents.spec import MAX_SPEC_BYTES
-from backend import errors
+from backend import errors, services
 from backend.api.gate import TokenGate
 from backend.api.preflight import Options
-from backend.api.routes import agents, cluster, health, metrics, runs
+from backend.api.routes import agents, cluster, experiments, health, metrics, runs, surveys
 from backend.api.routes.metrics import RequestTimer
 from backend.api.schemas import ErrorOut
 from backend.deps import require_token
@@ -38,6 +38,7 @@ from backend.web import agents as agent_pages
 from backend.web import auth, docs, live, new_run
 from backend.web import cluster as cluster_page
 from backend.web import runs as run_pages
+from backend.web import surveys as survey_pages
 from backend.web.auth import SESSION_SECONDS, LoginRequired, login_redirect
 from backend.web.cookies import SessionCookies
 from backend.web.csrf import CsrfFailed, csrf_refused
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
         async with AsyncExitStack() as stack:
             # The runtime first: the worker joins the embedded live layer this process owns.
             app.state.runtime = await stack.enter_async_context(Runtime(settings))
+            # Before the runtime closes: the surveys this process asks end `interrupted`.
+            stack.push_async_callback(services.stop_surveys)
             if worker:
                 app.state.worker = await stack.enter_async_context(WorkerProcess(settings))
             yield
@@ -136,14 +139,14 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.add_exception_handler(LoginRequired, login_redirect)
     app.add_exception_handler(CsrfFailed, csrf_refused)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-    for module in (runs, agents, cluster):
+    for module in (runs, experiments, agents, surveys, cluster):
         api.include_router(module.router)
     api.include_router(docs.schema_router)
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
-    for module in (auth, docs, new_run, run_pages, agent_pages, cluster_page, live):
+    for module in (auth, docs, new_run, run_pages, agent_pages, survey_pages, cluster_page, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

@@ -18,7 +18,14 @@ from starlette.responses import Response
 from agents.spec import SpecError, located
 from backend.api.schemas import ErrorOut, FieldError
 from backend.domain import IllegalTransition
-from backend.services import AgentNotFound, InterviewFailed, RunNotFound, transient
+from backend.services import (
+    AgentNotFound,
+    ExperimentNotFound,
+    InterviewFailed,
+    RunNotFound,
+    SurveyNotFound,
+    transient,
+)
 from backend.web.error_page import error_page, for_a_person
 
 __all__ = ["install"]
@@ -113,7 +120,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(SpecError, _refused)
     app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(ExperimentNotFound, _not_found)
     app.add_exception_handler(AgentNotFound, _not_found)
+    app.add_exception_handler(SurveyNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(InterviewFailed, _unavailable)
     for error in (RedisError, DBAPIError, OSError):

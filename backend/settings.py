@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="a run whose worker is silent this long is taken over"
     )
     poll_seconds: float = Field(1.0, gt=0, description="how often an idle worker looks for runs")
+    worker_runs: int = Field(
+        4, ge=1, le=64, description="runs a worker drives at once (an experiment's `max_parallel`)"
+    )
     events_kept: int = Field(10_000, ge=100, description="events kept per run in the live stream")
     checkpoints_kept: int = Field(2, ge=1, description="checkpoints kept per run in the database")
     live_outage_seconds: float = Field(

@@ -128,10 +128,10 @@ async def _main(
 
 
 def _handed_to(workers: list[dict[str, Any]]) -> str:
-    idle = [w for w in workers if w.get("run") is None]
+    idle = [w for w in workers if w.get("free", 0) > 0]
     if idle:
         return f"driven by worker {idle[0]['id']}"
-    busy = ", ".join(f"{w['id']} (run {w['run']})" for w in workers)
+    busy = ", ".join(f"{w['id']} (runs {', '.join(map(str, w.get('runs', [])))})" for w in workers)
     return f"queued for the busy worker{'s' * (len(workers) > 1)} {busy}"
 
 

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, NamedTuple
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     Boolean,
+    DateTime,
     Float,
     ForeignKey,
     Index,

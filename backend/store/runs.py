@@ -8,10 +8,11 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Update, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from agents.spec import RunSpec
 from backend.domain import EventKind, RunStatus
-from backend.store.models import ActionRow, EventRow, RoundRow, Run
+from backend.store.models import ActionRow, EventRow, ExperimentRow, RoundRow, Run
 from backend.store.records import HISTORY_EVENTS
 
 __all__ = [
@@ -105,9 +106,26 @@ async def count_runs(session: AsyncSession, *, status: str | None = None) -> int
     return (await session.execute(query)).scalar_one()
 
 
+def _may_start() -> Any:
+    """A queued run may start unless its experiment is paused or already has `max_parallel` runs
+    going (a paused run keeps its hosts, so it counts)."""
+    other = aliased(Run)
+    going = (
+        select(func.count())
+        .where(other.experiment_id == ExperimentRow.id, other.status.in_(_ACTIVE))
+        .scalar_subquery()
+    )
+    room = select(ExperimentRow.id).where(
+        ExperimentRow.id == Run.experiment_id,
+        ExperimentRow.paused.is_(False),
+        going < ExperimentRow.max_parallel,
+    )
+    return Run.experiment_id.is_(None) | room.exists()
+
+
 def _claimable(at: datetime) -> Any:
     return or_(
-        Run.status == RunStatus.QUEUED,
+        (Run.status == RunStatus.QUEUED) & _may_start(),
         (Run.status.in_(_ACTIVE)) & (or_(Run.lease_expires.is_(None), Run.lease_expires < at)),
     )
 
@@ -124,15 +142,22 @@ async def claim_run(
     a lease that expired records that its worker was lost, in the same transaction.
     """
     at = now()
-    query = select(Run.id, Run.lease_owner, Run.round).where(_claimable(at)).order_by(Run.id).limit(1)
+    query = select(Run.id, Run.lease_owner, Run.round, Run.experiment_id).where(_claimable(at))
+    query = query.order_by(Run.id).limit(1)
     if run_id is not None:
         query = query.where(Run.id == run_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        query = query.with_for_update(of=Run, skip_locked=True)
     candidate = (await session.execute(query)).one_or_none()
     if candidate is None:
         await session.rollback()
         return None
+    if postgres and candidate.experiment_id is not None:
+        # Workers claiming runs of one experiment take turns, so that each counts the runs the
+        # others started (the UPDATE below checks `max_parallel` again once it has the lock).
+        lock = select(ExperimentRow.id).where(ExperimentRow.id == candidate.experiment_id)
+        await session.execute(lock.with_for_update())
     claimed = await _changed(
         session,
         update(Run)

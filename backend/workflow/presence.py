@@ -38,12 +38,16 @@ def database_key(settings: Settings) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-async def announce(live: LiveChannel, settings: Settings, *, run: int | None, since: float) -> None:
-    """Say that this worker is alive, on this database, driving `run` (None: idle)."""
+async def announce(
+    live: LiveChannel, settings: Settings, *, runs: list[int], free: int, since: float
+) -> None:
+    """Say that this worker is alive, on this database, driving `runs`, with room for `free`
+    more."""
     info: dict[str, Any] = {
         "id": settings.worker_id,
         "database": database_key(settings),
-        "run": run,
+        "runs": runs,
+        "free": free,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "since": since,
@@ -57,7 +61,7 @@ async def withdraw(live: LiveChannel, settings: Settings) -> None:
 
 
 async def present(live: LiveChannel, settings: Settings) -> list[dict[str, Any]]:
-    """The live workers on the database of `settings`, idle ones first."""
+    """The live workers on the database of `settings`, those with most room first."""
     here = database_key(settings)
     found = [w for w in await live.workers() if w.get("database") == here]
-    return sorted(found, key=lambda w: (w.get("run") is not None, str(w.get("id"))))
+    return sorted(found, key=lambda w: (-w.get("free", 0), str(w.get("id"))))

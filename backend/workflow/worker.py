@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """Claims queued runs (and runs whose worker died) and drives them, one at a time."""
+    """Claims queued runs (and runs whose worker died) and drives them, up to
+    `settings.worker_runs` at a time (an experiment's runs side by side)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.id = runtime.settings.worker_id
-        self.driving: int | None = None  # the run `serve` drives now
+        self.driving: dict[int, asyncio.Task[RunStatus | None]] = {}  # the runs `serve` drives now
 
     def __repr__(self) -> str:
         return f"Worker({self.id!r})"
@@ -83,33 +84,49 @@ class Worker:
     async def _serve(self, stop: asyncio.Event, exit_when_idle: bool) -> int:
         driven = 0
         away: str | None = None  # the service this worker waits for, said once
-        while not stop.is_set():
-            try:
-                # No run is claimed while the live layer is away: its driver would only wait for
-                # it (and hand it back past the bound, to be claimed again, and so on).
-                await self.runtime.live.ping()
-                run = await self.claim()
-                away = None
-                if run is not None:
-                    self.driving = run.id
-                    try:
-                        await self.drive(run, shutdown=stop)
-                    finally:
-                        self.driving = None
-                    driven += 1
-                    continue
-                if exit_when_idle:
-                    break
-                await publish_nodes(self.runtime.live)
-            except Exception as e:
-                if (service := transient(e)) is None:
-                    log.exception("worker %s: unexpected error; going on", self.id)
-                elif service != away:
-                    away = service
-                    log.warning("worker %s: the %s is unreachable (%s); waiting for it", self.id, service, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.runtime.settings.poll_seconds)
+        try:
+            while not stop.is_set():
+                try:
+                    # No run is claimed while the live layer is away: its driver would only wait
+                    # for it (and hand it back past the bound, to be claimed again, and so on).
+                    if len(self.driving) < self.runtime.settings.worker_runs:
+                        await self.runtime.live.ping()
+                        run = await self.claim()
+                        away = None
+                        if run is not None:
+                            self._start(run, stop)
+                            driven += 1
+                            continue  # another may be waiting
+                        if exit_when_idle and not self.driving:
+                            break
+                        await publish_nodes(self.runtime.live)
+                except Exception as e:
+                    if (service := transient(e)) is None:
+                        log.exception("worker %s: unexpected error; going on", self.id)
+                    elif service != away:
+                        away = service
+                        log.warning(
+                            "worker %s: the %s is unreachable (%s); waiting for it", self.id, service, e
+                        )
+                await self._idle(stop)
+        finally:
+            # Stopping: each driver hands its run back at its next round boundary (`stop` is
+            # their shutdown), so wait for them.
+            await asyncio.gather(*self.driving.values(), return_exceptions=True)
         return driven
+
+    def _start(self, run: Run, stop: asyncio.Event) -> None:
+        task = asyncio.create_task(self.drive(run, shutdown=stop))
+        self.driving[run.id] = task
+        task.add_done_callback(lambda _: self.driving.pop(run.id, None))
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait until it is time to look for runs again, a run ends (a slot frees), or `stop`."""
+        waits = [asyncio.ensure_future(stop.wait()), *self.driving.values()]
+        await asyncio.wait(
+            waits, timeout=self.runtime.settings.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        waits[0].cancel()
 
     async def _present(self, stop: asyncio.Event) -> None:
         """Say every few seconds, whatever the loop is doing (a run takes long), that this
@@ -118,7 +135,13 @@ class Worker:
         since = time.time()
         while not stop.is_set():
             try:
-                await announce(self.runtime.live, self.runtime.settings, run=self.driving, since=since)
+                await announce(
+                    self.runtime.live,
+                    self.runtime.settings,
+                    runs=sorted(self.driving),
+                    free=self.runtime.settings.worker_runs - len(self.driving),
+                    since=since,
+                )
             except Exception as e:  # never the worker's end: it is only not seen for a while
                 log.debug("worker %s could not say it is alive: %s", self.id, e)
             with contextlib.suppress(TimeoutError):

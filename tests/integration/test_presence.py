@@ -21,7 +21,11 @@ async def test_a_serving_worker_is_present_on_its_database_until_it_stops(runtim
     serving = asyncio.create_task(Worker(runtime).serve(stop))
     try:
         [found] = await _present(runtime)
-        assert (found["id"], found["run"]) == ("test-worker", None)
+        assert (found["id"], found["runs"], found["free"]) == (
+            "test-worker",
+            [],
+            runtime.settings.worker_runs,
+        )
         # A worker on another database is no worker for this one, even on the same live layer.
         elsewhere = runtime.settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'other.db'}"})
         assert await present(runtime.live, elsewhere) == []
@@ -36,7 +40,7 @@ async def test_a_serving_worker_is_present_on_its_database_until_it_stops(runtim
 
 async def test_a_worker_that_died_is_forgotten(runtime):
     """Its key expires: a worker killed outright is not waited for."""
-    await runtime.live.set_worker("gone", {"id": "gone", "database": "x", "run": None}, ttl=0.3)
+    await runtime.live.set_worker("gone", {"id": "gone", "database": "x", "runs": []}, ttl=0.3)
     assert [w["id"] for w in await runtime.live.workers()] == ["gone"]
     await asyncio.sleep(0.5)
     assert await runtime.live.workers() == []

@@ -1,0 +1,162 @@
+"""Experiments on a real Ray cluster, with SQLite and the real Postgres and Redis: every run of a
+2 × 3 grid, twice each, is driven to its end `max_parallel` at a time; its results table is the
+runs' own statistics; the same spec run twice gives the same results; the whole experiment
+pauses, resumes and stops."""
+
+import asyncio
+import contextlib
+import csv
+
+import pytest
+
+from agents.experiment import ExperimentSpec
+from backend import services
+from backend.domain import FINAL, IllegalTransition, RunStatus
+from backend.runtime import Runtime
+from backend.workflow.worker import Worker
+from tests.conftest import spec_data
+from tests.waiting import wait_for_async
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def experiment(**changes) -> ExperimentSpec:
+    base = spec_data(rounds=3, placement={"hosts": 1}, **{"population.total": 200})
+    return ExperimentSpec.parse(
+        {
+            "name": "grid",
+            "base": base,
+            "vary": {"scenario.params.ratio": ["2/3", "1/2"], "population.kinds.3.params.rate": [0.2, 0.5, 0.9]},
+            "replicates": 2,
+            "seed": 11,
+            "max_parallel": 3,
+            **changes,
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def working(rt: Runtime, experiment_id: int):
+    """A worker serving in the background, as `myriad serve`'s does, and the most runs of the
+    experiment seen going (running or paused) at once."""
+    stop = asyncio.Event()
+    seen = {"most": 0}
+
+    async def watch() -> None:
+        while not stop.is_set():
+            going = [r for r in await services.runs_of(rt, experiment_id) if r.status in ("running", "paused")]
+            seen["most"] = max(seen["most"], len(going))
+            await asyncio.sleep(0.05)
+
+    serving = asyncio.gather(Worker(rt).serve(stop), watch())
+    try:
+        yield seen
+    finally:
+        stop.set()
+        await serving
+
+
+async def ended(rt: Runtime, experiment_id: int, timeout: float = 240) -> list:
+    async def done():
+        runs = await services.runs_of(rt, experiment_id)
+        return runs if all(r.status in FINAL for r in runs) else None
+
+    return await wait_for_async(done, f"experiment {experiment_id} to end", timeout)
+
+
+async def status(rt: Runtime, experiment_id: int) -> str:
+    return (await services.experiment_progress(rt, await services.get_experiment(rt, experiment_id)))["status"]
+
+
+async def table(rt: Runtime, experiment_id: int) -> list[dict]:
+    return [row async for batch in services.results(rt, experiment_id) for row in batch]
+
+
+async def test_a_grid_with_replicates_runs_to_the_end_at_most_max_parallel_at_a_time(runtime, tmp_path):
+    spec = experiment()
+    created, runs = await services.submit_experiment(runtime, spec)
+    assert len(runs) == 2 * 3 * 2
+    assert [(r.cell, r.replicate) for r in runs] == [(c, p) for c in range(6) for p in range(2)]
+    # Replicates share their seeds across cells (the same draws in every cell), and differ.
+    seeds = {(r.cell, r.replicate): r.seed for r in runs}
+    assert all(seeds[(c, p)] == seeds[(0, p)] for c in range(6) for p in range(2))
+    assert seeds[(0, 0)] != seeds[(0, 1)]
+    async with working(runtime, created.id) as seen:
+        done = await ended(runtime, created.id)
+    assert {r.status for r in done} == {RunStatus.COMPLETED}
+    assert 1 < seen["most"] <= 3  # side by side, never more than max_parallel
+    assert await status(runtime, created.id) == "completed"
+
+    # The results table is the runs' own statistics, one row per run and round, with the factors.
+    rows = await table(runtime, created.id)
+    assert len(rows) == 12 * 3
+    for run in done:
+        own = await services.rounds(runtime, run.id, details=False)
+        mine = [r for r in rows if r["run"] == run.id]
+        assert [r["round"] for r in mine] == [1, 2, 3]
+        assert [{k: r[k] for k in own[0].stats} for r in mine] == [o.stats for o in own]
+        cell = spec.cells()[run.cell].values
+        assert all(r["scenario.params.ratio"] == cell["scenario.params.ratio"] for r in mine)
+        assert all(r["population.kinds.3.params.rate"] == cell["population.kinds.3.params.rate"] for r in mine)
+        assert {r["seed"] for r in mine} == {run.seed}
+
+    # The same table as a file.
+    path = await services.export_results(runtime, created.id, format="csv")
+    try:
+        with path.open(encoding="utf-8") as f:
+            read = list(csv.DictReader(f))
+    finally:
+        services.remove_export(path)
+    assert len(read) == len(rows)
+    assert float(read[0]["avg"]) == pytest.approx(rows[0]["avg"])
+
+    # The comparison: a band per cell, and the factors' effects from the completed runs.
+    compared = await services.experiment_comparison(runtime, created.id)
+    assert compared["measure"] == "avg"
+    assert len(compared["series"]) == 6
+    first = compared["series"][0]
+    finals = [r["avg"] for r in rows if r["cell"] == 0 and r["round"] == 3]
+    assert first["band"]["mean"][-1] == pytest.approx(sum(finals) / 2)
+    assert first["band"]["low"][-1] <= first["band"]["mean"][-1] <= first["band"]["high"][-1]
+    assert sum(first["histogram"]) == 2 * 200  # both replicates' answers in their last round
+    ratio, rate = compared["effects"]
+    assert ratio["factor"] == "scenario.params.ratio" and [lv["runs"] for lv in ratio["levels"]] == [6, 6]
+    assert ratio["levels"][0]["difference"] is None
+    half = [r["avg"] for r in rows if r["round"] == 3 and r["scenario.params.ratio"] == "1/2"]
+    whole = [r["avg"] for r in rows if r["round"] == 3 and r["scenario.params.ratio"] == "2/3"]
+    assert ratio["levels"][1]["difference"] == pytest.approx(sum(half) / 6 - sum(whole) / 6)
+    assert [lv["level"] for lv in rate["levels"]] == ["0.2", "0.5", "0.9"]
+
+    # The same spec again: the same results, run for run.
+    again, _ = await services.submit_experiment(runtime, spec)
+    async with working(runtime, again.id):
+        await ended(runtime, again.id)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("run", "time")} for r in rows]  # noqa: E731
+    assert strip(await table(runtime, again.id)) == strip(rows)
+
+
+async def test_a_whole_experiment_pauses_resumes_and_stops(runtime):
+    probes = [{"kind": "probe", "share": 100, "params": {"delay": 0.2}}]
+    base = spec_data(rounds=200, placement={"hosts": 1}, **{"population.kinds": probes})
+    spec = ExperimentSpec.parse({"base": base, "vary": {"seed": [1, 2, 3]}, "max_parallel": 2})
+    created, runs = await services.submit_experiment(runtime, spec)
+    async with working(runtime, created.id):
+
+        async def statuses(*wanted: str):
+            found = [r.status for r in await services.runs_of(runtime, created.id)]
+            return found if sorted(found) == sorted(wanted) else None
+
+        await wait_for_async(lambda: statuses("running", "running", "queued"), "two runs to start", 60)
+        await services.control_experiment(runtime, created.id, "pause")
+        await wait_for_async(lambda: statuses("paused", "paused", "queued"), "the runs to pause", 60)
+        await asyncio.sleep(2)  # the third run does not start while the experiment is paused
+        assert await statuses("paused", "paused", "queued")
+        assert await status(runtime, created.id) == "paused"
+
+        await services.control_experiment(runtime, created.id, "resume")
+        await wait_for_async(lambda: statuses("running", "running", "queued"), "the runs to resume", 60)
+        await services.control_experiment(runtime, created.id, "stop")
+        await wait_for_async(lambda: statuses("stopped", "stopped", "stopped"), "every run to stop", 60)
+    assert await status(runtime, created.id) == "stopped"
+    with pytest.raises(IllegalTransition, match="has ended"):
+        await services.control_experiment(runtime, created.id, "resume")
