@@ -26,7 +26,10 @@ def experiment(**changes) -> ExperimentSpec:
         {
             "name": "grid",
             "base": base,
-            "vary": {"scenario.params.ratio": ["2/3", "1/2"], "population.kinds.3.params.rate": [0.2, 0.5, 0.9]},
+            "vary": {
+                "scenario.params.ratio": ["2/3", "1/2"],
+                "population.kinds.3.params.rate": [0.2, 0.5, 0.9],
+            },
             "replicates": 2,
             "seed": 11,
             "max_parallel": 3,
@@ -44,8 +47,8 @@ async def working(rt: Runtime, experiment_id: int):
 
     async def watch() -> None:
         while not stop.is_set():
-            going = [r for r in await services.runs_of(rt, experiment_id) if r.status in ("running", "paused")]
-            seen["most"] = max(seen["most"], len(going))
+            runs = await services.runs_of(rt, experiment_id)
+            seen["most"] = max(seen["most"], sum(r.status in ("running", "paused") for r in runs))
             await asyncio.sleep(0.05)
 
     serving = asyncio.gather(Worker(rt).serve(stop), watch())
@@ -65,7 +68,8 @@ async def ended(rt: Runtime, experiment_id: int, timeout: float = 240) -> list:
 
 
 async def status(rt: Runtime, experiment_id: int) -> str:
-    return (await services.experiment_progress(rt, await services.get_experiment(rt, experiment_id)))["status"]
+    experiment = await services.get_experiment(rt, experiment_id)
+    return (await services.experiment_progress(rt, experiment))["status"]
 
 
 async def table(rt: Runtime, experiment_id: int) -> list[dict]:
@@ -97,7 +101,8 @@ async def test_a_grid_with_replicates_runs_to_the_end_at_most_max_parallel_at_a_
         assert [{k: r[k] for k in own[0].stats} for r in mine] == [o.stats for o in own]
         cell = spec.cells()[run.cell].values
         assert all(r["scenario.params.ratio"] == cell["scenario.params.ratio"] for r in mine)
-        assert all(r["population.kinds.3.params.rate"] == cell["population.kinds.3.params.rate"] for r in mine)
+        rate = "population.kinds.3.params.rate"
+        assert all(r[rate] == cell[rate] for r in mine)
         assert {r["seed"] for r in mine} == {run.seed}
 
     # The same table as a file.
@@ -119,13 +124,14 @@ async def test_a_grid_with_replicates_runs_to_the_end_at_most_max_parallel_at_a_
     assert first["band"]["mean"][-1] == pytest.approx(sum(finals) / 2)
     assert first["band"]["low"][-1] <= first["band"]["mean"][-1] <= first["band"]["high"][-1]
     assert sum(first["histogram"]) == 2 * 200  # both replicates' answers in their last round
-    ratio, rate = compared["effects"]
-    assert ratio["factor"] == "scenario.params.ratio" and [lv["runs"] for lv in ratio["levels"]] == [6, 6]
+    ratio, rates = compared["effects"]
+    assert ratio["factor"] == "scenario.params.ratio"
+    assert [lv["runs"] for lv in ratio["levels"]] == [6, 6]
     assert ratio["levels"][0]["difference"] is None
     half = [r["avg"] for r in rows if r["round"] == 3 and r["scenario.params.ratio"] == "1/2"]
     whole = [r["avg"] for r in rows if r["round"] == 3 and r["scenario.params.ratio"] == "2/3"]
     assert ratio["levels"][1]["difference"] == pytest.approx(sum(half) / 6 - sum(whole) / 6)
-    assert [lv["level"] for lv in rate["levels"]] == ["0.2", "0.5", "0.9"]
+    assert [lv["level"] for lv in rates["levels"]] == ["0.2", "0.5", "0.9"]
 
     # The same spec again: the same results, run for run.
     again, _ = await services.submit_experiment(runtime, spec)
@@ -139,7 +145,7 @@ async def test_a_whole_experiment_pauses_resumes_and_stops(runtime):
     probes = [{"kind": "probe", "share": 100, "params": {"delay": 0.2}}]
     base = spec_data(rounds=200, placement={"hosts": 1}, **{"population.kinds": probes})
     spec = ExperimentSpec.parse({"base": base, "vary": {"seed": [1, 2, 3]}, "max_parallel": 2})
-    created, runs = await services.submit_experiment(runtime, spec)
+    created, _ = await services.submit_experiment(runtime, spec)
     async with working(runtime, created.id):
 
         async def statuses(*wanted: str):
