@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agents.experiment import ExperimentSpec
-from agents.spec import Budget
 from backend.api.schemas import UtcDatetime
 from backend.domain import RunStatus
 
@@ -19,7 +18,6 @@ __all__ = [
     "ComparisonPublic",
     "EffectLevel",
     "ExperimentPublic",
-    "ExperimentResumeIn",
     "ExperimentsPublic",
     "FactorEffects",
     "Series",
@@ -48,12 +46,6 @@ class ExperimentPublic(BaseModel):
 class ExperimentsPublic(BaseModel):
     data: list[ExperimentPublic]
     count: int
-
-
-class ExperimentResumeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    budget: Budget | None = Field(None, description="the experiment's new budget, across its runs")
 
 
 class CellRun(BaseModel):

@@ -61,6 +61,8 @@ COMMANDS = {
     "worker": "backend.cli.serve",
     "node": "backend.cli.node",
     "llm-stub": "backend.cli.node",
+    "experiment": "backend.cli.experiments",
+    "experiments": "backend.cli.experiments",
     "survey": "backend.cli.surveys",
     "surveys": "backend.cli.surveys",
 }

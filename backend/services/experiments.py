@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from agents.experiment import Cell, ExperimentSpec
-from agents.spec import Budget
 from backend.domain import FINAL, EventKind, IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.services._live import announce
@@ -128,24 +127,16 @@ async def runs_of(rt: Runtime, experiment_id: int) -> Sequence[Run]:
         return await store.experiment_runs(session, experiment_id=experiment_id)
 
 
-async def control_experiment(
-    rt: Runtime, experiment_id: int, action: str, *, budget: dict[str, Any] | None = None
-) -> ExperimentRow:
+async def control_experiment(rt: Runtime, experiment_id: int, action: str) -> ExperimentRow:
     """Pause, resume or stop all the experiment's runs. Pausing also keeps its queued runs from
-    starting; resuming lets them start again (with `budget`, the experiment's new budget)."""
-    experiment = await get_experiment(rt, experiment_id)
+    starting; resuming lets them start again."""
+    await get_experiment(rt, experiment_id)
     if action not in ("pause", "resume", "stop"):
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop")
     runs = await runs_of(rt, experiment_id)
     if all(run.status in FINAL for run in runs):
         raise IllegalTransition(f"experiment {experiment_id} has ended; it cannot {action}")
     async with rt.sessions() as session:
-        if budget is not None and action == "resume":
-            spec = ExperimentSpec.stored(experiment.spec)
-            spec.budget = Budget.model_validate(budget)
-            fresh = await store.get_experiment(session, experiment_id=experiment_id)
-            assert fresh is not None
-            fresh.spec = spec.model_dump(mode="json")
         await store.set_paused(session, experiment_id=experiment_id, paused=action == "pause")
         await session.commit()
     going = {"pause": (RunStatus.RUNNING,), "resume": (RunStatus.PAUSED,)}
