@@ -57,6 +57,7 @@ CONCURRENCY = 64  # answers asked at once
 BATCH = 128  # agents asked between two writes: how often a survey's page sees answers arrive
 RECENT = 5  # recorded rounds an agent recalls when it answers
 SAMPLES = 5  # free-text answers shown per question
+ASKER_GONE = "the process asking it stopped"
 PRESENCE = 30.0  # seconds a survey's asker is taken to be alive after it last said so
 # A survey reads what the run has recorded: a queued run has nothing yet, a failed one is to be
 # resumed first.
@@ -94,6 +95,8 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
         survey = await surveys.create_survey(
             session, run_id=run_id, round=run.round, spec=spec.model_dump(mode="json"), agents=len(ids)
         )
+        # Said before anyone can read it: another process would take it for one nobody asks.
+        await tell(rt.live.set_survey_asked(survey.id, PRESENCE))
         await session.commit()
     task = asyncio.create_task(_Asking(rt, survey, run_spec, spec, ids).run(), name=f"survey {survey.id}")
     _asking[survey.id] = task
@@ -172,7 +175,7 @@ class _Asking:
                     break
                 await self._batch(self.ids[start : start + BATCH])
         except asyncio.CancelledError:
-            status, error = "interrupted", "the process asking it stopped"
+            status, error = "interrupted", ASKER_GONE
             raise
         except Exception as e:  # the survey fails with the reason; the process goes on
             log.exception("survey %s of run %s failed", self.survey_id, self.run_id)
@@ -272,28 +275,22 @@ class _Asking:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-async def _settle(rt: Runtime, found: Sequence[SurveyRow]) -> None:
-    """Mark `interrupted` the surveys still being asked by no process: the one asking it says so
-    to the live layer every few seconds (`_Asking._present`) until it is done. A process reading
-    the database alone (no live layer) cannot tell, and shows them as stored."""
+async def _settle(rt: Runtime, found: Sequence[SurveyRow]) -> list[SurveyRow]:
+    """`found`, with the surveys still being asked by no process marked `interrupted`: the one
+    asking it says so to the live layer every few seconds (`_Asking._present`) until it is done.
+    A process reading the database alone (no live layer) cannot tell, and shows them as stored."""
     live = getattr(rt, "live", None)
-    active = [s for s in found if s.status in surveys.ACTIVE and s.id not in _asking]
+    active = [s.id for s in found if s.status in surveys.ACTIVE and s.id not in _asking]
     if live is None or not active:
-        return
-    alive = await live.surveys_asked([s.id for s in active])
-    gone = [s for s in active if s.id not in alive]
+        return list(found)
+    gone = set(active) - await live.surveys_asked(active)
     if not gone:
-        return
+        return list(found)
     async with rt.sessions() as session:
-        await surveys.finish(
-            session,
-            survey_ids=[s.id for s in gone],
-            status="interrupted",
-            error="the process asking it stopped",
-        )
+        await surveys.finish(session, survey_ids=gone, status="interrupted", error=ASKER_GONE)
         await session.commit()
-        for s in gone:
-            await session.refresh(s)
+        ended = {s.id: s for s in await surveys.surveys_by_id(session, ids=gone)}
+    return [ended.get(s.id, s) for s in found]
 
 
 async def get_survey(rt: Runtime, run_id: int, survey_id: int) -> SurveyRow:
@@ -302,17 +299,16 @@ async def get_survey(rt: Runtime, run_id: int, survey_id: int) -> SurveyRow:
         survey = await surveys.get_survey(session, run_id=run_id, survey_id=survey_id)
     if survey is None:
         raise SurveyNotFound(run_id, survey_id)
-    await _settle(rt, [survey])
-    return survey
+    (settled,) = await _settle(rt, [survey])
+    return settled
 
 
 async def list_surveys(rt: Runtime, run_id: int) -> list[SurveyRow]:
     """The run's surveys, newest first."""
     await get_run(rt, run_id)
     async with rt.sessions() as session:
-        found = list(await surveys.list_surveys(session, run_id=run_id))
-    await _settle(rt, found)
-    return found
+        found = await surveys.list_surveys(session, run_id=run_id)
+    return await _settle(rt, found)
 
 
 async def answered(rt: Runtime, survey_ids: Sequence[int]) -> dict[int, int]:

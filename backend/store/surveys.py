@@ -41,6 +41,7 @@ __all__ = [
     "mark",
     "recent_actions",
     "set_event_payload",
+    "surveys_by_id",
 ]
 
 # A survey still being asked; its other statuses are final: completed, failed, budget, interrupted.
@@ -60,6 +61,10 @@ async def create_survey(
 async def get_survey(session: AsyncSession, *, run_id: int, survey_id: int) -> SurveyRow | None:
     survey = await session.get(SurveyRow, survey_id)
     return survey if survey is not None and survey.run_id == run_id else None
+
+
+async def surveys_by_id(session: AsyncSession, *, ids: Collection[int]) -> Sequence[SurveyRow]:
+    return (await session.scalars(select(SurveyRow).where(SurveyRow.id.in_(ids)))).all()
 
 
 async def list_surveys(session: AsyncSession, *, run_id: int) -> Sequence[SurveyRow]:

@@ -9,6 +9,7 @@ import statistics
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.store import surveys as store
 from tests.conftest import API, driving_app, driving_settings, spec_data
 from tests.waiting import wait_for, wait_for_run
 
@@ -155,3 +156,22 @@ def test_answers_download_as_csv_and_json(finished):
     as_json = client.get(url, params={"format": "json"}).json()
     paged = client.get(f"/api/v1/runs/{run['id']}/surveys/{survey['id']}/answers").json()["data"]
     assert as_json == paged
+
+
+async def _orphan(rt, run_id: int) -> int:
+    """A survey left `running` by a process that died: no process says it asks it."""
+    async with rt.sessions() as session:
+        survey = await store.create_survey(
+            session, run_id=run_id, round=3, spec={"questions": [TEXT]}, agents=5
+        )
+        await store.mark(session, survey_id=survey.id, status="running")
+        await session.commit()
+        return survey.id
+
+
+def test_a_survey_nobody_asks_any_more_is_interrupted_when_read(finished):
+    client, run = finished
+    survey_id = client.portal.call(_orphan, client.app.state.runtime, run["id"])
+    read = client.get(f"/api/v1/runs/{run['id']}/surveys/{survey_id}").json()
+    assert (read["status"], read["error"]) == ("interrupted", "the process asking it stopped")
+    assert read["finished_at"] is not None

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from fastapi.testclient import TestClient
 
+from backend import services
 from backend.services.surveys import BATCH
 from tests.conftest import API, SOCIAL, driving_app, spec_data
 from tests.integration.test_llm_runs import driving_anew, llm_spec
@@ -102,6 +103,22 @@ def test_a_survey_stops_when_the_run_budget_is_spent(service, llm_stub):
     again = service.post(f"/api/v1/runs/{run['id']}/surveys", json={"questions": [NUMBER]})
     assert again.status_code == 409
     assert "raise its budget first" in again.json()["detail"]
+
+
+def test_a_survey_stopped_with_its_process_ends_interrupted_with_its_answers_so_far(service, llm_stub):
+    run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
+    wait_for_run(service, run["id"], "completed")
+    llm_stub.config.latency = 0.2  # 300 agents, 64 at once: a batch of 128 takes about 0.4 s
+    created = service.post(f"/api/v1/runs/{run['id']}/surveys", json={"questions": [NUMBER]}).json()
+    url = f"/api/v1/runs/{run['id']}/surveys/{created['id']}"
+    wait_for(lambda: service.get(url).json()["answered"] >= BATCH, "a batch of answers")
+    service.portal.call(services.stop_surveys)  # what the service does as it shuts down
+    stopped = service.get(url).json()
+    assert (stopped["status"], stopped["error"]) == ("interrupted", "the process asking it stopped")
+    assert BATCH <= stopped["answered"] < 300
+    answers = service.get(f"{url}/answers", params={"limit": 1000}).json()
+    spent = sum(a["tokens"] for a in answers["data"])
+    assert service.get(f"/api/v1/runs/{run['id']}/usage").json()["surveys"]["tokens"] == spent
 
 
 def test_kinds_without_a_survey_hook_are_skipped_with_the_reason(service):
