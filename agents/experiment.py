@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from agents.rng import mix
-from agents.spec import RunSpec, SpecError, located, read_spec_file
+from agents.spec import RunSpec, SpecError, read_spec_file
 
 __all__ = [
     "Cell",
@@ -118,9 +118,9 @@ class ExperimentSpec(BaseModel):
     def _factors_fit(self) -> ExperimentSpec:
         paths = [*self.vary, *(p for group in self.zip for p in group)]
         if len(set(paths)) != len(paths):
-            raise ValueError("a path is varied twice (in vary and zip, or in two zip groups)")
+            raise ValueError("zip: a path is varied twice (in vary and zip, or in two zip groups)")
         if len(self.vary) + len(self.zip) > MAX_FACTORS:
-            raise ValueError(f"more than {MAX_FACTORS} factors")
+            raise ValueError(f"zip: more than {MAX_FACTORS} factors in vary and zip together")
         for i, group in enumerate(self.zip):
             if len({len(levels) for levels in group.values()}) > 1:
                 raise ValueError(f"zip.{i}: its lists must have the same length, to move together")
@@ -217,9 +217,11 @@ class ExperimentSpec(BaseModel):
         except ValidationError as e:
             problems = []
             for err in e.errors():
-                where, message = located(
-                    ".".join(map(str, err["loc"])) or "experiment", err["msg"], top="experiment"
-                )
+                where = ".".join(map(str, err["loc"])) or "experiment"
+                message = err["msg"].removeprefix("Value error, ")
+                # A check across fields names the field it is about: "replicates: 1,100 runs ...".
+                if where == "experiment" and (named := re.fullmatch(r"(\w+(?:\.\w+)*): (.+)", message, re.S)):
+                    where, message = named.groups()
                 problems.append(f"{where}: {message}")
             raise ExperimentError(problems) from None
         spec.plan()
