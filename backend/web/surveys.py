@@ -136,7 +136,7 @@ async def new_survey(
     return await _form(request, rt, run_id, Draft(questions=slots), {})
 
 
-@router.post("/runs/{run_id}/surveys/new", name="create_survey", dependencies=[Depends(verify_csrf)])
+@router.post("/runs/{run_id}/surveys/new", name="survey_create", dependencies=[Depends(verify_csrf)])
 async def create_survey(request: Request, rt: RuntimeDep, run_id: RunId) -> Response:
     form = await request.form()
     draft = Draft.of_form(form, _slots(form))

@@ -39,6 +39,7 @@ def test_the_run_page_links_to_a_new_survey(finished):
     new = client.get(f"/runs/{run['id']}/surveys/new")
     assert new.status_code == 200
     assert new.text.count("<legend>Question") == 3
+    assert f'action="http://testserver/runs/{run["id"]}/surveys/new"' in new.text  # not the API's route
     assert '<option value="">any</option>' in new.text  # the filter offers the run's attributes
     assert re.search(r"<option\s*>level_k\(k=1\)</option>", new.text)  # and its kinds
 
