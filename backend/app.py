@@ -37,6 +37,7 @@ from backend.throttle import Throttle
 from backend.web import agents as agent_pages
 from backend.web import auth, docs, live, new_run
 from backend.web import cluster as cluster_page
+from backend.web import experiments as experiment_pages
 from backend.web import runs as run_pages
 from backend.web import surveys as survey_pages
 from backend.web.auth import SESSION_SECONDS, LoginRequired, login_redirect
@@ -146,7 +147,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(health.router)
     app.include_router(metrics.router)
     # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
-    for module in (auth, docs, new_run, run_pages, agent_pages, survey_pages, cluster_page, live):
+    web = (auth, docs, new_run, experiment_pages, run_pages, agent_pages, survey_pages, cluster_page, live)
+    for module in web:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

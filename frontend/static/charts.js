@@ -1,6 +1,6 @@
-// Draws the run page's and the survey page's charts (Chart.js) from the JSON the server puts
-// beside them (backend/web/figures.py, backend/web/surveys.py), whenever htmx brings new content:
-// on load, and on every live update.
+// Draws the run page's, the survey page's and the comparisons' charts (Chart.js) from the JSON the
+// server puts beside them (backend/web/figures.py, surveys.py, experiments.py), whenever htmx
+// brings new content: on load, and on every live update.
 (function () {
   "use strict";
 
@@ -122,7 +122,42 @@
     });
   }
 
-  const DRAW = { histogram, series, stances, spread, survey };
+  // Runs compared (an experiment's cells, or runs chosen on the list): per series, its mean per
+  // round, its 95 % band (the area between an unlabelled low and high line) and its target dashed.
+  function comparison(canvas, data) {
+    const datasets = [];
+    data.series.forEach((set, i) => {
+      const color = GROUPS[(i + 6) % GROUPS.length]; // MEAN first: one line reads as the run page's
+      const low = datasets.length;
+      const edge = { borderWidth: 0, pointRadius: 0, band: true, spanGaps: true };
+      datasets.push({ ...edge, data: set.low, fill: false });
+      datasets.push({ ...edge, data: set.high, fill: low, backgroundColor: `${color}33` });
+      datasets.push({ label: set.label, data: set.mean, borderColor: color, backgroundColor: color, fill: false });
+      if (set.target) {
+        datasets.push({ label: `${set.label}: target`, data: set.target, borderColor: color, borderDash: [6, 4], pointRadius: 0, fill: false });
+      }
+    });
+    return new Chart(canvas, {
+      type: "line",
+      data: { labels: data.rounds, datasets },
+      options: {
+        animation: false,
+        responsive: true,
+        plugins: {
+          legend: { labels: { usePointStyle: true, pointStyle: "line", pointStyleWidth: 32, filter: (item, shown) => !shown.datasets[item.datasetIndex].band } },
+          tooltip: { filter: (item) => !item.dataset.band },
+        },
+        scales: { x: { title: { display: true, text: "round" } }, y: { title: { display: true, text: data.measure } } },
+      },
+    });
+  }
+
+  // One small chart of a series' final answers (the comparison's small multiples).
+  function final(canvas, data) {
+    return bars(canvas, { labels: data.histogram.map((_, i) => i), counts: data.histogram, label: data.label, x: "answer" });
+  }
+
+  const DRAW = { histogram, series, stances, spread, survey, comparison, final };
 
   function draw() {
     // Charts whose canvas a swap removed are destroyed, or Chart.js would keep them forever.

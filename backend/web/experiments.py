@@ -1,0 +1,142 @@
+"""Dashboard pages of experiments: the list, one experiment (its grid of cells, the comparison of
+its cells, the final answers, each factor's effect, pause / resume / stop, the results table to
+download)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, status
+from fastapi.responses import FileResponse, RedirectResponse
+from starlette.responses import Response
+
+from agents.experiment import ExperimentSpec
+from backend import services
+from backend.deps import RuntimeDep
+from backend.domain import FINAL, IllegalTransition
+from backend.runtime import Runtime
+from backend.web.auth import require_login
+from backend.web.csrf import verify_csrf
+from backend.web.render import page_or_fragment, templates, wants_fragment
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
+
+ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="an experiment's id")]
+LISTED = 100  # experiments on the list, newest first
+ENDED = ("completed", "stopped", "failed")  # an experiment's status once all its runs have ended
+
+
+@router.get("/experiments", name="experiments")
+async def experiments_page(request: Request, rt: RuntimeDep) -> Response:
+    found = await services.list_experiments(rt, limit=LISTED)
+    context = {
+        "experiments": [(e, p | {"ended": _ended(p)}) for e, p in found],
+        "count": await services.count_experiments(rt),
+    }
+    return templates.TemplateResponse(request, "experiments.html", context)
+
+
+def _ended(progress: dict[str, Any]) -> int:
+    """How many of the experiment's runs have ended."""
+    return sum(n for run_status, n in progress["runs"].items() if run_status in FINAL)
+
+
+def _show(value: Any) -> str:
+    """A factor's value as the spec has it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def _live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
+    """What the experiment's page shows that changes as its runs go: status, progress, controls,
+    the grid of cells, the charts and the effects."""
+    experiment = await services.get_experiment(rt, experiment_id)
+    progress = await services.experiment_progress(rt, experiment)
+    cells = await services.cells(rt, experiment_id)
+    comparison = await services.experiment_comparison(rt, experiment_id)
+    paths = [p for factor in ExperimentSpec.stored(experiment.spec).factors() for p in factor.paths]
+    return {
+        "experiment": experiment,
+        "progress": progress | {"ended": _ended(progress), "total": sum(progress["runs"].values())},
+        "ended": progress["status"] in ENDED,
+        "paths": paths,
+        "grid": [([_show(cell.values[p]) for p in paths], runs) for cell, runs in cells],
+        "comparison": comparison,
+        "chart": comparison_chart(comparison),
+        "unit": "cell",
+        "effects": comparison["effects"],
+    }
+
+
+def comparison_chart(comparison: dict[str, Any]) -> dict[str, Any]:
+    """What charts.js draws: each series' mean, band and target on the rounds of all series (None
+    where a series has no value), and each series' final answers."""
+    rounds = sorted({r for s in comparison["series"] for r in s["band"]["rounds"]})
+
+    def aligned(band: dict[str, Any] | None, key: str) -> list[float | None] | None:
+        if band is None:
+            return None
+        at = dict(zip(band["rounds"], band[key], strict=True))
+        return [at.get(r) for r in rounds]
+
+    return {
+        "measure": comparison["measure"],
+        "rounds": rounds,
+        "series": [
+            {
+                "label": s["label"],
+                "mean": aligned(s["band"], "mean"),
+                "low": aligned(s["band"], "low"),
+                "high": aligned(s["band"], "high"),
+                "target": aligned(s["target"], "mean"),
+            }
+            for s in comparison["series"]
+        ],
+        # One small chart per series: its final answers, summed over its runs.
+        "finals": [
+            {"label": s["label"], "histogram": s["histogram"], "runs": s["final_runs"]}
+            for s in comparison["series"]
+            if s["histogram"] is not None
+        ],
+    }
+
+
+@router.get("/experiments/{experiment_id}", name="experiment")
+async def experiment_page(request: Request, rt: RuntimeDep, experiment_id: ExperimentId) -> Response:
+    context = await _live_context(rt, experiment_id) | {"formats": services.EXPORT_FORMATS}
+    return page_or_fragment(request, "experiment.html", "experiment_live.html", context)
+
+
+@router.post(
+    "/experiments/{experiment_id}/{action}", name="experiment_control", dependencies=[Depends(verify_csrf)]
+)
+async def control(
+    request: Request, rt: RuntimeDep, experiment_id: ExperimentId, action: Literal["pause", "resume", "stop"]
+) -> Response:
+    """The experiment's buttons: the command goes to all its runs at once; the answer is its live
+    part with what became of it (a form sent without htmx goes back to the page)."""
+    try:
+        await services.control_experiment(rt, experiment_id, action)
+        notice = f"{action} sent to every run concerned: it takes effect at their next round boundary"
+    except IllegalTransition as e:
+        notice = str(e)
+    if not wants_fragment(request):
+        target = request.url_for("experiment", experiment_id=experiment_id)
+        return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+    context = await _live_context(rt, experiment_id) | {"notice": notice}
+    return templates.TemplateResponse(request, "experiment_live.html", context)
+
+
+@router.get("/experiments/{experiment_id}/export", name="experiment_export")
+async def export(
+    rt: RuntimeDep,
+    experiment_id: ExperimentId,
+    background: BackgroundTasks,
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    """The tidy results table, one row per run and round (removed once sent)."""
+    path = await services.export_results(rt, experiment_id, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
