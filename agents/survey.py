@@ -89,10 +89,7 @@ class Question(_Strict):
     @field_validator("min", "max")
     @classmethod
     def _bound(cls, bound: float | None, info: ValidationInfo) -> float | None:
-        kind = info.data.get("type")
-        if kind != "number":
-            if bound is not None:
-                raise ValueError(f"only a number question has min and max, not a {kind} question")
+        if not _takes(info, "number", "min and max", bound):
             return bound
         if bound is None:
             raise ValueError("a number question needs min and max")
@@ -104,10 +101,7 @@ class Question(_Strict):
     @field_validator("options")
     @classmethod
     def _options(cls, options: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        kind = info.data.get("type")
-        if kind != "choice":
-            if options is not None:
-                raise ValueError(f"only a choice question has options, not a {kind} question")
+        if not _takes(info, "choice", "options", options):
             return options
         if options is None:
             raise ValueError(f"a choice question needs 2 to {MAX_OPTIONS} options")
@@ -117,6 +111,16 @@ class Question(_Strict):
         if any(o.isdigit() for o in folded):
             raise ValueError("an option may not be a bare number (a reply of 2 means the second option)")
         return options
+
+
+def _takes(info: ValidationInfo, kind: str, what: str, given: Any) -> bool:
+    """Whether the question being checked is a `kind` question, which takes these fields (`what`);
+    a question of another type must not be `given` them."""
+    if info.data.get("type") == kind:
+        return True
+    if given is not None:
+        raise ValueError(f"only a {kind} question has {what}, not a {info.data.get('type')} question")
+    return False
 
 
 class Sample(_Strict):

@@ -142,6 +142,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def module_database(request: Any, tmp_path_factory: Any, name: str) -> str:
+    """A module fixture's database, by its parameter: the shared Postgres, or a SQLite file of its
+    own (`name`, a folder) that the service migrates when it starts."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path_factory.mktemp(name) / 'api.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path) -> str:
     if request.param == "postgres":

@@ -3,17 +3,14 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import TOKEN, driving_app, driving_settings, spec_data
+from tests.conftest import TOKEN, driving_app, driving_settings, module_database, spec_data
 from tests.waiting import wait_for_run
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def finished(request, tmp_path_factory, redis_url, ray_cluster):
     """(client, run) for a 1,000-agent, 3-round run, completed by the app's own worker."""
-    if request.param == "postgres":
-        database_url = request.getfixturevalue("postgres_url")
-    else:
-        database_url = f"sqlite:///{tmp_path_factory.mktemp('agents') / 'api.db'}"
+    database_url = module_database(request, tmp_path_factory, "agents")
     settings = driving_settings(database_url, redis_url)
     with TestClient(driving_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = client.post("/api/v1/runs", json=spec_data(rounds=3, placement={"hosts": 2})).json()

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.store import surveys as store
-from tests.conftest import API, driving_app, driving_settings, spec_data
+from tests.conftest import API, driving_app, driving_settings, module_database, spec_data
 from tests.waiting import wait_for, wait_for_run
 
 NUMBER = {"text": "What will you guess next?", "type": "number", "min": 0, "max": 100}
@@ -21,10 +21,7 @@ TEXT = {"text": "Why?"}
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def finished(request, tmp_path_factory, redis_url, ray_cluster):
     """(client, run) for the base spec's 1,000 rule-based agents over 3 rounds, completed."""
-    if request.param == "postgres":
-        database_url = request.getfixturevalue("postgres_url")
-    else:
-        database_url = f"sqlite:///{tmp_path_factory.mktemp('surveys') / 'api.db'}"
+    database_url = module_database(request, tmp_path_factory, "surveys")
     with TestClient(driving_app(driving_settings(database_url, redis_url)), headers=API) as client:
         run = client.post("/api/v1/runs", json=spec_data(rounds=3)).json()
         wait_for_run(client, run["id"], "completed")

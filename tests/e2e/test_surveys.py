@@ -56,5 +56,10 @@ def test_a_survey_from_the_run_page_draws_its_charts(page, site, llm_stub, shoot
     # Broken down by an attribute: one set of bars per category, drawn again.
     page.get_by_label("Break down by").select_option("gender")
     expect(page).to_have_url(f"{site}/runs/{run['id']}/surveys/1?by=gender")
-    broken = wait_for(lambda: (c := page.evaluate(CHARTS)) and all(c) and len(c[0]["counts"]) == 2 and c, "groups")
-    assert [sum(counts) for counts in broken[0]["counts"]] == [150, 150]
+
+    def per_gender() -> list | None:
+        charts = page.evaluate(CHARTS)
+        return charts if all(charts) and len(charts[0]["counts"]) == 2 else None
+
+    two = wait_for(per_gender, "a set of bars per gender")
+    assert [sum(counts) for counts in two[0]["counts"]] == [150, 150]

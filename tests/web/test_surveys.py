@@ -84,7 +84,7 @@ def test_a_survey_from_the_form_lands_on_its_page_with_a_chart_per_question(fini
     assert len(download.text.strip().splitlines()) == 1 + 1000
     survey_id = url.rsplit("/", 1)[1]
     feed = client.get(f"/runs/{run['id']}").text  # the run's feed says what was asked
-    assert f'survey {survey_id}</a> “guesses”: 2 questions to 500 agents, completed' in feed
+    assert f"survey {survey_id}</a> “guesses”: 2 questions to 500 agents, completed" in feed
     listed = client.get(f"/runs/{run['id']}/surveys/new").text
     assert "“guesses”</a>" in listed  # among the run's surveys
 
