@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from agents.rng import mix
-from agents.spec import RunSpec, SpecError, read_spec_file
+from agents.spec import Budget, RunSpec, SpecError, read_spec_file
 
 __all__ = [
     "Cell",
@@ -113,6 +113,9 @@ class ExperimentSpec(BaseModel):
     replicates: int = Field(1, ge=1, le=100, description="runs of each cell, with derived seeds")
     seed: int = Field(0, ge=0, lt=2**63, description="the seeds of replicates derive from it")
     max_parallel: int = Field(2, ge=1, le=MAX_PARALLEL, description="runs of the experiment at a time")
+    budget: Budget | None = Field(
+        None, description="language-model use of all its runs together; reached, they all pause"
+    )
 
     @model_validator(mode="after")
     def _factors_fit(self) -> ExperimentSpec:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agents.experiment import ExperimentSpec
+from agents.spec import Budget
 from backend.api.schemas import UtcDatetime
 from backend.domain import RunStatus
 
@@ -18,6 +19,7 @@ __all__ = [
     "ComparisonPublic",
     "EffectLevel",
     "ExperimentPublic",
+    "ExperimentResumeIn",
     "ExperimentsPublic",
     "FactorEffects",
     "Series",
@@ -46,6 +48,12 @@ class ExperimentPublic(BaseModel):
 class ExperimentsPublic(BaseModel):
     data: list[ExperimentPublic]
     count: int
+
+
+class ExperimentResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    budget: Budget | None = Field(None, description="a new budget for its runs together")
 
 
 class CellRun(BaseModel):

@@ -250,3 +250,51 @@ async def experiments_export(experiment_id: int, format_: str, out: Path | None)
     shutil.move(written, target)
     written.parent.rmdir()
     console.print(f"wrote {target}", highlight=False)
+
+
+def _control(action: str) -> click.Command:
+    @click.argument("experiment_id", type=int)
+    @async_command
+    async def command(experiment_id: int) -> None:
+        async with Runtime(Settings()) as rt:
+            await _get(rt, experiment_id)
+            await services.control_experiment(rt, experiment_id, action)
+        click.echo(f"experiment {experiment_id}: {action} sent to its runs")
+
+    command.__doc__ = {
+        "pause": "Pause the experiment's running runs, and keep its queued ones from starting.",
+        "stop": "Stop every run of the experiment that has not ended.",
+    }[action]
+    return experiments.command(action)(command)
+
+
+for _action in ("pause", "stop"):
+    _control(_action)
+
+
+@experiments.command("resume")
+@click.argument("experiment_id", type=int)
+@click.option("--budget-tokens", type=click.IntRange(min=1), metavar="N", help="a new token budget")
+@click.option(
+    "--budget-cost", type=click.FloatRange(min=0, min_open=True), metavar="C", help="a new cost budget"
+)
+@async_command
+async def experiments_resume(
+    experiment_id: int, budget_tokens: int | None, budget_cost: float | None
+) -> None:
+    """Resume the experiment's paused runs and let its queued ones start.
+
+    An experiment whose runs together spent its budget goes on only with a larger one:
+    --budget-tokens and --budget-cost replace its limits (a limit not given stays as it was).
+    """
+    from agents.experiment import ExperimentSpec
+
+    async with Runtime(Settings()) as rt:
+        experiment = await _get(rt, experiment_id)
+        budget = None
+        if budget_tokens is not None or budget_cost is not None:
+            old = ExperimentSpec.stored(experiment.spec).budget
+            budget = old.model_dump() if old is not None else {}
+            budget |= {k: v for k, v in (("tokens", budget_tokens), ("cost", budget_cost)) if v is not None}
+        await services.control_experiment(rt, experiment_id, "resume", budget=budget)
+    click.echo(f"experiment {experiment_id}: resume sent to its runs")

@@ -15,14 +15,16 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from agents.experiment import Cell, ExperimentSpec
+from agents.spec import Budget
 from backend.domain import FINAL, EventKind, IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.services._live import announce
 from backend.services.comparison import band, effect
 from backend.services.exports import ExportFormat, in_temp_file, write_rows
-from backend.services.runs import admit, control
+from backend.services.runs import BudgetSpent, admit, control
 from backend.store import experiments as store
 from backend.store.models import ExperimentRow, RoundRow, Run
+from backend.workflow.budget import experiment_spent
 
 __all__ = [
     "ExperimentNotFound",
@@ -127,16 +129,30 @@ async def runs_of(rt: Runtime, experiment_id: int) -> Sequence[Run]:
         return await store.experiment_runs(session, experiment_id=experiment_id)
 
 
-async def control_experiment(rt: Runtime, experiment_id: int, action: str) -> ExperimentRow:
+async def control_experiment(
+    rt: Runtime, experiment_id: int, action: str, *, budget: dict[str, Any] | None = None
+) -> ExperimentRow:
     """Pause, resume or stop all the experiment's runs. Pausing also keeps its queued runs from
-    starting; resuming lets them start again."""
-    await get_experiment(rt, experiment_id)
+    starting; resuming lets them start again, with `budget` the experiment's new budget (a
+    resume that leaves its budget spent is refused: its runs would only pause again)."""
+    experiment = await get_experiment(rt, experiment_id)
     if action not in ("pause", "resume", "stop"):
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop")
     runs = await runs_of(rt, experiment_id)
     if all(run.status in FINAL for run in runs):
         raise IllegalTransition(f"experiment {experiment_id} has ended; it cannot {action}")
     async with rt.sessions() as session:
+        if action == "resume":
+            if budget is not None:
+                raised = _spec(experiment).model_copy(update={"budget": Budget.model_validate(budget)})
+                await store.set_spec(
+                    session, experiment_id=experiment_id, spec=raised.model_dump(mode="json")
+                )
+            if reason := await experiment_spent(session, experiment_id=experiment_id):
+                await session.rollback()
+                raise BudgetSpent(
+                    f"experiment {experiment_id} cannot resume: {reason}; resume it with a larger budget"
+                )
         await store.set_paused(session, experiment_id=experiment_id, paused=action == "pause")
         await session.commit()
     going = {"pause": (RunStatus.RUNNING,), "resume": (RunStatus.PAUSED,)}

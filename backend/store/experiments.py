@@ -8,11 +8,16 @@ from typing import Any, cast
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agents.core import sum_usage
 from agents.experiment import ExperimentSpec
+from agents.llm import LLMSpec
+from agents.spec import Budget
 from backend.domain import EventKind, RunStatus
 from backend.store.models import EventRow, ExperimentRow, RoundRow, Run
+from backend.store.records import SPENDING_EVENTS
 
 __all__ = [
+    "budget_of",
     "count_experiments",
     "create_experiment",
     "experiment_runs",
@@ -21,6 +26,8 @@ __all__ = [
     "progress",
     "round_stats",
     "set_paused",
+    "set_spec",
+    "uses",
 ]
 
 
@@ -123,3 +130,37 @@ async def set_paused(session: AsyncSession, *, experiment_id: int, paused: bool)
     await session.execute(
         update(ExperimentRow).where(ExperimentRow.id == experiment_id).values(paused=paused)
     )
+
+
+async def budget_of(session: AsyncSession, *, experiment_id: int) -> Budget | None:
+    """The experiment's budget across its runs, as it stands now (a resume may have raised it)."""
+    spec = await session.scalar(select(ExperimentRow.spec).where(ExperimentRow.id == experiment_id))
+    budget = (spec or {}).get("budget")
+    return None if budget is None else Budget.model_validate(budget)
+
+
+async def uses(
+    session: AsyncSession, *, experiment_id: int
+) -> list[tuple[LLMSpec | None, dict[str, dict[str, int]]]]:
+    """Each run's language-model models (its spec's `llm`, for the prices) and its use so far: its
+    stored rounds' and what it spent outside them, as `budget.stored_use` counts a run's."""
+    of = Run.experiment_id == experiment_id
+    parts: dict[int, list[dict[str, dict[str, int]]]] = {}
+    for run_id, usage in await session.execute(select(RoundRow.run_id, RoundRow.usage).join(Run).where(of)):
+        parts.setdefault(run_id, []).append(usage)
+    outside = (
+        select(EventRow.run_id, EventRow.payload).join(Run).where(of, EventRow.kind.in_(SPENDING_EVENTS))
+    )
+    for run_id, payload in await session.execute(outside):
+        parts.setdefault(run_id, []).append(payload.get("usage", {}))
+    specs = await session.execute(select(Run.id, Run.spec).where(of, Run.id.in_(parts)))
+    return [(_models(spec.get("llm")), sum_usage(parts[run_id])) for run_id, spec in specs]
+
+
+def _models(llm: Any) -> LLMSpec | None:
+    return None if llm is None else LLMSpec.model_validate(llm)
+
+
+async def set_spec(session: AsyncSession, *, experiment_id: int, spec: dict[str, Any]) -> None:
+    """A new spec for the experiment (a raised budget; the caller commits)."""
+    await session.execute(update(ExperimentRow).where(ExperimentRow.id == experiment_id).values(spec=spec))

@@ -133,3 +133,5 @@ class Control:
         await self.publisher.transition(RunStatus.PAUSED, round, EventKind.BUDGET, payload)
         await self.publisher.state(reason=reason)
         self.status = RunStatus.PAUSED
+        if self.budget.experiment_spent:
+            await self.budget.hold_experiment()

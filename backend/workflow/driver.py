@@ -160,7 +160,7 @@ class RunDriver:
                 raise admission.DoesNotFit("; ".join(unfit))
         except Exception as exc:
             return await self._fail(exc, self.run.round)
-        self.budget = BudgetKeeper(self.spec, self.publisher)
+        self.budget = BudgetKeeper(self.spec, self.publisher, self.run.experiment_id)
         self.control = Control(RunStatus(self.run.status), self.publisher, self.budget, self.shutdown)
         try:
             async with Recorder(

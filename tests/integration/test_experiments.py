@@ -13,8 +13,10 @@ from agents.experiment import ExperimentSpec
 from backend import services
 from backend.domain import FINAL, IllegalTransition, RunStatus
 from backend.runtime import Runtime
+from backend.store.models import RoundRow
+from backend.workflow.budget import experiment_spent
 from backend.workflow.worker import Worker
-from tests.conftest import spec_data
+from tests.conftest import spec_data, stub_model
 from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -166,3 +168,63 @@ async def test_a_whole_experiment_pauses_resumes_and_stops(runtime):
     assert await status(runtime, created.id) == "stopped"
     with pytest.raises(IllegalTransition, match="has ended"):
         await services.control_experiment(runtime, created.id, "resume")
+
+
+async def test_an_experiment_budget_pauses_all_its_runs_and_holds_the_queued_ones(runtime, llm_stub):
+    model = stub_model(llm_stub.url)
+    kinds = [{"kind": "llm_guess", "share": 100, "params": {"model": "stub", "turn_timeout": 5}}]
+    base = spec_data(
+        rounds=30,
+        placement={"hosts": 1, "agent_timeout": 10},
+        llm={"models": {"stub": model}},
+        **{"population.total": 20, "population.kinds": kinds},
+    )
+    # About 20 agents × 2 runs × a few dozen tokens a round: spent within a few rounds.
+    spec = ExperimentSpec.parse(
+        {"base": base, "vary": {"seed": [1, 2, 3]}, "max_parallel": 2, "budget": {"tokens": 5_000}}
+    )
+    created, _ = await services.submit_experiment(runtime, spec)
+    async with working(runtime, created.id):
+
+        async def held():
+            runs = await services.runs_of(runtime, created.id)
+            return runs if sorted(r.status for r in runs) == ["paused", "paused", "queued"] else None
+
+        runs = await wait_for_async(held, "the budget to pause the runs", 120)
+        assert await status(runtime, created.id) == "paused"
+        for run in runs[:2]:
+            [(_, reason)] = [
+                (e.kind, e.payload["reason"])
+                for e in await services.events(runtime, run.id, limit=100)
+                if e.kind == "budget"
+            ]
+            assert reason.startswith("the experiment's token budget is spent (")
+        with pytest.raises(services.BudgetSpent, match="the experiment's token budget is spent"):
+            await services.control_experiment(runtime, created.id, "resume")
+        await services.control_experiment(runtime, created.id, "resume", budget={"tokens": 10_000_000})
+        await ended(runtime, created.id, timeout=240)
+    assert await status(runtime, created.id) == "completed"
+
+
+async def test_an_experiment_budget_counts_its_runs_together(runtime, llm_stub):
+    """Each run under the budget, the two together over it: spent."""
+    model = stub_model(llm_stub.url, price={"prompt": 1.0, "completion": 1.0})
+    kinds = [{"kind": "llm_guess", "share": 100, "params": {"model": "stub"}}]
+    base = spec_data(llm={"models": {"stub": model}}, **{"population.total": 20, "population.kinds": kinds})
+    spec = ExperimentSpec.parse({"base": base, "vary": {"seed": [1, 2]}, "budget": {"tokens": 5_000}})
+    created, runs = await services.submit_experiment(runtime, spec)
+    used = {"stub": {"calls": 10, "failed": 0, "prompt_tokens": 2_000, "completion_tokens": 1_000}}
+    async with runtime.sessions() as session:
+        assert await experiment_spent(session, experiment_id=created.id) is None
+        session.add(
+            RoundRow(run_id=runs[0].id, round=1, stats={}, details={}, time=0.1, failures=0, usage=used)
+        )
+        await session.commit()
+        assert await experiment_spent(session, experiment_id=created.id) is None  # 3,000 of 5,000
+        session.add(
+            RoundRow(run_id=runs[1].id, round=1, stats={}, details={}, time=0.1, failures=0, usage=used)
+        )
+        await session.commit()
+        assert await experiment_spent(session, experiment_id=created.id) == (
+            "the experiment's token budget is spent (6,000 of 5,000)"
+        )

@@ -17,6 +17,7 @@ from backend.api.experiment_schemas import (
     CellsPublic,
     ComparisonPublic,
     ExperimentPublic,
+    ExperimentResumeIn,
     ExperimentsPublic,
 )
 from backend.api.routes.runs import CONFLICT, EXPORTED
@@ -104,8 +105,17 @@ def _control(action: str, summary: str) -> None:
 
 
 _control("pause", "Pause every running run of the experiment, and keep its queued runs from starting")
-_control("resume", "Resume the experiment's paused runs and let its queued runs start")
 _control("stop", "Stop every run of the experiment that has not ended")
+
+
+@router.post("/{experiment_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND | CONFLICT)
+async def resume_experiment(
+    rt: RuntimeDep, experiment_id: ExperimentId, body: ExperimentResumeIn | None = None
+) -> ExperimentPublic:
+    """Resume the experiment's paused runs and let its queued ones start; with a `budget`, an
+    experiment whose runs together spent theirs goes on with this one."""
+    budget = body.budget.model_dump() if body is not None and body.budget is not None else None
+    return await _public(rt, await services.control_experiment(rt, experiment_id, "resume", budget=budget))
 
 
 @router.get("/{experiment_id}/cells", responses=NOT_FOUND)
