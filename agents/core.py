@@ -128,6 +128,9 @@ class Agent:
     # admission check counts. Built-in rule-based agents measure 380–460 bytes once populated
     # (tracemalloc, background included); a round's batches and messages add about as much again.
     footprint: ClassVar[int] = 1_000
+    # What an agent of the kind carries from one round to the next, if anything: kinds that do
+    # learn across rounds; the others decide each round from what the scenario shows them alone.
+    learns: ClassVar[str | None] = None
 
     def __init__(self, profile: Profile, context: AgentContext) -> None:
         self.profile = profile

@@ -80,6 +80,7 @@ class Adaptive(Guesser):
     __slots__ = ("answer",)
     synchronous = True
     Params = AdaptiveParams
+    learns = "its answer, moved toward each round's target"
 
     def __init__(self, profile: Profile, context: AgentContext) -> None:
         super().__init__(profile, context)

@@ -81,6 +81,7 @@ class LLMGuesser(Agent):
 
     __slots__ = ("answered", "memory", "summary")
     Params = LLMGuessParams
+    learns = "its memory of the earlier rounds"
     # Prompts, replies in flight and memory of past rounds: several KB each.
     footprint = 16_000
 

@@ -308,6 +308,7 @@ def _context(draft: Draft, errors: dict[str, list[str]], **extra: Any) -> dict[s
         "scenarios": SCENARIOS.names(),
         "fields": _fields(draft.scenario),
         "kinds": {name: (KINDS.get(name).__doc__ or "").strip().split("\n")[0] for name in KINDS.names()},
+        "learning": {name: learns for name in KINDS.names() if (learns := KINDS.get(name).learns)},
         **extra,
     }
 

@@ -44,6 +44,15 @@ def test_every_preset_fills_a_valid_form(member, preset):
     assert f'name="total" value="{total}"' in page.text
 
 
+def test_the_form_says_which_kinds_learn_across_rounds(member):
+    """A newcomer who starts the paper's game sees its mean level off near 31: the form says why."""
+    page = member.get("/runs/new", params={"preset": "paper-10k"}).text
+    [hint] = re.findall(r'<p class="hint learning">(.*?)</p>', page, re.S)
+    text = re.sub(r"<[^>]+>", "", hint)
+    assert text.startswith("Only adaptive (its answer, moved toward each round&#39;s target), llm_guess (")
+    assert "the other kinds decide each round afresh" in text
+
+
 def test_preview_shows_profiles_and_kind_counts(member):
     csrf = csrf_of(member.get("/runs/new").text)
     preview = member.post("/runs/new/preview", data=FORM | {"csrf": csrf})
