@@ -35,7 +35,7 @@ from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.throttle import Throttle
 from backend.web import agents as agent_pages
-from backend.web import auth, docs, live, new_run
+from backend.web import auth, docs, live, new_experiment, new_run
 from backend.web import cluster as cluster_page
 from backend.web import experiments as experiment_pages
 from backend.web import runs as run_pages
@@ -146,9 +146,12 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    # /runs/new before /runs/{run_id}, which would refuse "new" as a run id.
-    web = (auth, docs, new_run, experiment_pages, run_pages, agent_pages, survey_pages, cluster_page, live)
-    for module in web:
+    # /runs/new before /runs/{run_id}, which would refuse "new" as a run id; /experiments/new too.
+    pages = (
+        auth, docs, new_run, new_experiment, experiment_pages, run_pages, agent_pages, survey_pages,
+        cluster_page, live,
+    )  # fmt: skip
+    for module in pages:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     return app

@@ -1,10 +1,12 @@
-"""An experiment in a real browser: its page fills its grid as the runs go, and draws the
-comparison of its cells and their final answers."""
+"""An experiment in a real browser: made from the new-experiment form (what it makes, and a bad
+factor refused beside the field, as the spec is typed), its page fills its grid as the runs go,
+draws the comparison of its cells and their final answers, and gives its results table."""
 
-import httpx2 as httpx
+import csv
+
 from playwright.sync_api import expect
 
-from tests.conftest import API, sign_in_page, spec_data
+from tests.conftest import sign_in_page
 from tests.waiting import wait_for
 
 # What the charts show, read from Chart.js (a function: the CSP refuses eval).
@@ -20,21 +22,38 @@ CHARTS = """() => {
 }"""
 
 
-def test_an_experiment_page_fills_its_grid_and_draws_the_comparison(page, site, shoot):
-    base = spec_data(rounds=4, placement={"hosts": 1}, **{"population.total": 500})
-    data = {
-        "name": "ratios",
-        "base": base,
-        "vary": {"scenario.params.ratio": ["2/3", "1/2"]},
-        "replicates": 2,
-    }
-    experiment = httpx.post(f"{site}/api/v1/experiments", json=data, headers=API, timeout=30).json()
+def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(page, site, shoot, tmp_path):
     sign_in_page(page, site)
-    page.goto(f"{site}/experiments/{experiment['id']}")
+    page.get_by_role("navigation").get_by_role("link", name="Experiments").click()
+    page.get_by_role("heading", name="Experiments").get_by_role("link", name="New experiment").click()
+    plan = page.locator("#experiment-plan")
+    expect(plan).to_contain_text("This makes 4 runs, 4,000 agents in all.")
+
+    spec = page.get_by_label("Experiment spec")
+    example = spec.input_value()
+    spec.fill(example.replace('["2/3", "1/2"]', '["2/3", "x"]'))
+    expect(plan).to_contain_text("vary.scenario.params.ratio: x: Input is not a valid fraction")
+    expect(spec).to_have_attribute("aria-invalid", "true")
+    shoot("new-experiment-error")
+    spec.fill(example.replace("total: 1000", "total: 500").replace("rounds: 5", "rounds: 4"))
+    expect(plan).to_contain_text("This makes 4 runs, 2,000 agents in all.")
+    expect(spec).not_to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Queue its runs").click()
+
+    expect(page.get_by_role("heading", name="Experiment #1")).to_be_visible()
     expect(page.locator("#experiment-live > p .status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("ul.replicates .status.completed")).to_have_count(4)
     charts = wait_for(lambda: (c := page.evaluate(CHARTS))["rounds"] == [1, 2, 3, 4] and c, "the comparison")
     assert charts["lines"] == ["ratio=2/3", "ratio=2/3: target", "ratio=1/2", "ratio=1/2: target"]
     assert charts["bands"] == 2
-    assert charts["finals"] == [1000, 1000]
+    assert charts["finals"] == [1000, 1000]  # 2 runs of 500 agents each
     shoot("experiment")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="csv").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    with saved.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 4
+    assert {r["scenario.params.ratio"] for r in rows} == {"2/3", "1/2"}

@@ -2,6 +2,7 @@
 grid, charts and effects, its results to download, and its controls."""
 
 import csv
+import html
 import io
 import json
 import re
@@ -148,3 +149,43 @@ def test_the_page_follows_an_experiment_and_its_buttons_pause_and_stop_it(finish
     page = client.get(url).text
     assert "hx-trigger" not in page
     assert ">Stop</button>" not in page
+
+
+def spec_of(page: str) -> str:
+    return html.unescape(re.search(r'<textarea name="spec"[^>]*>(.*?)</textarea>', page, re.S)[1])
+
+
+def test_the_new_form_says_what_the_example_makes(finished):
+    client, _ = finished
+    page = client.get("/experiments/new")
+    assert page.status_code == 200
+    assert "scenario.params.ratio: [&#34;2/3&#34;, &#34;1/2&#34;]" in page.text  # the example, prefilled
+    assert "This makes <strong>4 runs</strong>, <strong>4,000 agents</strong> in all." in page.text
+
+
+def test_the_new_form_puts_a_bad_factor_beside_the_field_and_creates_a_good_one(finished):
+    client, _ = finished
+    form = client.get("/experiments/new").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)[1]
+    example = spec_of(form)
+    bad = example.replace('["2/3", "1/2"]', '["2/3", "x"]')
+    problem = "<li><code>vary.scenario.params.ratio</code>: x: Input is not a valid fraction</li>"
+
+    checked = client.post("/experiments/new/check", data={"spec": bad, "csrf": csrf})
+    assert checked.status_code == 200
+    assert problem in checked.text
+    assert "This makes" not in checked.text
+
+    refused = client.post("/experiments/new", data={"spec": bad, "csrf": csrf})
+    assert refused.status_code == 422
+    assert problem in refused.text
+    assert 'aria-invalid="true"' in refused.text
+    assert spec_of(refused.text) == bad  # as typed, to mend
+
+    small = example.replace("total: 1000", "total: 100").replace("rounds: 5", "rounds: 2")
+    created = client.post("/experiments/new", data={"spec": small, "csrf": csrf})
+    assert created.status_code == 303
+    experiment_id = int(created.headers["location"].rsplit("/", 1)[1])
+    found = client.get(f"/api/v1/experiments/{experiment_id}", headers=API).json()
+    assert (found["name"], sum(found["runs"].values())) == ("ratios", 4)
+    wait_for_experiment(client, experiment_id, "completed")
