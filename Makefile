@@ -60,6 +60,7 @@ bench: $(STAMP)  # bench/stack.py needs the PostgreSQL server at 127.0.0.1:5432 
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/dashboard.py --load  # the embedded service under load
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/experiments.py
 
 # ruff everywhere; mypy on agents/ and backend/ (the files and strictness: pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
