@@ -181,21 +181,26 @@ async def _check_budget(rt: Runtime, run: Run, budget: dict[str, Any] | None) ->
 
 
 def _check_where(spec: RunSpec, where: dict[str, str] | None) -> None:
-    """`SpecError` naming `where.ATTR` when the filter can match nobody: an attribute the
-    population does not have, or a category it does not deal out (accepting it would deliver
-    the message to no one, silently)."""
+    """`SpecError` naming `where.ATTR` when the filter can match nobody (accepting it would
+    deliver the message to no one, silently)."""
+    if found := where_problems(spec, where, at="where"):
+        raise SpecError(found)
+
+
+def where_problems(spec: RunSpec, where: dict[str, str] | None, *, at: str) -> list[str]:
+    """Why a filter on attributes (`at`, the field that holds it) can match nobody: an attribute
+    the population does not have, or a category it does not deal out; one line per attribute."""
     attributes = spec.population.attributes
     found = []
     for key, value in (where or {}).items():
         if key not in attributes:
             has = ", ".join(sorted(attributes)) or "none"
-            found.append(f"where.{key}: the population has no attribute {key!r} (it has: {has})")
+            found.append(f"{at}.{key}: the population has no attribute {key!r} (it has: {has})")
         elif value not in attributes[key]:
             found.append(
-                f"where.{key}: no agent has {key}={value!r} (its categories: {', '.join(attributes[key])})"
+                f"{at}.{key}: no agent has {key}={value!r} (its categories: {', '.join(attributes[key])})"
             )
-    if found:
-        raise SpecError(found)
+    return found
 
 
 async def reached(rt: Runtime, run_id: int, where: dict[str, str] | None) -> int | None:

@@ -30,7 +30,7 @@ from backend.runtime import Runtime
 from backend.services._live import tell
 from backend.services.agents import answer_text, profile_of
 from backend.services.exports import ExportFormat, in_temp_file, stream_rows, write_rows
-from backend.services.runs import get_run
+from backend.services.runs import get_run, where_problems
 from backend.store import records, surveys
 from backend.store.models import ActionRow, AgentRow, SurveyRow
 from backend.workflow.budget import spent, stored_use
@@ -87,14 +87,14 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
         ids = await surveys.agent_ids(
             session, run_id=run_id, where=spec.sample.where, kinds=spec.sample.kinds
         )
-        if spec.sample.random is not None and spec.sample.random < len(ids):
-            # Drawn from the run's seed and the moment: two surveys of N agents ask different ones.
-            ids = sorted(random.Random(f"{run.seed}:{time.time_ns()}").sample(ids, spec.sample.random))
         if not ids:
             raise SurveySpecError(["sample: no agent of the run matches (are its agents recorded yet?)"])
+        asked = len(ids) if spec.sample.random is None else min(spec.sample.random, len(ids))
         survey = await surveys.create_survey(
-            session, run_id=run_id, round=run.round, spec=spec.model_dump(mode="json"), agents=len(ids)
+            session, run_id=run_id, round=run.round, spec=spec.model_dump(mode="json"), agents=asked
         )
+        if asked < len(ids):  # drawn by the run's seed and the survey: reproducible, and its own
+            ids = sorted(random.Random(f"{run.seed}:{survey.id}").sample(ids, asked))
         # Said before anyone can read it: another process would take it for one nobody asks.
         await tell(rt.live.set_survey_asked(survey.id, PRESENCE))
         await session.commit()
@@ -113,14 +113,7 @@ async def survey_finished(survey_id: int) -> None:
 def _check_sample(spec: RunSpec, sample: Sample) -> None:
     """`SurveySpecError` naming `sample.where.ATTR` or `sample.kinds.N` when the filter names an
     attribute, a category or a kind the population does not have (it would ask nobody)."""
-    attributes = spec.population.attributes
-    problems = []
-    for key, value in (sample.where or {}).items():
-        if key not in attributes:
-            has = ", ".join(sorted(attributes)) or "none"
-            problems.append(f"sample.where.{key}: the population has no attribute {key!r} (it has: {has})")
-        elif value not in attributes[key]:
-            problems.append(f"sample.where.{key}: no agent has {key}={value!r}")
+    problems = where_problems(spec, sample.where, at="sample.where")
     labels = [k.label for k in spec.population.kinds]
     for i, label in enumerate(sample.kinds or []):
         if label not in labels:
