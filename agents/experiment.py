@@ -70,7 +70,7 @@ class Cell:
     values: dict[str, Any]
 
     def label(self) -> str:
-        return ", ".join(f"{_short(path)}={_show(value)}" for path, value in self.values.items()) or "base"
+        return ", ".join(f"{_short(path)}={shown(value)}" for path, value in self.values.items()) or "base"
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,15 @@ def _short(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
-def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+def shown(value: Any) -> str:
+    """A factor's value in a few words: text as it is, a list of kinds by their labels or kinds
+    (`level_k×4+adaptive`), anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "kind" in v for v in value):
+        names = [str(v.get("label") or v["kind"]) for v in value]
+        return "+".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in dict.fromkeys(names))
+    return json.dumps(value)
 
 
 def replicate_seed(seed: int, replicate: int) -> int:
@@ -202,7 +209,7 @@ class ExperimentSpec(BaseModel):
             where, what = f"{where}.params.{named[1]}", named[2]
         for path, value in cell.values.items():
             if where == path or where.startswith(path + ".") or path.startswith(where + "."):
-                return f"{self._where(path)}: {_show(value)}: {what}"
+                return f"{self._where(path)}: {shown(value)}: {what}"
         if where in ("name", "seed"):
             return f"{where}: {what}"
         return f"base.{where}: {what}"

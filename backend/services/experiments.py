@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 
-from agents.experiment import Cell, ExperimentSpec
+from agents.experiment import Cell, ExperimentSpec, shown
 from agents.spec import Budget
 from backend.domain import FINAL, EventKind, IllegalTransition, RunStatus
 from backend.runtime import Runtime
@@ -237,10 +237,11 @@ async def compare(
 ) -> dict[str, Any]:
     """What the comparison charts and the effects table are drawn from.
 
-    Runs are grouped by their cell (runs of no experiment, or of several, each form a group of
-    their own). Per group: `measure` (default: the mean answer `avg` where the scenario records
-    it, else its first statistic) by round as a band across replicates, the target `win` likewise
-    where recorded, and the final round's answer histogram summed over replicates. With the
+    With the experiment's spec, its runs are grouped by their cell; otherwise (runs chosen
+    anywhere, of one experiment or not) each run is a group of its own. Per group: `measure`
+    (default: the mean answer `avg` where the scenario records it, else its first statistic) by
+    round as a band across replicates, the target `win` likewise where recorded, and the final
+    round's answer histogram summed over replicates. With the
     experiment's spec, each factor's effect on the measure's final value (runs that completed)."""
     async with rt.sessions() as session:
         stats = await store.round_stats(session, run_ids=[r.id for r in runs])
@@ -248,9 +249,9 @@ async def compare(
     measure = measure or _default_measure(stats)
     groups: dict[Any, list[Run]] = defaultdict(list)
     one_experiment = len({r.experiment_id for r in runs}) == 1 and runs and runs[0].experiment_id is not None
-    for run in runs:
-        groups[run.cell if one_experiment else run.id].append(run)
     cells = spec.cells() if spec is not None and one_experiment else None
+    for run in runs:
+        groups[run.cell if cells is not None else run.id].append(run)
     series = []
     for key, members in groups.items():
         label = cells[key].label() if cells is not None else f"run {key}: {members[0].name}"
@@ -275,27 +276,24 @@ async def compare(
 
 
 def _effects(spec: ExperimentSpec, runs: Sequence[Run], finals: dict[int, float]) -> list[dict[str, Any]]:
-    """Each factor's levels against its first, by the final values of the runs that have one."""
+    """Each factor's levels against its first, by the final values of the runs that have one.
+    Levels are told apart by position: a value may be a list or a mapping (a whole `kinds`)."""
     cells = spec.cells()
     table = []
     for factor in spec.factors():
-        by_level: dict[tuple[Any, ...], list[float]] = {level: [] for level in map(tuple, factor.levels)}
+        by_level: list[list[float]] = [[] for _ in factor.levels]
         for run in runs:
             if run.id in finals and run.cell is not None:
                 level = tuple(cells[run.cell].values[p] for p in factor.paths)
-                by_level[level].append(finals[run.id])
-        reference = by_level[tuple(factor.levels[0])]
+                by_level[factor.levels.index(level)].append(finals[run.id])
+        reference = by_level[0]
         rows = [
-            asdict(effect(", ".join(_label(v) for v in level), values, reference))
-            for level, values in by_level.items()
-            if values and (reference or level == tuple(factor.levels[0]))
+            asdict(effect(", ".join(shown(v) for v in level), values, reference))
+            for i, (level, values) in enumerate(zip(factor.levels, by_level, strict=True))
+            if values and (reference or i == 0)
         ]
         table.append({"factor": factor.name, "levels": rows})
     return table
-
-
-def _label(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _final_values(

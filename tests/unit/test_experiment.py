@@ -7,6 +7,8 @@ import pytest
 
 from agents.experiment import ExperimentError, ExperimentSpec, load_experiment, replicate_seed
 from backend.services.comparison import band, effect, t_quantile
+from backend.services.experiments import _effects
+from backend.store.models import Run
 from tests.conftest import spec_data
 
 
@@ -139,3 +141,17 @@ def test_an_effect_is_a_difference_of_means_with_welchs_interval():
     assert effect("a", reference, reference).difference is None
     same = effect("c", [5.0, 5.0], [3.0, 3.0])
     assert (same.difference, same.low, same.high) == (2.0, 2.0, 2.0)
+
+
+def test_a_whole_list_of_kinds_is_a_factor_named_by_its_kinds():
+    mix = [{"kind": "level_k", "share": 50, "params": {"k": k}} for k in (1, 2)]
+    spec = parse(
+        vary={"population.kinds": [[{"kind": "adaptive", "share": 100, "label": "all adaptive"}], mix]}
+    )
+    assert [c.label() for c in spec.cells()] == ["kinds=all adaptive", "kinds=level_k×2"]
+    runs = [Run(id=i + 1, cell=i, rounds=3) for i in range(2)]
+    [factor] = _effects(spec, runs, {1: 20.0, 2: 30.0})  # its values are lists: told apart by position
+    assert [(lv["level"], lv["difference"]) for lv in factor["levels"]] == [
+        ("all adaptive", None),
+        ("level_k×2", 10.0),
+    ]
