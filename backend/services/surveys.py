@@ -23,7 +23,7 @@ from typing import Any
 from agents import llm
 from agents.core import sum_usage
 from agents.kinds import KINDS
-from agents.spec import KindShare, RunSpec
+from agents.spec import RunSpec
 from agents.survey import Question, Sample, SurveySpec, SurveySpecError, Unreadable, prompt, read
 from backend.domain import EventKind, IllegalTransition, RunStatus
 from backend.runtime import Runtime
@@ -135,7 +135,13 @@ class _Asking:
         self.spec = spec
         self.questions = asked.questions
         self.ids = ids
-        self.parts: dict[str, KindShare] = {str(k.label): k for k in spec.population.kinds}
+        # Each part of the population by its label: its kind's name, class and parameters, read
+        # once. A kind no longer installed here is left out: its agents are skipped.
+        self.kinds: dict[str, tuple[str, Any, Any]] = {}
+        for part in spec.population.kinds:
+            if part.kind in KINDS.names():
+                kind = KINDS.get(part.kind)
+                self.kinds[str(part.label)] = (part.kind, kind, kind.Params.model_validate(part.params))
         self.client = llm.LLM(spec.llm) if spec.llm is not None else None
         self.limit = asyncio.Semaphore(CONCURRENCY)
         self.used: dict[str, dict[str, int]] = {}
@@ -176,6 +182,8 @@ class _Asking:
         finally:
             presence.cancel()
             if self.client is not None:
+                # Calls that ended in a batch never stored (interrupted, failed) were spent too.
+                self.used = sum_usage([self.used, self.client.take_usage()])
                 await self.client.close()
             await self._end(status, error)
 
@@ -218,11 +226,9 @@ class _Asking:
         self, agent: AgentRow, actions: list[ActionRow], index: int, question: Question
     ) -> dict[str, Any]:
         row: dict[str, Any] = {"agent_id": agent.agent_id, "question": index, "tokens": 0}
-        part = self.parts.get(agent.kind)
-        kind = KINDS.get(part.kind) if part is not None and part.kind in KINDS.names() else None
-        if part is None or kind is None:
-            return row | {"error": f"skipped: the run's spec has no kind {agent.kind!r}"}
-        params: Any = kind.Params.model_validate(part.params)
+        if agent.kind not in self.kinds:
+            return row | {"error": f"skipped: its kind is not installed here ({agent.kind})"}
+        name, kind, params = self.kinds[agent.kind]
         if self.client is not None and hasattr(kind, "interview"):
             said = [f"round {a.round}: {answer_text(a)}" for a in actions]
             messages = kind.interview(
@@ -242,11 +248,9 @@ class _Asking:
             }
             text = hook(params, profile_of(agent), question, recorded)
             if text is None:
-                return row | {
-                    "error": f"skipped: kind {part.kind} has no answer to a {question.type} question"
-                }
+                return row | {"error": f"skipped: kind {name} has no answer to a {question.type} question"}
         else:
-            return row | {"error": f"skipped: rule-based kind {part.kind} has no survey hook"}
+            return row | {"error": f"skipped: rule-based kind {name} has no survey hook"}
         row["answer"] = text
         try:
             row["value"], row["choice"] = read(question, text)

@@ -109,6 +109,7 @@ def test_a_survey_stopped_with_its_process_ends_interrupted_with_its_answers_so_
     run = service.post("/api/v1/runs", json=llm_spec(llm_stub.url, rounds=1)).json()
     wait_for_run(service, run["id"], "completed")
     llm_stub.config.latency = 0.2  # 300 agents, 64 at once: a batch of 128 takes about 0.4 s
+    before = llm_stub.served.prompt_tokens + llm_stub.served.completion_tokens
     created = service.post(f"/api/v1/runs/{run['id']}/surveys", json={"questions": [NUMBER]}).json()
     url = f"/api/v1/runs/{run['id']}/surveys/{created['id']}"
     wait_for(lambda: service.get(url).json()["answered"] >= BATCH, "a batch of answers")
@@ -116,9 +117,12 @@ def test_a_survey_stopped_with_its_process_ends_interrupted_with_its_answers_so_
     stopped = service.get(url).json()
     assert (stopped["status"], stopped["error"]) == ("interrupted", "the process asking it stopped")
     assert BATCH <= stopped["answered"] < 300
+    # The run pays for the answers stored, and for the calls of the batch cut short.
     answers = service.get(f"{url}/answers", params={"limit": 1000}).json()
-    spent = sum(a["tokens"] for a in answers["data"])
-    assert service.get(f"/api/v1/runs/{run['id']}/usage").json()["surveys"]["tokens"] == spent
+    stored = sum(a["tokens"] for a in answers["data"])
+    billed = service.get(f"/api/v1/runs/{run['id']}/usage").json()["surveys"]["tokens"]
+    served = llm_stub.served.prompt_tokens + llm_stub.served.completion_tokens - before
+    assert stored <= billed <= served  # a reply the stub sent as the call was cut is not billed
 
 
 def test_kinds_without_a_survey_hook_are_skipped_with_the_reason(service):
