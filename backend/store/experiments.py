@@ -12,9 +12,10 @@ from agents.core import sum_usage
 from agents.experiment import ExperimentSpec
 from agents.llm import LLMSpec
 from agents.spec import Budget
-from backend.domain import EventKind, RunStatus
+from backend.domain import EventKind
 from backend.store.models import EventRow, ExperimentRow, RoundRow, Run
 from backend.store.records import SPENDING_EVENTS
+from backend.store.runs import queued
 
 __all__ = [
     "budget_of",
@@ -41,28 +42,19 @@ async def create_experiment(
     )
     session.add(experiment)
     await session.flush()
-    runs = []
-    for planned in spec.plan():
-        run_spec = planned.spec
-        run = Run(
-            name=run_spec.name,
-            spec=run_spec.model_dump(mode="json"),
-            status=RunStatus.QUEUED,
-            seed=run_spec.seed,
-            agents=run_spec.population.total,
-            rounds=run_spec.rounds,
-            round=0,
-            attempts=0,
-            experiment_id=experiment.id,
-            cell=planned.cell.index,
-            replicate=planned.replicate,
-        )
-        runs.append(run)
+    runs = [
+        queued(p.spec, experiment_id=experiment.id, cell=p.cell.index, replicate=p.replicate)
+        for p in spec.plan()
+    ]
     session.add_all(runs)
     await session.flush()
-    queued = {"experiment": experiment.id}
     session.add_all(
-        EventRow(run_id=run.id, round=0, kind=EventKind.QUEUED, payload={"name": run.name, **queued})
+        EventRow(
+            run_id=run.id,
+            round=0,
+            kind=EventKind.QUEUED,
+            payload={"name": run.name, "experiment": experiment.id},
+        )
         for run in runs
     )
     await session.commit()

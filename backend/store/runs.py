@@ -25,6 +25,7 @@ __all__ = [
     "forget_after",
     "get_run",
     "list_runs",
+    "queued",
     "release_run",
     "renew_lease",
     "requeue",
@@ -50,8 +51,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def create_run(session: AsyncSession, *, spec: RunSpec) -> Run:
-    run = Run(
+def queued(spec: RunSpec, **link: Any) -> Run:
+    """A new run of `spec`, queued (`link`: its experiment, cell and replicate, if any)."""
+    return Run(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         status=RunStatus.QUEUED,
@@ -60,7 +62,12 @@ async def create_run(session: AsyncSession, *, spec: RunSpec) -> Run:
         rounds=spec.rounds,
         round=0,
         attempts=0,
+        **link,
     )
+
+
+async def create_run(session: AsyncSession, *, spec: RunSpec) -> Run:
+    run = queued(spec)
     session.add(run)
     await session.commit()
     return run
