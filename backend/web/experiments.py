@@ -1,14 +1,15 @@
 """Dashboard pages of experiments: the list, one experiment (its grid of cells, the comparison of
 its cells, the final answers, each factor's effect, pause / resume / stop, the results table to
-download)."""
+download), and the comparison of any runs chosen on the runs list."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import Field
 from starlette.responses import Response
 
 from agents.experiment import ExperimentSpec
@@ -27,6 +28,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)
 ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="an experiment's id")]
 LISTED = 100  # experiments on the list, newest first
 ENDED = ("completed", "stopped", "failed")  # an experiment's status once all its runs have ended
+MAX_COMPARED = 20  # runs compared at once: more lines than a chart can tell apart
+RunNumber = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 @router.get("/experiments", name="experiments")
@@ -140,3 +143,16 @@ async def export(
     path = await services.export_results(rt, experiment_id, format=format)
     background.add_task(services.remove_export, path)
     return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+
+
+@router.get("/runs/compare", name="compare_runs")
+async def compare_runs(
+    request: Request,
+    rt: RuntimeDep,
+    ids: Annotated[list[RunNumber], Query(min_length=1, max_length=MAX_COMPARED)],
+) -> Response:
+    """Runs chosen on the runs list, side by side: one line per run."""
+    runs = [await services.get_run(rt, run_id) for run_id in sorted(set(ids))]
+    comparison = await services.compare(rt, runs)
+    context = {"runs": runs, "comparison": comparison, "chart": comparison_chart(comparison), "unit": "run"}
+    return templates.TemplateResponse(request, "compare.html", context)

@@ -57,3 +57,14 @@ def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(pag
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 * 4
     assert {r["scenario.params.ratio"] for r in rows} == {"2/3", "1/2"}
+
+    # Two of its runs, chosen on the runs list, side by side.
+    page.get_by_role("navigation").get_by_role("link", name="Runs").click()
+    page.get_by_label("compare run #1").check()
+    page.get_by_label("compare run #3").check()
+    page.get_by_role("button", name="Compare selected").click()
+    expect(page).to_have_url(f"{site}/runs/compare?ids=3&ids=1")  # as listed, newest first
+    compared = wait_for(lambda: (c := page.evaluate(CHARTS))["lines"] and c, "the runs compared")
+    assert compared["lines"][0::2] == ["run 1: ratios [ratio=2/3] #1", "run 3: ratios [ratio=1/2] #1"]
+    assert compared["bands"] == 2  # drawn, empty: one run has no band
+    shoot("runs-compared")

@@ -189,3 +189,29 @@ def test_the_new_form_puts_a_bad_factor_beside_the_field_and_creates_a_good_one(
     found = client.get(f"/api/v1/experiments/{experiment_id}", headers=API).json()
     assert (found["name"], sum(found["runs"].values())) == ("ratios", 4)
     wait_for_experiment(client, experiment_id, "completed")
+
+
+def test_runs_chosen_on_the_list_are_compared_one_line_each(finished):
+    client, experiment = finished
+    cells = client.get(f"/api/v1/experiments/{experiment['id']}/cells", headers=API).json()["data"]
+    first, second = cells[0]["runs"][0]["id"], cells[1]["runs"][0]["id"]
+    listed = client.get("/").text
+    assert f'<input type="checkbox" name="ids" value="{first}" form="compare"' in listed
+    assert 'action="http://testserver/runs/compare"' in listed
+
+    page = client.get("/runs/compare", params={"ids": [first, second]})
+    assert page.status_code == 200
+    for run_id in (first, second):
+        assert f'/runs/{run_id}">#{run_id} ' in page.text
+    chart = charts_of(page.text)[0]
+    assert [s["label"] for s in chart["series"]] == [
+        f"run {first}: ratios [ratio=2/3] #1",
+        f"run {second}: ratios [ratio=1/2] #1",
+    ]
+    own = client.get(f"/api/v1/runs/{first}/rounds", headers=API).json()["data"]
+    assert chart["series"][0]["mean"] == [r["stats"]["avg"] for r in own]
+    assert chart["series"][0]["low"] == [None, None, None]  # one run: no band
+
+    assert client.get("/runs/compare", params={"ids": list(range(1, 22))}).status_code == 422
+    assert client.get("/runs/compare").status_code == 422
+    assert client.get("/runs/compare", params={"ids": [999999]}).status_code == 404

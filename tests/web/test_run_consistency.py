@@ -82,7 +82,9 @@ def test_the_runs_list_shows_the_round_the_run_page_shows(member):
     assert "computing round 6" in page
 
     listed = member.get("/").text
-    row = re.search(rf'<tr>\s*<td><a href="[^"]*/runs/{run["id"]}">.*?</tr>', listed, re.S)[0]
+    row = re.search(
+        rf'<tr>\s*<td><input[^>]*></td>\s*<td><a href="[^"]*/runs/{run["id"]}">.*?</tr>', listed, re.S
+    )[0]
     assert '<progress max="10" value="3">' in row
     assert "30 %" in row
     assert re.search(r"<td>3 / 10 <span class=\"computing muted\">· computing 6</span></td>", row), row
