@@ -32,15 +32,18 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sqlite_autoincrement=True,
     )
-    # SQLite adds a column that refers to another table only without the constraint (it cannot
-    # alter one in); the runs table is not copied for it (0006 says why that is delicate).
-    op.add_column("runs", sa.Column("experiment_id", Id, nullable=True))
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_foreign_key(
-            "runs_experiment_id_fkey", "runs", "experiments", ["experiment_id"], ["id"], ondelete="SET NULL"
+    # SQLite cannot add a foreign key to a table: the runs table is copied into one that has it
+    # (keeping AUTOINCREMENT, 0006), with foreign keys off, or dropping `runs` would cascade.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite and op.get_bind().execute(sa.text("PRAGMA foreign_keys")).scalar():
+        raise RuntimeError("migrate SQLite with PRAGMA foreign_keys=OFF")
+    with op.batch_alter_table("runs", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.add_column(sa.Column("experiment_id", Id, nullable=True))
+        batch.add_column(sa.Column("cell", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("replicate", sa.Integer, nullable=True))
+        batch.create_foreign_key(
+            "runs_experiment_id_fkey", "experiments", ["experiment_id"], ["id"], ondelete="SET NULL"
         )
-    op.add_column("runs", sa.Column("cell", sa.Integer, nullable=True))
-    op.add_column("runs", sa.Column("replicate", sa.Integer, nullable=True))
     op.create_index("ix_runs_experiment", "runs", ["experiment_id", "cell", "replicate"])
 
     op.create_table(
@@ -76,9 +79,8 @@ def downgrade() -> None:
     op.drop_table("surveys")
     op.drop_index("ix_runs_experiment", table_name="runs")
     with op.batch_alter_table("runs", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_constraint("runs_experiment_id_fkey", type_="foreignkey")
         batch.drop_column("replicate")
         batch.drop_column("cell")
-        if op.get_bind().dialect.name == "postgresql":
-            batch.drop_constraint("runs_experiment_id_fkey", type_="foreignkey")
         batch.drop_column("experiment_id")
     op.drop_table("experiments")

@@ -128,5 +128,6 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         assert [(e.kind, e.round) for e in kept] == [("interview", 3), ("round", 1)]
         assert await records.usage_outside_rounds(session, run_id=run.id) == {
             "interviews": {"m": {"calls": 1, "prompt_tokens": 7}},
+            "surveys": {},
             "backgrounds": {},
         }
