@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx2 as httpx
 import pytest
@@ -77,7 +78,7 @@ def _hostile_run(site: str, **changes) -> dict:
 
 def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, watch):
     """Every page of the dashboard, live parts included, with hostile text in the run's name,
-    attributes, backgrounds, the feed and the interview."""
+    attributes, backgrounds, the feed, the interview and a survey."""
     page.goto(f"{site}/login")
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     sign_in_page(page, site)
@@ -104,6 +105,20 @@ def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, wat
     page.get_by_role("button", name="Ask").click()
     expect(page.locator("#transcript .q")).to_have_text(HOSTILE)
     expect(question).to_have_value("")  # the form empties itself (static/forms.js, no inline code)
+
+    # A survey: its name, questions and options, and the groups it is broken down by.
+    questions = [
+        {"text": HOSTILE, "type": "number", "min": 0, "max": 100},
+        {"text": HOSTILE, "type": "choice", "options": [HOSTILE, "calm"]},
+    ]
+    survey = {"name": HOSTILE[:100], "questions": questions}
+    asked = httpx.post(f"{site}/api/v1/runs/{run['id']}/surveys", json=survey, headers=API, timeout=30)
+    assert asked.status_code == 202, asked.text
+    page.goto(f"{site}/runs/{run['id']}/surveys/{asked.json()['id']}?by={quote(f'mood {HOSTILE}')}")
+    expect(page.locator(".survey-status strong")).to_have_text("completed")
+    expect(page.locator("canvas[data-chart=survey]")).to_have_count(2)
+    page.goto(f"{site}/runs/{run['id']}/surveys/new")
+    expect(page.locator("ul.surveys")).to_contain_text(HOSTILE[:100])
 
     page.goto(f"{site}/cluster")
     expect(page.get_by_role("heading", name="Cluster")).to_be_visible()
