@@ -4,9 +4,10 @@ draws the comparison of its cells and their final answers, and gives its results
 
 import csv
 
+import httpx2 as httpx
 from playwright.sync_api import expect
 
-from tests.conftest import sign_in_page
+from tests.conftest import API, sign_in_page, spec_data
 from tests.waiting import wait_for
 
 # What the charts show, read from Chart.js (a function: the CSP refuses eval).
@@ -62,6 +63,11 @@ def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(pag
     page.get_by_role("navigation").get_by_role("link", name="Runs").click()
     page.get_by_label("compare run #1").check()
     page.get_by_label("compare run #3").check()
+    # A new run sends the rows again: the boxes stay ticked.
+    httpx.post(f"{site}/api/v1/runs", json=spec_data(name="another", rounds=1), headers=API, timeout=30)
+    expect(page.get_by_label("compare run #5")).to_be_visible()
+    expect(page.get_by_label("compare run #1")).to_be_checked()
+    expect(page.get_by_label("compare run #3")).to_be_checked()
     page.get_by_role("button", name="Compare selected").click()
     expect(page).to_have_url(f"{site}/runs/compare?ids=3&ids=1")  # as listed, newest first
     compared = wait_for(lambda: (c := page.evaluate(CHARTS))["lines"] and c, "the runs compared")
