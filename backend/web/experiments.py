@@ -4,7 +4,6 @@ download), and the comparison of any runs chosen on the runs list."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
@@ -12,7 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import Field
 from starlette.responses import Response
 
-from agents.experiment import ExperimentSpec
+from agents.experiment import ExperimentSpec, shown
 from backend import services
 from backend.deps import RuntimeDep
 from backend.domain import FINAL, IllegalTransition
@@ -47,11 +46,6 @@ def _ended(progress: dict[str, Any]) -> int:
     return sum(n for run_status, n in progress["runs"].items() if run_status in FINAL)
 
 
-def _show(value: Any) -> str:
-    """A factor's value as the spec has it: text as it is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 async def _live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
     """What the experiment's page shows that changes as its runs go: status, progress, controls,
     the grid of cells, the charts and the effects."""
@@ -65,7 +59,7 @@ async def _live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
         "progress": progress | {"ended": _ended(progress), "total": sum(progress["runs"].values())},
         "ended": progress["status"] in ENDED,
         "paths": paths,
-        "grid": [([_show(cell.values[p]) for p in paths], runs) for cell, runs in cells],
+        "grid": [([shown(cell.values[p]) for p in paths], runs) for cell, runs in cells],
         "comparison": comparison,
         "chart": comparison_chart(comparison),
         "unit": "cell",
