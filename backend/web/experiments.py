@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Path, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import Field
 from starlette.responses import Response
@@ -19,6 +19,7 @@ from backend.runtime import Runtime
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.render import page_or_fragment, templates, wants_fragment
+from backend.web.runs import budget_of_form
 
 __all__ = ["router"]
 
@@ -53,11 +54,13 @@ async def _live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
     progress = await services.experiment_progress(rt, experiment)
     cells = await services.cells(rt, experiment_id)
     comparison = await services.experiment_comparison(rt, experiment_id)
-    paths = [p for factor in ExperimentSpec.stored(experiment.spec).factors() for p in factor.paths]
+    spec = ExperimentSpec.stored(experiment.spec)
+    paths = [p for factor in spec.factors() for p in factor.paths]
     return {
         "experiment": experiment,
         "progress": progress | {"ended": _ended(progress), "total": sum(progress["runs"].values())},
         "ended": progress["status"] in ENDED,
+        "budget": spec.budget,
         "paths": paths,
         "grid": [([shown(cell.values[p]) for p in paths], runs) for cell, runs in cells],
         "comparison": comparison,
@@ -110,14 +113,21 @@ async def experiment_page(request: Request, rt: RuntimeDep, experiment_id: Exper
     "/experiments/{experiment_id}/{action}", name="experiment_control", dependencies=[Depends(verify_csrf)]
 )
 async def control(
-    request: Request, rt: RuntimeDep, experiment_id: ExperimentId, action: Literal["pause", "resume", "stop"]
+    request: Request,
+    rt: RuntimeDep,
+    experiment_id: ExperimentId,
+    action: Literal["pause", "resume", "stop"],
+    tokens: Annotated[str, Form(max_length=20)] = "",
+    cost: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """The experiment's buttons: the command goes to all its runs at once; the answer is its live
-    part with what became of it (a form sent without htmx goes back to the page)."""
+    part with what became of it (a form sent without htmx goes back to the page). Resuming may
+    carry a new budget for all its runs (`tokens`, `cost`), for an experiment that spent its own."""
     try:
-        await services.control_experiment(rt, experiment_id, action)
+        budget = budget_of_form(tokens, cost) if action == "resume" else None
+        await services.control_experiment(rt, experiment_id, action, budget=budget)
         notice = f"{action} sent to every run concerned: it takes effect at their next round boundary"
-    except IllegalTransition as e:
+    except (IllegalTransition, ValueError) as e:
         notice = str(e)
     if not wants_fragment(request):
         target = request.url_for("experiment", experiment_id=experiment_id)

@@ -21,7 +21,7 @@ from backend.web.csrf import verify_csrf
 from backend.web.figures import figure
 from backend.web.render import page_or_fragment, templates
 
-__all__ = ["UNFINISHED", "following_context", "router"]
+__all__ = ["UNFINISHED", "budget_of_form", "following_context", "router"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
@@ -221,7 +221,7 @@ async def control(
     """The run page's buttons: send the command, answer with the refreshed live part. Resuming
     may carry a new budget (`tokens`, `cost`), for a run paused because it spent its own."""
     try:
-        budget = _budget(tokens, cost) if action == "resume" else None
+        budget = budget_of_form(tokens, cost) if action == "resume" else None
         before = await services.get_run(rt, run_id)
         after = await services.control(rt, run_id, action, budget=budget)
         notice = f"{action} sent: it takes effect at the next round boundary"
@@ -236,8 +236,8 @@ async def control(
     return templates.TemplateResponse(request, "run_live.html", context)
 
 
-def _budget(tokens: str, cost: str) -> dict[str, float] | None:
-    """A budget from the resume form's fields (None when both are empty)."""
+def budget_of_form(tokens: str, cost: str) -> dict[str, float] | None:
+    """A budget from a resume form's fields (None when both are empty)."""
     budget: dict[str, float] = {}
     try:
         if tokens.strip():

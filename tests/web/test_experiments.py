@@ -129,9 +129,10 @@ def test_a_missing_experiment_is_a_page_saying_so(finished):
     assert client.get("/experiments/999999").status_code == 404
 
 
-def test_the_page_follows_an_experiment_and_its_buttons_pause_and_stop_it(finished):
+def test_the_page_follows_an_experiment_and_its_buttons_pause_resume_and_stop_it(finished):
     client, _ = finished
-    data = experiment_data(name="to stop", base=spec_data(rounds=50, **{"population.total": 200}))
+    base = spec_data(rounds=50, **{"population.total": 200})
+    data = experiment_data(name="to stop", base=base, budget={"tokens": 1000})
     experiment = client.post("/api/v1/experiments", json=data, headers=API).json()
     url = f"/experiments/{experiment['id']}"
     page = client.get(url).text
@@ -142,6 +143,13 @@ def test_the_page_follows_an_experiment_and_its_buttons_pause_and_stop_it(finish
     assert paused.text.lstrip().startswith('<div id="experiment-live"')  # the live part alone
     assert "pause sent" in paused.text
     assert ">Resume</button>" in paused.text
+    assert '<input type="number" name="tokens" min="1" value="1000">' in paused.text  # its budget
+    resumed = client.post(f"{url}/resume", data={"csrf": csrf, "tokens": "5,000"}, headers=fragment)
+    assert "resume sent" in resumed.text
+    spec = client.get(f"/api/v1/experiments/{experiment['id']}", headers=API).json()["spec"]
+    assert spec["budget"]["tokens"] == 5000
+    refused = client.post(f"{url}/resume", data={"csrf": csrf, "tokens": "lots"}, headers=fragment)
+    assert "a budget is a number of tokens and a cost" in refused.text
     # Without htmx, the form goes back to the page.
     stopped = client.post(f"{url}/stop", data={"csrf": csrf})
     assert (stopped.status_code, stopped.headers["location"]) == (303, f"http://testserver{url}")
