@@ -40,6 +40,10 @@ def test_a_survey_from_the_run_page_draws_its_charts(page, site, llm_stub, shoot
     second.get_by_label("Question", exact=True).fill("Will the mean fall next round?")
     second.get_by_label("Answered with").select_option("choice")
     second.get_by_label("Options, one a line").fill("Yes\nNo\nNot sure")
+    # One more slot, and what was typed stays.
+    page.get_by_role("button", name="Add a question").click()
+    expect(page.locator("fieldset.question")).to_have_count(4)
+    expect(second.get_by_label("Options, one a line")).to_have_value("Yes\nNo\nNot sure")
     shoot("survey-new")
     page.get_by_role("button", name="Ask the agents").click()
 
