@@ -4,6 +4,7 @@ nothing, no page breaks the policy or reaches beyond the site, the API docs work
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -78,7 +79,7 @@ def _hostile_run(site: str, **changes) -> dict:
 
 def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, watch):
     """Every page of the dashboard, live parts included, with hostile text in the run's name,
-    attributes, backgrounds, the feed, the interview and a survey."""
+    attributes, backgrounds, the feed, the interview, a survey and an experiment."""
     page.goto(f"{site}/login")
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     sign_in_page(page, site)
@@ -86,7 +87,7 @@ def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, wat
     page.goto(f"{site}/runs/{run['id']}")  # while it runs: the live feed and chart follow it
     expect(page.locator("#run-live .status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("canvas").first).to_be_visible()
-    httpx.post(f"{site}/api/v1/runs", json=spec_data(name=HOSTILE), headers=API, timeout=30)
+    other = httpx.post(f"{site}/api/v1/runs", json=spec_data(name=HOSTILE), headers=API, timeout=30).json()
     page.goto(f"{site}/")
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     expect(page.get_by_text(HOSTILE).first).to_be_visible()
@@ -119,6 +120,25 @@ def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, wat
     expect(page.locator("canvas[data-chart=survey]")).to_have_count(2)
     page.goto(f"{site}/runs/{run['id']}/surveys/new")
     expect(page.locator("ul.surveys")).to_contain_text(HOSTILE[:100])
+
+    # An experiment: its name, and a factor's values in its grid, charts and effects; the new
+    # experiment's problems; runs compared.
+    base = spec_data(rounds=2, placement={"hosts": 1}, **{"population.total": 200})
+    vary = {"population.background": [f"{{name}} says {HOSTILE}", "{name} plays"]}
+    data = {"name": f"experiment {HOSTILE}", "base": base, "vary": vary}
+    made = httpx.post(f"{site}/api/v1/experiments", json=data, headers=API, timeout=30)
+    assert made.status_code == 201, made.text
+    page.goto(f"{site}/experiments/{made.json()['id']}")  # while it runs: the page follows it
+    expect(page.locator("#experiment-live > p .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("canvas[data-chart=final]")).to_have_count(2)
+    expect(page.locator("table.cells")).to_contain_text(HOSTILE)
+    page.goto(f"{site}/experiments")
+    expect(page.get_by_text(f"experiment {HOSTILE}")).to_be_visible()
+    page.goto(f"{site}/experiments/new")
+    page.get_by_label("Experiment spec").fill(json.dumps({"name": HOSTILE, "base": {HOSTILE: 1}}))
+    expect(page.locator("#err-spec")).to_contain_text(HOSTILE)
+    page.goto(f"{site}/runs/compare?ids={run['id']}&ids={other['id']}")
+    expect(page.locator("ul.compared")).to_contain_text(HOSTILE)
 
     page.goto(f"{site}/cluster")
     expect(page.get_by_role("heading", name="Cluster")).to_be_visible()
