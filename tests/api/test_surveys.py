@@ -176,3 +176,20 @@ def test_a_survey_nobody_asks_any_more_is_interrupted_when_read(finished):
     read = client.get(f"/api/v1/runs/{run['id']}/surveys/{survey_id}").json()
     assert (read["status"], read["error"]) == ("interrupted", "the process asking it stopped")
     assert read["finished_at"] is not None
+
+
+def test_a_running_run_is_surveyed_at_its_latest_recorded_round_and_goes_on(finished):
+    client, _ = finished
+    probes = [{"kind": "probe", "share": 100, "params": {"delay": 0.1}}]
+    spec = spec_data(name="still going", rounds=100, **{"population.total": 50, "population.kinds": probes})
+    run = client.post("/api/v1/runs", json=spec).json()
+    wait_for_run(client, run["id"], "running", done=lambda r: r["round"] >= 2)
+    try:
+        survey = asked(client, run, {"questions": [NUMBER]})
+        assert survey["status"] == "completed"
+        assert survey["round"] >= 2
+        assert survey["questions"][0]["n"] == 50  # each probe's last guess
+        later = wait_for_run(client, run["id"], "running", done=lambda r: r["round"] > survey["round"])
+        assert later["status"] == "running"
+    finally:
+        client.post(f"/api/v1/runs/{run['id']}/stop")
