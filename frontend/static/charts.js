@@ -143,6 +143,9 @@
       options: {
         animation: false,
         responsive: true,
+        // As tall as its figure (myriad.css), not half its width: the legend of many lines would
+        // leave a phone's chart no room.
+        maintainAspectRatio: false,
         plugins: {
           legend: { labels: { usePointStyle: true, pointStyle: "line", pointStyleWidth: 32, filter: (item, shown) => !shown.datasets[item.datasetIndex].band } },
           tooltip: { filter: (item) => !item.dataset.band },

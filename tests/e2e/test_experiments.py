@@ -74,3 +74,11 @@ def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(pag
     assert compared["lines"][0::2] == ["run 1: ratios [ratio=2/3] #1", "run 3: ratios [ratio=1/2] #1"]
     assert compared["bands"] == 2  # drawn, empty: one run has no band
     shoot("runs-compared")
+
+    # On a phone, nothing is wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for address in ("/experiments", "/experiments/1", "/experiments/new", "/runs/compare?ids=1&ids=3"):
+        page.goto(f"{site}{address}")
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"{address} is {widths[0]} px wide on a {widths[1]} px screen"
+    shoot("experiment-phone")
