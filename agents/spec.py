@@ -6,7 +6,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -58,10 +58,13 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, patte
 
 
 class SpecError(ValueError):
-    """A spec that cannot run; `problems` holds one line per field, as `path: what is wrong`."""
+    """A spec that cannot run; `problems` holds one line per field, as `path: what is wrong`.
+    Other specs (a survey's) say what they are in `what`."""
+
+    what: ClassVar[str] = "run spec"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid run spec:\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(f"invalid {self.what}:\n" + "\n".join(f"  {p}" for p in problems))
         self.problems = problems
 
     def by_field(self) -> list[tuple[str, str]]:

@@ -54,9 +54,7 @@ Option = Annotated[
 class SurveySpecError(SpecError):
     """A survey that cannot be asked; `problems` holds one line per field, as `path: what is wrong`."""
 
-    def __init__(self, problems: list[str]) -> None:
-        ValueError.__init__(self, "invalid survey:\n" + "\n".join(f"  {p}" for p in problems))
-        self.problems = problems
+    what = "survey"
 
 
 class Question(_Strict):
