@@ -68,3 +68,4 @@ def test_a_survey_from_the_run_page_draws_its_charts(page, site, llm_stub, shoot
 
     two = wait_for(per_gender, "a set of bars per gender")
     assert [sum(counts) for counts in two[0]["counts"]] == [150, 150]
+    shoot("survey-by-gender")
