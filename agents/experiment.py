@@ -32,6 +32,7 @@ __all__ = [
     "Planned",
     "load_experiment",
     "replicate_seed",
+    "shown",
 ]
 
 MAX_RUNS = 1_000  # cells × replicates
