@@ -168,6 +168,8 @@ class _Asking:
                     payload=self._payload("running"),
                 )
                 await session.commit()
+            # Into the run page's feed, which reads the stored events when the live layer says so.
+            await tell(self.rt.live.emit(self.run_id, EventKind.SURVEY, self.round, self._payload("running")))
             for start in range(0, len(self.ids), BATCH):
                 if reason := await self._spent():
                     status, error = "budget", reason
@@ -266,7 +268,6 @@ class _Asking:
                     session, event_id=self.event_id, payload=self._payload(status)
                 )
             await session.commit()
-        await tell(self.rt.live.emit(self.run_id, EventKind.SURVEY, self.round, self._payload(status)))
 
 
 # -- reading ---------------------------------------------------------------------------------------
