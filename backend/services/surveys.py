@@ -57,6 +57,7 @@ CONCURRENCY = 64  # answers asked at once
 BATCH = 128  # agents asked between two writes: how often a survey's page sees answers arrive
 RECENT = 5  # recorded rounds an agent recalls when it answers
 SAMPLES = 5  # free-text answers shown per question
+MAX_BINS = 20  # of a number question's histogram
 ASKER_GONE = "the process asking it stopped"
 PRESENCE = 30.0  # seconds a survey's asker is taken to be alive after it last said so
 # A survey reads what the run has recorded: a queued run has nothing yet, a failed one is to be
@@ -388,9 +389,6 @@ def _summarize(
     return summary
 
 
-MAX_BINS = 20
-
-
 def _numbers(values: Sequence[tuple[float, int]], low: float, high: float) -> dict[str, Any]:
     """n, mean, sd (sample), min, max and a histogram over [low, high] of (value, count) pairs:
     one bin per whole number when the range holds at most `MAX_BINS + 1` of them and every value
@@ -410,8 +408,7 @@ def _numbers(values: Sequence[tuple[float, int]], low: float, high: float) -> di
         and all(v.is_integer() for v, _ in values)
     )
     if whole:
-        edges = [low + i for i in range(int(high - low) + 2)]
-        labels = [f"{e:g}" for e in edges[:-1]]
+        labels = [f"{low + i:g}" for i in range(int(high - low) + 1)]
     else:
         width = (high - low) / MAX_BINS
         edges = [low + i * width for i in range(MAX_BINS + 1)]
