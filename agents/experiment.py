@@ -45,9 +45,7 @@ Levels = Annotated[list[Any], Field(min_length=1, max_length=MAX_LEVELS)]
 
 
 class ExperimentError(SpecError):
-    def __init__(self, problems: list[str]) -> None:
-        ValueError.__init__(self, "invalid experiment spec:\n" + "\n".join(f"  {p}" for p in problems))
-        self.problems = problems
+    what = "experiment spec"
 
 
 @dataclass(frozen=True)
