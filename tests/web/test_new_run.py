@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from backend.web.new_run import PRESETS
+from backend.web.run_form import PRESETS
 from tests.conftest import TOKEN, csrf_of
 
 FORM = {
