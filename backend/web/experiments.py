@@ -21,7 +21,7 @@ from backend.web.csrf import verify_csrf
 from backend.web.render import page_or_fragment, templates, wants_fragment
 from backend.web.runs import budget_of_form
 
-__all__ = ["router"]
+__all__ = ["ExperimentId", "live_context", "router"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
@@ -47,7 +47,7 @@ def _ended(progress: dict[str, Any]) -> int:
     return sum(n for run_status, n in progress["runs"].items() if run_status in FINAL)
 
 
-async def _live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
+async def live_context(rt: Runtime, experiment_id: int) -> dict[str, Any]:
     """What the experiment's page shows that changes as its runs go: status, progress, controls,
     the grid of cells, the charts and the effects."""
     experiment = await services.get_experiment(rt, experiment_id)
@@ -105,7 +105,7 @@ def comparison_chart(comparison: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/experiments/{experiment_id}", name="experiment")
 async def experiment_page(request: Request, rt: RuntimeDep, experiment_id: ExperimentId) -> Response:
-    context = await _live_context(rt, experiment_id) | {"formats": services.EXPORT_FORMATS}
+    context = await live_context(rt, experiment_id) | {"formats": services.EXPORT_FORMATS}
     return page_or_fragment(request, "experiment.html", "experiment_live.html", context)
 
 
@@ -132,7 +132,7 @@ async def control(
     if not wants_fragment(request):
         target = request.url_for("experiment", experiment_id=experiment_id)
         return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
-    context = await _live_context(rt, experiment_id) | {"notice": notice}
+    context = await live_context(rt, experiment_id) | {"notice": notice}
     return templates.TemplateResponse(request, "experiment_live.html", context)
 
 

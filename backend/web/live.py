@@ -1,5 +1,6 @@
 """Server-sent events that keep open pages current: each sends a page's fragments again when
-they change, read from the live layer, so a page left open follows its run without reloading."""
+they change, read from the live layer (an experiment's, from its runs' rows in the database), so
+a page left open follows its run or experiment without reloading."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from backend import services
 from backend.deps import RunId, RuntimeDep
 from backend.runtime import Runtime
-from backend.web import cluster, runs
+from backend.web import cluster, experiments, runs
 from backend.web.auth import require_login
+from backend.web.experiments import ExperimentId
 from backend.web.render import render
 
 __all__ = ["router"]
@@ -94,3 +96,32 @@ async def run_stream(
         if not context["unfinished"]:
             yield ServerSentEvent(raw_data="", event="done")
             return
+
+
+async def _experiment(rt: RuntimeDep, experiment_id: ExperimentId) -> int:
+    """An experiment that is there: a missing one is a 404 before the stream starts."""
+    await services.get_experiment(rt, experiment_id)
+    return experiment_id
+
+
+@router.get("/experiments/{experiment_id}", name="experiment_stream", response_class=EventSourceResponse)
+async def experiment_stream(
+    request: Request, rt: RuntimeDep, experiment_id: Annotated[int, Depends(_experiment)]
+) -> AsyncIterator[ServerSentEvent]:
+    """An experiment's page: its live part whenever it is paused or resumed or one of its runs
+    changes status or round; "done" once it has ended. An experiment has no event stream: its
+    state is its runs' rows, so they are read every tick, and the page (its charts and effects
+    read every run's rounds) rendered again only when they changed."""
+    seen = None
+    while not _closing(request):
+        experiment = await services.get_experiment(rt, experiment_id)
+        runs_now = await services.runs_of(rt, experiment_id)
+        now = (experiment.paused, [(run.id, run.status, run.round) for run in runs_now])
+        if now != seen:
+            seen = now
+            context = await experiments.live_context(rt, experiment_id)
+            yield ServerSentEvent(raw_data=render(request, "experiment_live.html", context), event="progress")
+            if context["ended"]:
+                yield ServerSentEvent(raw_data="", event="done")
+                return
+        await asyncio.sleep(TICK)

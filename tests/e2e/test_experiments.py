@@ -1,6 +1,7 @@
 """An experiment in a real browser: made from the new-experiment form (what it makes, and a bad
-factor refused beside the field, as the spec is typed), its page fills its grid as the runs go,
-draws the comparison of its cells and their final answers, and gives its results table."""
+factor refused beside its row, as the form is filled in), its page fills its grid live (its
+stream) as the runs go, draws the comparison of its cells and their final answers, and gives its
+results table."""
 
 import csv
 
@@ -30,20 +31,38 @@ def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(pag
     plan = page.locator("#experiment-plan")
     expect(plan).to_contain_text("This makes 4 runs, 4,000 agents in all.")
 
-    spec = page.get_by_label("Experiment spec")
-    example = spec.input_value()
-    spec.fill(example.replace('["2/3", "1/2"]', '["2/3", "x"]'))
-    expect(plan).to_contain_text("vary.scenario.params.ratio: x: Input is not a valid fraction")
-    expect(spec).to_have_attribute("aria-invalid", "true")
+    values = page.get_by_label("values of factor 1")
+    expect(values).to_have_value("2/3, 1/2")
+    values.fill("2/3, x")
+    beside = page.locator("tr", has=values).locator(".field-error")
+    expect(beside).to_have_text("x: Input is not a valid fraction")
+    expect(values).to_have_attribute("aria-invalid", "true")
+    expect(plan).to_contain_text("see the fields marked in red")
     shoot("new-experiment-error")
-    spec.fill(example.replace("total: 1000", "total: 500").replace("rounds: 5", "rounds: 4"))
+    values.fill("2/3, 1/2")
+    page.get_by_label("Name", exact=True).fill("ratios")
+    page.get_by_label("Agents", exact=True).fill("500")
+    page.get_by_label("Rounds", exact=True).fill("4")
+    page.get_by_label("Runs at a time").fill("1")  # one after another: the grid fills run by run
     expect(plan).to_contain_text("This makes 4 runs, 2,000 agents in all.")
-    expect(spec).not_to_have_attribute("aria-invalid", "true")
+    expect(values).not_to_have_attribute("aria-invalid", "true")
+    expect(beside).to_be_empty()
+    page.get_by_role("button", name="Add factor").click()
+    expect(page.get_by_label("path of factor 2")).to_have_value("")
     page.get_by_role("button", name="Queue its runs").click()
 
     expect(page.get_by_role("heading", name="Experiment #1")).to_be_visible()
+    page.evaluate("() => { window.notReloaded = true; }")
+    # The grid fills as the runs go, sent by the page's stream: a run has ended while others wait.
+    page.wait_for_function(
+        """() => document.querySelectorAll("ul.replicates .status.completed").length >= 1
+            && document.querySelectorAll("ul.replicates .status.queued").length >= 1""",
+        timeout=120_000,
+    )
+    shoot("experiment-filling")
     expect(page.locator("#experiment-live > p .status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("ul.replicates .status.completed")).to_have_count(4)
+    assert page.evaluate("() => window.notReloaded") is True
     charts = wait_for(lambda: (c := page.evaluate(CHARTS))["rounds"] == [1, 2, 3, 4] and c, "the comparison")
     assert charts["lines"] == ["ratio=2/3", "ratio=2/3: target", "ratio=1/2", "ratio=1/2: target"]
     assert charts["bands"] == 2
@@ -74,6 +93,12 @@ def test_an_experiment_from_the_form_fills_its_grid_and_draws_the_comparison(pag
     assert compared["lines"][0::2] == ["run 1: ratios [ratio=2/3] #1", "run 3: ratios [ratio=1/2] #1"]
     assert compared["bands"] == 2  # drawn, empty: one run has no band
     shoot("runs-compared")
+
+    # A run's page makes an experiment of its run.
+    page.goto(f"{site}/runs/1")
+    page.get_by_role("link", name="Make an experiment of this run").click()
+    expect(page.get_by_label("Agents", exact=True)).to_have_value("500")
+    expect(page.locator("#experiment-plan")).to_contain_text("This makes 4 runs, 2,000 agents in all.")
 
     # On a phone, nothing is wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -135,8 +135,11 @@ def test_hostile_text_runs_nothing_and_no_page_breaks_the_policy(page, site, wat
     page.goto(f"{site}/experiments")
     expect(page.get_by_text(f"experiment {HOSTILE}")).to_be_visible()
     page.goto(f"{site}/experiments/new")
+    page.get_by_label("values of factor 1").fill(f"2/3, {json.dumps(HOSTILE)}")
+    expect(page.locator("#err-factors-0")).to_contain_text(HOSTILE)
+    page.get_by_text("Or paste an experiment spec").click()
     page.get_by_label("Experiment spec").fill(json.dumps({"name": HOSTILE, "base": {HOSTILE: 1}}))
-    expect(page.locator("#err-spec")).to_contain_text(HOSTILE)
+    expect(page.locator("#err-pasted")).to_contain_text(HOSTILE)
     page.goto(f"{site}/runs/compare?ids={run['id']}&ids={other['id']}")
     expect(page.locator("ul.compared")).to_contain_text(HOSTILE)
 

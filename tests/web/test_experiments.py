@@ -6,12 +6,15 @@ import html
 import io
 import json
 import re
+import threading
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
-from tests.conftest import API, driving_app, driving_settings, sign_in, spec_data
+from tests.conftest import API, csrf_of, driving_app, driving_settings, sign_in, spec_data
 from tests.waiting import wait_for
+from tests.web.test_new_run import FORM, slot
 
 
 def experiment_data(**changes) -> dict:
@@ -78,7 +81,7 @@ def test_the_page_shows_every_run_in_its_cell_the_charts_and_the_effects(finishe
         for run in cell["runs"]:
             assert f'/runs/{run["id"]}">#{run["id"]}</a>' in row
             assert "completed</span> 3/3" in row
-    assert "hx-trigger" not in page.text  # ended: nothing to follow
+    assert "sse-connect" not in page.text  # ended: nothing to follow
 
     comparison, *finals = charts_of(page.text)
     results = client.get(f"/api/v1/experiments/{experiment['id']}/results", headers=API).json()
@@ -136,7 +139,7 @@ def test_the_page_follows_an_experiment_and_its_buttons_pause_resume_and_stop_it
     experiment = client.post("/api/v1/experiments", json=data, headers=API).json()
     url = f"/experiments/{experiment['id']}"
     page = client.get(url).text
-    assert 'hx-trigger="every 2s"' in page  # not ended: it asks for itself again
+    assert f'sse-connect="http://testserver/live{url}"' in page  # not ended: its stream follows it
     csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
     fragment = {"HX-Request": "true", "HX-Target": "experiment-live"}
     paused = client.post(f"{url}/pause", data={"csrf": csrf}, headers=fragment)
@@ -150,53 +153,183 @@ def test_the_page_follows_an_experiment_and_its_buttons_pause_resume_and_stop_it
     assert spec["budget"]["tokens"] == 5000
     refused = client.post(f"{url}/resume", data={"csrf": csrf, "tokens": "lots"}, headers=fragment)
     assert "a budget is a number of tokens and a cost" in refused.text
-    # Without htmx, the form goes back to the page.
-    stopped = client.post(f"{url}/stop", data={"csrf": csrf})
-    assert (stopped.status_code, stopped.headers["location"]) == (303, f"http://testserver{url}")
+    # Without htmx, the form goes back to the page; the page's stream sends the stop as it happens.
+    stopped = []
+    stopper = threading.Timer(1.5, lambda: stopped.append(client.post(f"{url}/stop", data={"csrf": csrf})))
+    stopper.start()
+    with client.stream("GET", f"/live{url}") as stream:
+        text = stream.read().decode()
+    stopper.join()
+    assert (stopped[0].status_code, stopped[0].headers["location"]) == (303, f"http://testserver{url}")
+    events = re.findall(r"^event: (\w+)$", text, re.M)
+    assert events[-1] == "done"
+    assert set(events[:-1]) == {"progress"}
+    first, *_, last = text.split("event: progress")[1:]  # as the page shows it, then the stop
+    assert 'class="status stopped"' not in first
+    assert '<span class="status stopped">stopped</span>' in last
     wait_for_experiment(client, experiment["id"], "stopped")
     page = client.get(url).text
-    assert "hx-trigger" not in page
+    assert "sse-connect" not in page
     assert ">Stop</button>" not in page
+
+
+def test_the_stream_of_an_ended_experiment_sends_its_live_part_then_done(finished):
+    client, experiment = finished
+    with client.stream("GET", f"/live/experiments/{experiment['id']}") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        text = stream.read().decode()
+    assert re.findall(r"^event: (\w+)$", text, re.M) == ["progress", "done"]
+    assert 'data: <div id="experiment-live">' in text
+    assert client.get("/live/experiments/999999").status_code == 404
+
+
+def experiment_form(csrf: str, **changes: str) -> dict[str, str]:
+    """The new-experiment form: the new-run form's fields, two factors and the experiment's own
+    (4 cells of one run each: 600 agents in all)."""
+    factors = {
+        "factor.0.path": "scenario.params.ratio",
+        "factor.0.values": "2/3, 1/2",
+        "factor.1.path": "population.total",
+        "factor.1.values": "100, 200",
+    }
+    own = {"replicates": "1", "max_parallel": "4", "experiment_tokens": "1,000"}
+    return FORM | {"hosts": "1", "csrf": csrf} | factors | own | changes
 
 
 def spec_of(page: str) -> str:
     return html.unescape(re.search(r'<textarea name="spec"[^>]*>(.*?)</textarea>', page, re.S)[1])
 
 
-def test_the_new_form_says_what_the_example_makes(finished):
+def input_of(page: str, name: str) -> str:
+    return re.search(rf'<input[^>]* name="{re.escape(name)}"[^>]*>', page)[0]
+
+
+def test_the_new_form_is_the_run_form_with_an_example_factor(finished):
     client, _ = finished
     page = client.get("/experiments/new")
     assert page.status_code == 200
-    assert "scenario.params.ratio: [&#34;2/3&#34;, &#34;1/2&#34;]" in page.text  # the example, prefilled
+    assert page.context["errors"] == {}
+    assert 'value="scenario.params.ratio"' in input_of(page.text, "factor.0.path")
+    assert 'value="2/3, 1/2"' in input_of(page.text, "factor.0.values")
+    assert 'value="2"' in input_of(page.text, "replicates")
+    assert 'value="1000"' in input_of(page.text, "total")  # the 1,000-agent preset
+    assert ">Add kind</button>" in page.text
+    assert ">Add factor</button>" in page.text
     assert "This makes <strong>4 runs</strong>, <strong>4,000 agents</strong> in all." in page.text
+    pasted = yaml.safe_load(spec_of(page.text))  # the same experiment, as a spec to paste instead
+    assert (pasted["vary"], pasted["replicates"]) == ({"scenario.params.ratio": ["2/3", "1/2"]}, 2)
+    assert 'value="100000"' in input_of(client.get("/experiments/new?preset=probe").text, "total")
 
 
-def test_the_new_form_puts_a_bad_factor_beside_the_field_and_creates_a_good_one(finished):
+def test_the_form_says_what_it_makes_and_puts_each_problem_beside_its_field(finished):
     client, _ = finished
-    form = client.get("/experiments/new").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form)[1]
-    example = spec_of(form)
-    bad = example.replace('["2/3", "1/2"]', '["2/3", "x"]')
-    problem = "<li><code>vary.scenario.params.ratio</code>: x: Input is not a valid fraction</li>"
-
-    checked = client.post("/experiments/new/check", data={"spec": bad, "csrf": csrf})
+    csrf = csrf_of(client.get("/experiments/new").text)
+    checked = client.post("/experiments/new/check", data=experiment_form(csrf))
     assert checked.status_code == 200
-    assert problem in checked.text
+    assert "This makes <strong>4 runs</strong>, <strong>600 agents</strong> in all." in checked.text
+    assert slot(checked.text, "factors.0") == slot(checked.text, "factors.1") == ""
+
+    bad = experiment_form(csrf, **{"factor.0.values": "2/3, x"})
+    checked = client.post("/experiments/new/check", data=bad)
     assert "This makes" not in checked.text
+    assert "see the fields marked in red" in checked.text
+    assert slot(checked.text, "factors.0") == "x: Input is not a valid fraction"  # beside its row
+    assert slot(checked.text, "factors.1") == ""
+    checked = client.post("/experiments/new/check", data=experiment_form(csrf, rounds="0", replicates="many"))
+    assert slot(checked.text, "experiment.replicates") == "“many” is not a number"
+    checked = client.post("/experiments/new/check", data=experiment_form(csrf, rounds="0"))
+    # A base field's problem is beside that field.
+    assert slot(checked.text, "rounds") == "Input should be greater than or equal to 1"
+    unread = experiment_form(csrf, **{"factor.1.path": "seed", "factor.1.values": "[1"})
+    assert slot(client.post("/experiments/new/check", data=unread).text, "factors.1").startswith(
+        "not valid YAML"
+    )
+    twice = experiment_form(csrf, **{"factor.1.path": "scenario.params.ratio"})
+    checked = client.post("/experiments/new/check", data=twice)
+    assert slot(checked.text, "factors.1") == "scenario.params.ratio is varied in an earlier row"
 
-    refused = client.post("/experiments/new", data={"spec": bad, "csrf": csrf})
+    refused = client.post("/experiments/new", data=bad)
     assert refused.status_code == 422
-    assert problem in refused.text
-    assert 'aria-invalid="true"' in refused.text
-    assert spec_of(refused.text) == bad  # as typed, to mend
+    row = input_of(refused.text, "factor.0.values")
+    assert 'value="2/3, x"' in row  # as typed, to mend
+    assert 'aria-invalid="true"' in row
+    assert "x: Input is not a valid fraction" in refused.text
 
-    small = example.replace("total: 1000", "total: 100").replace("rounds: 5", "rounds: 2")
-    created = client.post("/experiments/new", data={"spec": small, "csrf": csrf})
+
+def test_the_form_adds_factor_rows_and_drops_cleared_ones(finished):
+    client, _ = finished
+    csrf = csrf_of(client.get("/experiments/new").text)
+    form = client.post(
+        "/experiments/new/form", data=experiment_form(csrf, add="factor", **{"factor.0.path": ""})
+    )
+    assert 'value="population.total"' in input_of(form.text, "factor.0.path")
+    assert 'value=""' in input_of(form.text, "factor.1.path")  # the row added
+    assert 'name="factor.2.path"' not in form.text
+
+
+def test_a_good_form_queues_the_experiment_with_its_factors(finished):
+    client, _ = finished
+    csrf = csrf_of(client.get("/experiments/new").text)
+    created = client.post("/experiments/new", data=experiment_form(csrf))
     assert created.status_code == 303
     experiment_id = int(created.headers["location"].rsplit("/", 1)[1])
     found = client.get(f"/api/v1/experiments/{experiment_id}", headers=API).json()
-    assert (found["name"], sum(found["runs"].values())) == ("ratios", 4)
+    spec = found["spec"]
+    assert spec["vary"] == {"scenario.params.ratio": ["2/3", "1/2"], "population.total": [100, 200]}
+    assert (spec["name"], spec["replicates"], spec["seed"], spec["max_parallel"]) == (
+        "from the form",
+        1,
+        11,
+        4,
+    )
+    assert spec["budget"]["tokens"] == 1000
+    assert spec["base"]["rounds"] == 3
+    assert sum(found["runs"].values()) == 4
     wait_for_experiment(client, experiment_id, "completed")
+
+
+def test_a_pasted_spec_is_checked_as_typed_and_queued(finished):
+    client, _ = finished
+    form = client.get("/experiments/new").text
+    csrf = csrf_of(form)
+    example = spec_of(form)
+    bad = example.replace("- 2/3\n  - 1/2", "- 2/3\n  - x")
+    assert bad != example
+    problem = "<li><code>vary.scenario.params.ratio</code>: x: Input is not a valid fraction</li>"
+    checked = client.post("/experiments/new/spec", data={"spec": bad, "csrf": csrf})
+    assert problem in checked.text
+    assert "This makes" not in checked.text
+    refused = client.post("/experiments/new", data={"spec": bad, "csrf": csrf})
+    assert refused.status_code == 422
+    assert problem in refused.text
+    assert spec_of(refused.text) == bad  # as typed, to mend
+
+    small = yaml.safe_load(example)
+    small["base"] |= {"rounds": 2, "population": small["base"]["population"] | {"total": 100}}
+    created = client.post("/experiments/new", data={"spec": json.dumps(small), "csrf": csrf})
+    assert created.status_code == 303
+    experiment_id = int(created.headers["location"].rsplit("/", 1)[1])
+    found = client.get(f"/api/v1/experiments/{experiment_id}", headers=API).json()
+    assert sum(found["runs"].values()) == 4
+    wait_for_experiment(client, experiment_id, "completed")
+
+
+def test_a_run_page_makes_an_experiment_of_its_run(finished):
+    client, experiment = finished
+    run = client.get(f"/api/v1/experiments/{experiment['id']}/cells", headers=API).json()["data"][0]["runs"][
+        0
+    ]
+    assert (
+        f'/experiments/new?run={run["id"]}">Make an experiment of this run</a>'
+        in client.get(f"/runs/{run['id']}").text
+    )
+    page = client.get("/experiments/new", params={"run": run["id"]})
+    assert page.status_code == 200
+    assert page.context["errors"] == {}
+    assert 'value="200"' in input_of(page.text, "total")
+    assert 'value="3"' in input_of(page.text, "rounds")
+    assert "This makes <strong>4 runs</strong>, <strong>800 agents</strong> in all." in page.text
+    assert client.get("/experiments/new", params={"run": 999999}).status_code == 404
 
 
 def test_runs_chosen_on_the_list_are_compared_one_line_each(finished):
