@@ -30,7 +30,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)
 
 SpecText = Annotated[str, Form(max_length=MAX_SPEC_BYTES)]
 DEFAULT_PRESET = "paper-1k"  # four runs of 1,000 agents: an example that runs anywhere in seconds
-EXAMPLE_FACTOR = ("scenario.params.ratio", "2/3, 1/2")  # where the base's scenario has a ratio
+EXAMPLE_FACTOR = ("scenario.params.ratio", "2/3, 1/2", "")  # where the base's scenario has a ratio
 FACTORS = "factors"  # the slot beside the factor editor; a row's is factors.N
 
 
@@ -40,7 +40,9 @@ class ExperimentDraft:
     base's name and seed are the experiment's (each run is named after it, its seed derived)."""
 
     base: Draft
-    factors: list[tuple[str, str]]  # a dotted path into the run spec, its values comma-separated
+    # Each: a dotted path into the run spec, its values comma-separated, and its zip group (paths
+    # of one group move together instead of crossing; none: crossed).
+    factors: list[tuple[str, str, str]]
     replicates: str = "2"
     max_parallel: str = "2"
     budget_tokens: str = ""
@@ -54,13 +56,17 @@ class ExperimentDraft:
     @classmethod
     def of_form(cls, form: FormData) -> ExperimentDraft:
         factors = [
-            (entry(form, f"factor.{i}.path"), entry(form, f"factor.{i}.values"))
+            (
+                entry(form, f"factor.{i}.path"),
+                entry(form, f"factor.{i}.values"),
+                entry(form, f"factor.{i}.zip"),
+            )
             for i in rows(form, "factor", "path")
         ]
         # A row cleared of its path is removed.
         return cls(
             base=Draft.of_form(form),
-            factors=[(path, values) for path, values in factors if path],
+            factors=[factor for factor in factors if factor[0]],
             replicates=entry(form, "replicates"),
             max_parallel=entry(form, "max_parallel"),
             budget_tokens=entry(form, "experiment_tokens"),
@@ -72,15 +78,16 @@ class ExperimentDraft:
         base, unread = self.base.spec()
         problems = {f"base.{where}": what for where, what in unread.items()}
         vary: dict[str, Any] = {}
-        for i, (path, text) in enumerate(self.factors):
+        zipped: dict[str, dict[str, Any]] = {group: {} for group in self._groups()}
+        for i, (path, text, group) in enumerate(self.factors):
             # Each value read as YAML: 2/3 stays text, 0.5 is a number, [a, b] a list.
             values = yaml_of(f"[{text}]", f"{FACTORS}.{i}", problems)
-            if path in vary:
+            if any(earlier == path for earlier, _, _ in self.factors[:i]):
                 problems[f"{FACTORS}.{i}"] = f"{path} is varied in an earlier row"
             elif values == []:
                 problems[f"{FACTORS}.{i}"] = "give it one value or more"
             elif values is not None:
-                vary[path] = values
+                (zipped[group] if group else vary)[path] = values
         data: dict[str, Any] = {
             "name": self.base.name,
             "base": base,
@@ -89,6 +96,8 @@ class ExperimentDraft:
             "seed": base["seed"],
             "max_parallel": numeric(self.max_parallel, "max_parallel", problems),
         }
+        if zipped:
+            data["zip"] = list(zipped.values())
         if budget := budget_of(self.budget_tokens, self.budget_cost, problems):
             data["budget"] = budget
         return data, problems
@@ -113,13 +122,27 @@ class ExperimentDraft:
             placed.setdefault(slot, []).extend(messages)
         return placed
 
+    def _groups(self) -> list[str]:
+        """The zip groups, in the order the spec's `zip` lists them."""
+        return list(dict.fromkeys(group for _, _, group in self.factors if group))
+
     def _slot(self, where: str) -> str:
+        """The slot of the problem the spec has at `where`: a factor's row, else its own field."""
         if where.startswith(f"{FACTORS}.") or where in ("name", "seed"):
             return where
-        if where.split(".")[0] in ("vary", "zip"):
-            found = (i for i, (p, _) in enumerate(self.factors) if f"{where}.".startswith(f"vary.{p}."))
-            return next((f"{FACTORS}.{i}" for i in found), FACTORS)
-        return f"experiment.{where}"
+        parts = where.split(".")
+        if parts[0] not in ("vary", "zip"):
+            return f"experiment.{where}"
+        groups = self._groups()
+        for i, (path, _, group) in enumerate(self.factors):
+            at = f"zip.{groups.index(group)}" if group else "vary"  # the factor's place in the spec
+            if f"{where}.".startswith(f"{at}.{path}."):
+                return f"{FACTORS}.{i}"
+        # A zip group's own problem (its lists' lengths, a run one of its levels makes invalid):
+        # at its first row.
+        if parts[0] == "zip" and parts[1:] and parts[1].isdigit() and int(parts[1]) < len(groups):
+            return f"{FACTORS}.{[group for _, _, group in self.factors].index(groups[int(parts[1])])}"
+        return FACTORS
 
 
 def _checked(draft: ExperimentDraft) -> tuple[ExperimentSpec | None, dict[str, list[str]]]:
@@ -198,7 +221,7 @@ async def form(request: Request) -> Response:
     data = await request.form()
     draft = ExperimentDraft.of_form(data)
     if data.get("add") == "factor":
-        draft.factors.append(("", ""))
+        draft.factors.append(("", "", ""))
     else:
         draft.base.add(data.get("add"))
     context = run_form.context(draft.base, {}, experiment=draft)

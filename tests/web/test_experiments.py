@@ -256,6 +256,29 @@ def test_the_form_says_what_it_makes_and_puts_each_problem_beside_its_field(fini
     assert "x: Input is not a valid fraction" in refused.text
 
 
+def test_factors_of_one_zip_group_move_together(finished):
+    client, _ = finished
+    csrf = csrf_of(client.get("/experiments/new").text)
+    zipped = experiment_form(csrf, **{"factor.0.zip": "a", "factor.1.zip": "a"})
+    checked = client.post("/experiments/new/check", data=zipped)
+    assert "This makes <strong>2 runs</strong>, <strong>300 agents</strong> in all." in checked.text
+    uneven = zipped | {"factor.1.values": "100"}
+    checked = client.post("/experiments/new/check", data=uneven)
+    assert slot(checked.text, "factors.0") == "its lists must have the same length, to move together"
+    invalid = zipped | {"factor.1.values": "100, x"}
+    checked = client.post("/experiments/new/check", data=invalid)
+    assert slot(checked.text, "factors.0") == "x: Input should be a valid integer"  # at the group's first row
+    created = client.post("/experiments/new", data=zipped | {"max_parallel": "2"})
+    assert created.status_code == 303
+    experiment_id = int(created.headers["location"].rsplit("/", 1)[1])
+    spec = client.get(f"/api/v1/experiments/{experiment_id}", headers=API).json()["spec"]
+    assert (spec["vary"], spec["zip"]) == (
+        {},
+        [{"scenario.params.ratio": ["2/3", "1/2"], "population.total": [100, 200]}],
+    )
+    wait_for_experiment(client, experiment_id, "completed")
+
+
 def test_the_form_adds_factor_rows_and_drops_cleared_ones(finished):
     client, _ = finished
     csrf = csrf_of(client.get("/experiments/new").text)
@@ -265,6 +288,7 @@ def test_the_form_adds_factor_rows_and_drops_cleared_ones(finished):
     assert 'value="population.total"' in input_of(form.text, "factor.0.path")
     assert 'value=""' in input_of(form.text, "factor.1.path")  # the row added
     assert 'name="factor.2.path"' not in form.text
+    assert 'name="factor.0.zip" value=""' in form.text
 
 
 def test_a_good_form_queues_the_experiment_with_its_factors(finished):
