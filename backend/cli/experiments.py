@@ -20,6 +20,7 @@ from rich.table import Table
 
 from backend import services
 from backend.cli.main import async_command, console, fail, main
+from backend.cli.runs import raised_budget
 from backend.runtime import Runtime
 from backend.settings import Settings
 
@@ -293,8 +294,6 @@ async def experiments_resume(
         experiment = await _get(rt, experiment_id)
         budget = None
         if budget_tokens is not None or budget_cost is not None:
-            old = ExperimentSpec.stored(experiment.spec).budget
-            budget = old.model_dump() if old is not None else {}
-            budget |= {k: v for k, v in (("tokens", budget_tokens), ("cost", budget_cost)) if v is not None}
+            budget = raised_budget(ExperimentSpec.stored(experiment.spec).budget, budget_tokens, budget_cost)
         await services.control_experiment(rt, experiment_id, "resume", budget=budget)
     click.echo(f"experiment {experiment_id}: resume sent to its runs")

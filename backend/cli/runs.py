@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from agents.spec import Budget
 from backend import services
 from backend.cli.main import async_command, console, main
 from backend.cli.tables import cells, round_table, runs_table
@@ -18,7 +19,7 @@ from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.settings import Settings
 
-__all__ = ["go_on", "paused_because"]
+__all__ = ["go_on", "paused_because", "raised_budget"]
 
 
 @main.group()
@@ -155,11 +156,16 @@ async def runs_resume(run_id: int, budget_tokens: int | None, budget_cost: float
         budget = None
         if budget_tokens is not None or budget_cost is not None:
             old = RunSpec.stored((await services.get_run(rt, run_id)).spec).budget
-            budget = old.model_dump() if old is not None else {}
-            budget |= {k: v for k, v in (("tokens", budget_tokens), ("cost", budget_cost)) if v is not None}
+            budget = raised_budget(old, budget_tokens, budget_cost)
         await services.control(rt, run_id, "resume", budget=budget)
     raised = f" with a budget of {_budget_text(budget)}" if budget else ""
     click.echo(f"run {run_id}: resume sent{raised}")
+
+
+def raised_budget(old: Budget | None, tokens: int | None, cost: float | None) -> dict[str, Any]:
+    """The budget a resume brings: `old` with the limits given replaced (one not given stays)."""
+    budget = old.model_dump() if old is not None else {}
+    return budget | {k: v for k, v in (("tokens", tokens), ("cost", cost)) if v is not None}
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
