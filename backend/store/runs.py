@@ -138,7 +138,12 @@ def _claimable(at: datetime) -> Any:
 
 
 async def claim_run(
-    session: AsyncSession, *, worker: str, lease_seconds: float, run_id: int | None = None
+    session: AsyncSession,
+    *,
+    worker: str,
+    lease_seconds: float,
+    run_id: int | None = None,
+    driving: Collection[int] = (),
 ) -> Run | None:
     """Take the oldest claimable run (or run `run_id`) for `worker`, or None if there is none.
 
@@ -146,13 +151,17 @@ async def claim_run(
     get a different run. Everywhere the UPDATE repeats the claimability test, so of two workers that
     read the same candidate only one changes it (SQLite serialises writers, which does the rest).
     A paused run stays paused: its new worker waits for a resume as the old one did. Taking over
-    a lease that expired records that its worker was lost, in the same transaction.
+    a lease that expired records that its worker was lost, in the same transaction. The runs
+    `worker` is `driving` are never its candidates: its own lease on one may have run out while
+    the database was away, and a second driver of it would pass every fence (the same owner).
     """
     at = now()
     query = select(Run.id, Run.lease_owner, Run.round, Run.experiment_id).where(_claimable(at))
     query = query.order_by(Run.id).limit(1)
     if run_id is not None:
         query = query.where(Run.id == run_id)
+    if driving:
+        query = query.where(Run.id.not_in(driving))
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         query = query.with_for_update(of=Run, skip_locked=True)

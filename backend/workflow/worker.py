@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -38,7 +39,11 @@ class Worker:
     async def claim(self, run_id: int | None = None) -> Run | None:
         async with self.runtime.sessions() as session:
             return await claim_run(
-                session, worker=self.id, lease_seconds=self.runtime.settings.lease_seconds, run_id=run_id
+                session,
+                worker=self.id,
+                lease_seconds=self.runtime.settings.lease_seconds,
+                run_id=run_id,
+                driving=list(self.driving),
             )
 
     async def drive(
@@ -118,7 +123,16 @@ class Worker:
     def _start(self, run: Run, stop: asyncio.Event) -> None:
         task = asyncio.create_task(self.drive(run, shutdown=stop))
         self.driving[run.id] = task
-        task.add_done_callback(lambda _: self.driving.pop(run.id, None))
+        task.add_done_callback(functools.partial(self._ended, run.id))
+
+    def _ended(self, run_id: int, task: asyncio.Task[RunStatus | None]) -> None:
+        """A drive ended: its place is free. A drive fails its run on the run's own trouble; an
+        error that escapes it is the worker's, said here (the serve loop goes on)."""
+        del self.driving[run_id]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error(
+                "worker %s: driving run %s ended in an unexpected error", self.id, run_id, exc_info=error
+            )
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Wait until it is time to look for runs again, a run ends (a slot frees), or `stop`."""

@@ -131,3 +131,15 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
             "surveys": {},
             "backgrounds": {},
         }
+
+
+async def test_a_worker_never_claims_a_run_it_is_still_driving(runtime):
+    """Its lease on the run ran out while the database was away; the run is claimable again, but
+    not by the worker that still drives it (a second driver would pass every fence)."""
+    run = await new_run(runtime)
+    assert (await claim(runtime, "a", lease=0.01)).id == run.id
+    await asyncio.sleep(0.05)
+    async with runtime.sessions() as session:
+        again = await runs.claim_run(session, worker="a", lease_seconds=30, driving=[run.id])
+    assert again is None
+    assert (await claim(runtime, "b")).id == run.id  # another worker takes it over
