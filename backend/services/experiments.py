@@ -5,9 +5,10 @@ round with a confidence band, final answer distributions, and each factor's effe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,7 @@ async def control_experiment(
     experiment = await get_experiment(rt, experiment_id)
     if action not in ("pause", "resume", "stop"):
         raise ValueError(f"unknown action {action!r}; known: pause, resume, stop")
-    runs = await runs_of(rt, experiment_id)
-    if all(run.status in FINAL for run in runs):
+    if all(run.status in FINAL for run in await runs_of(rt, experiment_id)):
         raise IllegalTransition(f"experiment {experiment_id} has ended; it cannot {action}")
     async with rt.sessions() as session:
         if action == "resume":
@@ -153,12 +153,16 @@ async def control_experiment(
                 raise BudgetSpent(
                     f"experiment {experiment_id} cannot resume: {reason}; resume it with a larger budget"
                 )
-        await store.set_paused(session, experiment_id=experiment_id, paused=action == "pause")
+        # Held first (to pause or to stop), so that no queued run starts while the others are
+        # told; its runs read after that, so that a run a worker claimed meanwhile is told too.
+        await store.set_paused(session, experiment_id=experiment_id, paused=action != "resume")
         await session.commit()
     going = {"pause": (RunStatus.RUNNING,), "resume": (RunStatus.PAUSED,)}
-    for run in runs:
+    for run in await runs_of(rt, experiment_id):
         if run.status in going.get(action, (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)):
-            await control(rt, run.id, action)
+            # A run that ended meanwhile, or one paused with its own budget spent, stays as it is.
+            with contextlib.suppress(IllegalTransition):
+                await control(rt, run.id, action)
     return await get_experiment(rt, experiment_id)
 
 
@@ -184,11 +188,32 @@ def _spec(experiment: ExperimentRow) -> ExperimentSpec:
     return ExperimentSpec.stored(experiment.spec)
 
 
-def _cell(value: Any) -> Any:
-    """A factor's value as a table cell: text for anything but a number or text."""
-    return (
-        value if isinstance(value, str | int | float) and not isinstance(value, bool) else json.dumps(value)
-    )
+# The table's own columns: a factor of the same name (`seed`) is written as `vary.seed`.
+_FIXED = ("run", "cell", "replicate", "seed", "round", "time")
+
+
+def _columns(spec: ExperimentSpec) -> dict[str, str]:
+    """Each varied path's column in the results table."""
+    return {p: f"vary.{p}" if p in _FIXED else p for f in spec.factors() for p in f.paths}
+
+
+def _typed(spec: ExperimentSpec) -> dict[str, Callable[[Any], Any]]:
+    """How each varied path's values are written: as numbers when all its values are numbers (a
+    float column if any is), else as text (JSON for what is not text), so that each column has
+    one type (Parquet requires it)."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    found: dict[str, Callable[[Any], Any]] = {}
+    for factor in spec.factors():
+        for i, path in enumerate(factor.paths):
+            values = [level[i] for level in factor.levels]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                found[path] = float if any(isinstance(v, float) for v in values) else int
+            else:
+                found[path] = text
+    return found
 
 
 async def results(rt: Runtime, experiment_id: int) -> AsyncGenerator[list[dict[str, Any]]]:
@@ -197,7 +222,7 @@ async def results(rt: Runtime, experiment_id: int) -> AsyncGenerator[list[dict[s
     experiment = await get_experiment(rt, experiment_id)
     spec = _spec(experiment)
     runs = await runs_of(rt, experiment_id)
-    cells = spec.cells()
+    cells, columns, typed = spec.cells(), _columns(spec), _typed(spec)
     for start in range(0, len(runs), 100):
         batch = runs[start : start + 100]
         async with rt.sessions() as session:
@@ -205,7 +230,7 @@ async def results(rt: Runtime, experiment_id: int) -> AsyncGenerator[list[dict[s
         rows = []
         for run in batch:
             assert run.cell is not None
-            factors = {path: _cell(value) for path, value in cells[run.cell].values.items()}
+            factors = {columns[path]: typed[path](value) for path, value in cells[run.cell].values.items()}
             head = {"run": run.id, "cell": run.cell, "replicate": run.replicate, "seed": run.seed, **factors}
             rows += [head | {"round": r} | values | {"time": seconds} for r, values, seconds in stats[run.id]]
         if rows:  # a writer reads its columns from a batch's first row
@@ -216,15 +241,7 @@ async def export_results(rt: Runtime, experiment_id: int, *, format: ExportForma
     """The results table in a file of its own (see `exports.in_temp_file`)."""
     experiment = await get_experiment(rt, experiment_id)
     spec = ExperimentSpec.stored(experiment.spec)
-    header = [
-        "run",
-        "cell",
-        "replicate",
-        "seed",
-        *(p for f in spec.factors() for p in f.paths),
-        "round",
-        "time",
-    ]
+    header = ["run", "cell", "replicate", "seed", *_columns(spec).values(), "round", "time"]
 
     async def write(out: Path) -> int:
         return await write_rows(results(rt, experiment_id), format, out, header=header)

@@ -228,3 +228,29 @@ async def test_an_experiment_budget_counts_its_runs_together(runtime, llm_stub):
         assert await experiment_spent(session, experiment_id=created.id) == (
             "the experiment's token budget is spent (6,000 of 5,000)"
         )
+
+
+async def test_the_results_table_keeps_each_runs_seed_and_one_type_a_column(runtime):
+    """A factor named like a column of the table (`seed`) has a column of its own; a factor whose
+    values mix text and numbers is text throughout, so that Parquet takes it."""
+    import pyarrow.parquet as pq
+
+    base = spec_data(rounds=1, placement={"hosts": 1}, **{"population.total": 50})
+    vary = {"seed": [1, 2], "scenario.params.ratio": ["2/3", 0.5]}
+    spec = ExperimentSpec.parse({"base": base, "vary": vary, "replicates": 2})
+    created, runs = await services.submit_experiment(runtime, spec)
+    async with working(runtime, created.id):
+        await ended(runtime, created.id)
+    rows = await table(runtime, created.id)
+    assert [(r["seed"], r["vary.seed"]) for r in rows] == [
+        (run.seed, spec.cells()[run.cell].values["seed"]) for run in runs
+    ]
+    assert len({r["seed"] for r in rows}) == 4  # each replicate its own seed, not the cell's
+    assert {r["scenario.params.ratio"] for r in rows} == {"2/3", "0.5"}
+    path = await services.export_results(runtime, created.id, format="parquet")
+    try:
+        read = pq.read_table(path).to_pylist()
+    finally:
+        services.remove_export(path)
+    assert [r["seed"] for r in read] == [r["seed"] for r in rows]
+    assert [r["scenario.params.ratio"] for r in read] == [r["scenario.params.ratio"] for r in rows]
