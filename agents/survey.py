@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from agents.numbers import last_number, numbers
 from agents.spec import MAX_NAME, MAX_PARTS, Name, SpecError, _Strict, read_spec_file
 
 __all__ = [
@@ -179,8 +180,8 @@ def prompt(question: Question) -> str:
         assert question.min is not None
         assert question.max is not None
         return (
-            f"{question.text}\nAnswer with a number between {question.min:g} and {question.max:g} "
-            "first, then a sentence if you like."
+            f"{question.text}\nAnswer with a number between {question.min:g} and {question.max:g}; "
+            "if you explain it, end with the number."
         )
     if question.type == "choice":
         assert question.options is not None
@@ -189,19 +190,17 @@ def prompt(question: Question) -> str:
     return question.text
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_QUOTES = " \t\r\n\"'“”‘’`*.,;:!()[]"
+_QUOTES = " \t\r\n\"'“”‘’`*.,;:!?()[]"
 
 
 def read_number(reply: str, low: float, high: float) -> float:
-    """The first number in `reply`, if it lies in [low, high]."""
-    found = _NUMBER.search(reply.replace(",", ""))
-    if found is None:
+    """The last number in `reply` that lies in [low, high] (what a rambling answer settles on;
+    `agents.numbers` says how numbers are written)."""
+    if (value := last_number(reply, low, high)) is not None:
+        return value
+    if not (found := numbers(reply)):
         raise Unreadable("no number in the answer")
-    value = float(found.group())
-    if not low <= value <= high:
-        raise Unreadable(f"{value:g} is outside {low:g}..{high:g}")
-    return value
+    raise Unreadable(f"{found[-1]:g} is outside {low:g}..{high:g}")
 
 
 def read_choice(reply: str, options: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
+from agents.numbers import show
 
 if TYPE_CHECKING:
     from agents.survey import Question
@@ -35,7 +36,7 @@ class Guesser(Agent):
         if question.type != "number" or not answers:
             return None
         last = answers[max(answers)]
-        return f"{last:g}" if isinstance(last, int | float) else None
+        return show(last) if isinstance(last, int | float) else None
 
 
 class UniformRandom(Guesser):

@@ -14,7 +14,6 @@ retries makes the agent fail the round.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -23,11 +22,10 @@ from pydantic import Field
 
 from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
 from agents.llm import LLMError, ModelPool
+from agents.numbers import last_number
 from agents.personas import in_character, recent
 
 __all__ = ["LLMGuessParams", "LLMGuesser", "read_number"]
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 SYSTEMS = {
     "plain": "",
@@ -59,12 +57,12 @@ class LLMGuessParams(NoParams):
 
 
 def read_number(text: str, ceiling: float) -> float | None:
-    """The last number in `text` within 0..ceiling (what a rambling answer settles on), if any."""
-    for found in reversed(_NUMBER.findall(text)):
-        value = float(found)
-        if 0 <= value <= ceiling:
-            return int(value) if value.is_integer() else value
-    return None
+    """The last number in `text` within 0..ceiling (what a rambling answer settles on), if any;
+    a whole number as an int."""
+    value = last_number(text, 0, ceiling)
+    if value is None:
+        return None
+    return int(value) if value.is_integer() else value
 
 
 def rules(game: Mapping[str, Any]) -> str:

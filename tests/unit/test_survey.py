@@ -5,6 +5,7 @@ import pytest
 
 from agents.core import Profile
 from agents.kinds.guessing import Adaptive, LevelK
+from agents.kinds.llm_guess import read_number as llm_read_number
 from agents.llm_stub import answer
 from agents.personas import in_character
 from agents.survey import (
@@ -74,7 +75,7 @@ def test_a_filter_may_name_attributes_and_kinds_together():
 def test_prompts_ask_for_a_readable_answer():
     number, choice = Question(**NUMBER), Question(**CHOICE)
     assert prompt(number).endswith(
-        "Answer with a number between 0 and 10 first, then a sentence if you like."
+        "Answer with a number between 0 and 10; if you explain it, end with the number."
     )
     assert prompt(choice).splitlines()[1:] == [
         "Answer with exactly one of these options, nothing else:",
@@ -87,15 +88,63 @@ def test_prompts_ask_for_a_readable_answer():
 
 @pytest.mark.parametrize(
     ("reply", "value"),
-    [("7", 7.0), ("7.5, I think", 7.5), ("Maybe 3 or 4", 3.0), ("1,0 no: 10", 10.0), ("-0", 0.0)],
+    [
+        ("7", 7.0),
+        ("7.5, I think", 7.5),
+        ("Maybe 3 or 4", 4.0),
+        ("1,0 no: 10", 10.0),
+        ("-0", 0.0),
+        ("Between 0 and 10, I pick 7", 7.0),
+        ("In round 5 I guess 3", 3.0),
+        ("I pick 7, not 11", 7.0),  # the last number in range
+        ("0-10: 6", 6.0),  # a range's dash is no minus sign
+    ],
 )
-def test_a_number_is_the_first_in_the_reply(reply, value):
+def test_a_number_is_the_last_in_range_in_the_reply(reply, value):
     assert read_number(reply, 0, 10) == value
 
 
 @pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        (".5", 0.5),
+        ("1e+06", 1_000_000.0),
+        ("2.5E3 it is", 2500.0),
+        ("3,5", 3.5),  # a decimal comma
+        ("3,25.", 3.25),
+        ("1,000", 1000.0),  # a comma before groups of three digits separates thousands
+        ("1,000,000.5", 1_000_000.5),
+        ("3,5,7", 7.0),  # a list
+        ("-2.5", -2.5),
+    ],
+)
+def test_numbers_are_read_however_they_are_written(reply, value):
+    assert read_number(reply, -10, 10_000_000) == value
+
+
+def test_the_guessing_game_reads_numbers_the_same_way():
+    assert llm_read_number("Between 0 and 100, I pick 33", 100) == 33
+    assert llm_read_number("In round 5 I guess 33.5", 100) == 33.5
+    assert llm_read_number("nothing", 100) is None
+
+
+@pytest.mark.parametrize("last", [1_000_000, 1e6, 33.0, 0.1, 123456.789, 1e14, 1234567890123.5, 2.5e-7, -4])
+def test_a_guessers_survey_answer_reads_back_exactly(last):
+    profile = Profile(1, "Bo", "level_k", {}, "")
+    question = Question(text="Your guess?", type="number", min=-1e15, max=1e15)
+    said = LevelK.survey(LevelK.Params(), profile, question, {1: last})
+    assert said is not None
+    assert "e+" not in said  # 1000000, not 1e+06
+    assert read(question, said) == (float(last), None)
+
+
+@pytest.mark.parametrize(
     ("reply", "why"),
-    [("no idea", "unreadable: no number in the answer"), ("11 for sure", "unreadable: 11 is outside 0..10")],
+    [
+        ("no idea", "unreadable: no number in the answer"),
+        ("11 for sure", "unreadable: 11 is outside 0..10"),
+        ("12 or 11", "unreadable: 11 is outside 0..10"),
+    ],
 )
 def test_a_number_that_is_missing_or_out_of_range_is_unreadable(reply, why):
     with pytest.raises(Unreadable, match=f"^{why}$"):
