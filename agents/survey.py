@@ -34,6 +34,7 @@ __all__ = [
     "SurveySpecError",
     "Unreadable",
     "load_survey",
+    "normal",
     "prompt",
     "read",
     "read_choice",
@@ -104,7 +105,9 @@ class Question(_Strict):
             return options
         if options is None:
             raise ValueError(f"a choice question needs 2 to {MAX_OPTIONS} options")
-        folded = [o.strip().casefold() for o in options]
+        folded = [normal(o) for o in options]
+        if not all(folded):
+            raise ValueError("an option needs a word or a number, not only punctuation")
         if len(set(folded)) != len(folded):
             raise ValueError("two options are the same")
         if any(o.isdigit() for o in folded):
@@ -203,24 +206,34 @@ def read_number(reply: str, low: float, high: float) -> float:
     raise Unreadable(f"{found[-1]:g} is outside {low:g}..{high:g}")
 
 
+def normal(text: str) -> str:
+    """Words as a reply and an option are compared: in any case, runs of white space as one, quotes
+    and punctuation around them aside ("Yes!" and “yes” are the same)."""
+    return " ".join(text.casefold().split()).strip(_QUOTES)
+
+
 def read_choice(reply: str, options: Sequence[str]) -> str:
-    """The option `reply` gives: the option itself (any case, quotes and punctuation around it
-    aside), its number (`2`, `2.`, `option 2`), or the one option named in a longer reply."""
-    said = reply.strip(_QUOTES).casefold()
-    folded = [o.strip().casefold() for o in options]
+    """The option `reply` gives: the option itself (compared as `normal` forms), its number (`2`,
+    `2.`, `option 2`), or the one option named in a longer reply. An option named inside a longer
+    one that the reply names ("agree" in "I strongly agree") does not count: the longest wins."""
+    said = normal(reply)
+    folded = [normal(o) for o in options]
     if said in folded:
         return options[folded.index(said)]
     if (numbered := re.fullmatch(r"(?:option\s*)?(\d+)(?:[.)]\s*(.*))?", said)) and (
         1 <= (n := int(numbered.group(1))) <= len(options)
     ):
         return options[n - 1]
-    named = [
-        o for o, f in zip(options, folded, strict=True) if re.search(rf"(?<!\w){re.escape(f)}(?!\w)", said)
-    ]
+    named, rest = [], said
+    for i in sorted(range(len(options)), key=lambda i: -len(folded[i])):
+        words = re.compile(rf"(?<!\w){re.escape(folded[i])}(?!\w)")
+        if words.search(rest):
+            named.append(i)
+            rest = words.sub("\0", rest)  # spent: a shorter option inside it is not named again
     if len(named) == 1:
-        return named[0]
+        return options[named[0]]
     if named:
-        raise Unreadable(f"it names {len(named)} options: {', '.join(named)}")
+        raise Unreadable(f"it names {len(named)} options: {', '.join(options[i] for i in sorted(named))}")
     raise Unreadable("it names none of the options")
 
 

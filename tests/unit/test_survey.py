@@ -180,6 +180,39 @@ def test_a_choice_that_names_none_or_several_options_is_unreadable(reply, why):
         read_choice(reply, ["Yes", "No", "Not sure"])
 
 
+@pytest.mark.parametrize(
+    ("reply", "option"),
+    [("Yes", "Yes!"), ("yes!", "Yes!"), ("I'd say no!", "No?"), ("“No?”", "No?"), ("not  SURE", "Not sure.")],
+)
+def test_an_option_ending_in_punctuation_is_read(reply, option):
+    assert read_choice(reply, ["Yes!", "No?", "Not sure."]) == option
+
+
+@pytest.mark.parametrize(
+    ("reply", "option"),
+    [
+        ("I strongly agree", "strongly agree"),
+        ("Strongly agree.", "strongly agree"),
+        ("I agree", "agree"),
+        ("I disagree", "disagree"),
+        ("I'd say strongly disagree", "strongly disagree"),
+    ],
+)
+def test_the_longest_option_named_is_read(reply, option):
+    options = ["agree", "strongly agree", "disagree", "strongly disagree"]
+    assert read_choice(reply, options) == option
+
+
+def test_options_the_same_but_for_punctuation_are_refused():
+    assert "questions.0.options: two options are the same" in problems(
+        {"questions": [CHOICE | {"options": ["Yes", "Yes!"]}]}
+    )
+    assert any(
+        p.startswith("questions.0.options: an option needs a word")
+        for p in problems({"questions": [CHOICE | {"options": ["?!", "No"]}]})
+    )
+
+
 def test_read_gives_a_value_an_option_or_nothing_for_text():
     assert read(Question(**NUMBER), "4") == (4.0, None)
     assert read(Question(**CHOICE), "yes") == (None, "Yes")
