@@ -14,6 +14,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from backend import services
 from backend.cli.main import async_command, console, main
@@ -102,7 +103,7 @@ async def surveys_list(run_id: int) -> None:
         asked = s.spec["questions"]
         table.add_row(
             str(s.id), str(s.round), s.status, f"{s.agents:,}", f"{answered.get(s.id, 0):,}", str(len(asked)),
-            s.spec.get("name") or "",
+            Text(s.spec.get("name") or ""),
         )  # fmt: skip
     console.print(table)
 
@@ -139,11 +140,13 @@ def _number(value: float | None) -> str:
 
 
 def survey_tables(questions: list[dict[str, Any]]) -> list[Table]:
-    """One table per question: its answers counted (per group when broken down)."""
+    """One table per question: its answers counted (per group when broken down). What users and
+    models wrote (questions, options, groups, answers) is shown as `Text`, never read as markup:
+    "[/INST]" in an answer is printed as it is."""
     tables = []
     for q in questions:
         table = Table(
-            title=f"{q['question'] + 1}. {q['text']} ({q['type']})",
+            title=Text(f"{q['question'] + 1}. {q['text']} ({q['type']})"),
             title_justify="left",
             caption_justify="left",
             box=None,
@@ -159,7 +162,9 @@ def survey_tables(questions: list[dict[str, Any]]) -> list[Table]:
         else:
             extra = ("answered",)
         for name in ("group", *extra, "unreadable", "skipped", "failed"):
-            table.add_column(name, justify="left" if name == "group" else "right", no_wrap=name == "group")
+            table.add_column(
+                Text(name), justify="left" if name == "group" else "right", no_wrap=name == "group"
+            )
         for row in rows:
             if q["type"] == "number":
                 cells = [f"{row['n']:,}", *(_number(row[k]) for k in ("mean", "sd", "min", "max"))]
@@ -168,8 +173,8 @@ def survey_tables(questions: list[dict[str, Any]]) -> list[Table]:
             else:
                 cells = [f"{row['read']:,}"]
             outcomes = (f"{row[k]:,}" for k in ("unreadable", "skipped", "failed"))
-            table.add_row(str(row["group"]), *cells, *outcomes)
+            table.add_row(Text(str(row["group"])), *cells, *outcomes)
         samples = [f"agent {s['agent_id']}: {s['answer'][:200]}" for s in q.get("samples") or []]
-        table.caption = "\n".join(samples) or None
+        table.caption = Text("\n".join(samples)) if samples else None
         tables.append(table)
     return tables

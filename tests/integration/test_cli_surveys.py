@@ -1,12 +1,18 @@
 """`myriad survey` and `myriad surveys …` on the embedded default, of a run `myriad run` drove."""
 
+import asyncio
 import json
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from agents.spec import RunSpec
 from backend.cli import main
+from backend.runtime import Runtime
+from backend.settings import Settings
+from backend.store import runs
+from backend.store import surveys as store
 from tests.conftest import spec_data
 from tests.integration.test_cli import _imported, embedded_default  # noqa: F401 - an autouse fixture
 
@@ -95,3 +101,44 @@ def test_a_survey_from_the_command_line(tmp_path):
     ]
     # Reading surveys opens the database alone.
     assert _imported("surveys", "list", "1") == "imported: none"
+
+
+MARKUP = {
+    "name": "[bold]launch[/bold]",
+    "questions": [
+        {"text": "Would you buy [product]?", "type": "choice", "options": ["Yes [b]", "[/INST] no"]},
+        {"text": "Why [not]?"},
+    ],
+}
+
+
+async def _stored_survey() -> None:
+    """A run and a survey of it whose question, options and answers read like Rich markup."""
+    async with Runtime(Settings(), live=False) as rt, rt.sessions() as session:
+        run = await runs.create_run(session, spec=RunSpec.parse(spec_data(rounds=1)))
+        survey = await store.create_survey(session, run_id=run.id, round=1, spec=MARKUP, agents=2)
+        answers = [
+            {"agent_id": 0, "question": 0, "answer": "[/INST] no", "choice": "[/INST] no", "tokens": 0},
+            {"agent_id": 1, "question": 0, "answer": "yes [b]", "choice": "Yes [b]", "tokens": 0},
+            {"agent_id": 0, "question": 1, "answer": "[/INST] I am [product] shy", "tokens": 0},
+            {"agent_id": 1, "question": 1, "answer": "[red]because[/red]", "tokens": 0},
+        ]
+        await store.add_answers(session, survey_id=survey.id, rows=answers)
+        await store.finish(session, survey_ids=[survey.id], status="completed")
+        await session.commit()
+
+
+def test_what_users_and_models_wrote_is_printed_as_written_not_as_markup():
+    asyncio.run(_stored_survey())
+    shown = CliRunner().invoke(main, ["surveys", "show", "1", "1"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "1. Would you buy [product]? (choice)" in lines
+    assert lines[lines.index("1. Would you buy [product]? (choice)") + 1].split()[:5] == [
+        "group", "Yes", "[b]", "[/INST]", "no",
+    ]  # fmt: skip
+    assert "agent 0: [/INST] I am [product] shy" in lines
+    assert "agent 1: [red]because[/red]" in lines
+    listed = CliRunner().invoke(main, ["surveys", "list", "1"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[1].split()[-1] == "[bold]launch[/bold]"
