@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from backend import services
-from backend.cli.main import async_command, console, fail, main
+from backend.cli.main import EXIT_PAUSED, async_command, console, fail, main, results_folder
 from backend.cli.runs import raised_budget
 from backend.runtime import Runtime
 from backend.settings import Settings
@@ -69,9 +70,18 @@ async def experiment_run(spec_path: Path, submit: bool, out: Path | None) -> Non
             return
         async with _worker(rt):
             status = await _follow(rt, created.id)
+        if status == "paused":  # left so: a user's pause, or its budget spent
+            why = await services.budget_spent(rt, created.id)
+            console.print(
+                f"experiment {created.id} paused{f': {why}' if why else ''}\n"
+                f"to go on: myriad experiments resume {created.id}{' --budget-tokens N' if why else ''}",
+                highlight=False,
+                markup=False,
+            )
+            sys.exit(EXIT_PAUSED)
         console.print(f"experiment {created.id} {status}", highlight=False)
         await _summary(rt, created.id)
-        folder = out or Path("results") / f"{spec.name}-e{created.id}"
+        folder = out or results_folder(spec.name, f"e{created.id}")
         folder.mkdir(parents=True, exist_ok=True)
         written = await services.export_results(rt, created.id, format="csv")
         shutil.move(written, folder / "results.csv")
@@ -103,7 +113,7 @@ async def _worker(rt: Runtime) -> AsyncIterator[None]:
 
 
 async def _follow(rt: Runtime, experiment_id: int) -> str:
-    """Show the experiment's progress until it has ended; its status then."""
+    """Show the experiment's progress until it has ended or paused; its status then."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -118,7 +128,7 @@ async def _follow(rt: Runtime, experiment_id: int) -> str:
             by_status = progress["runs"]
             runs = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
             bar.update(task, total=progress["planned"], completed=progress["rounds"], description=runs)
-            if progress["status"] in _ENDED:
+            if progress["status"] in (*_ENDED, "paused"):
                 return str(progress["status"])
             await asyncio.sleep(_FOLLOW_EVERY)
 
@@ -175,7 +185,7 @@ def experiments() -> None:
 
 
 @experiments.command("list")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @async_command
 async def experiments_list(limit: int) -> None:
     """List the experiments, newest first."""

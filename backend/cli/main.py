@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -22,7 +24,9 @@ from rich.console import Console
 from backend import logs
 from backend.settings import Settings
 
-__all__ = ["async_command", "console", "fail", "main"]
+__all__ = ["EXIT_PAUSED", "async_command", "console", "fail", "main", "results_folder"]
+
+EXIT_PAUSED = 3  # a run (or an experiment) paused, and the command that followed it left it so
 
 # Where the output is not a terminal (a pipe, a file), rich would assume 80 columns and squeeze
 # wide tables: lines may be as long as they need there.
@@ -33,6 +37,13 @@ T = TypeVar("T")
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+def results_folder(name: str, suffix: str) -> Path:
+    """`results/NAME-SUFFIX`, NAME made safe as one folder name: a spec's name may hold `/` or
+    `..`, which must not put results outside `results/`."""
+    safe = re.sub(r"[^\w.-]+", "-", name).strip(".-") or "results"
+    return Path("results") / f"{safe}-{suffix}"
 
 
 def async_command(command: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:

@@ -23,16 +23,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from agents.llm import tokens
 from agents.spec import RunSpec, SpecError, load_spec
 from backend import services
-from backend.cli.main import console, fail, main
+from backend.cli.main import EXIT_PAUSED, console, fail, main, results_folder
 from backend.cli.runs import go_on
 from backend.cli.tables import RoundLines, cells
 from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.settings import Settings
 
-__all__ = ["EXIT_PAUSED"]
+__all__: list[str] = []
 
-EXIT_PAUSED = 3  # the run paused and `myriad run` left it so (without --wait-on-pause)
 _FINAL = (EventKind.COMPLETED, EventKind.STOPPED, EventKind.FAILED)  # its last event
 _FOLLOW_WAIT = 0.25  # seconds to wait for the run's next event before looking at its state
 _NO_WORKER_AFTER = 10.0  # seconds a queued run waits before `myriad run` looks for a worker again
@@ -122,7 +121,7 @@ async def _main(
                     end = await follower.follow(driving)
                     follower.here = driving is not None
             run_id = follower.run_id
-            folder = out or Path("results") / f"{spec.name}-{run_id}"
+            folder = out or results_folder(spec.name, str(run_id))
             await _write_results(rt, run_id, spec, folder)
     return _ending(run_id, end, folder, follower)
 

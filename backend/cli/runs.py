@@ -33,7 +33,7 @@ def _reading() -> Runtime:
 
 @runs.command("list")
 @click.option("--status", help="only runs with this status")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @async_command
 async def runs_list(status: str | None, limit: int) -> None:
     """List the runs, newest first."""

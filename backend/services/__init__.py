@@ -19,6 +19,7 @@ from backend.services.agents import (
 )
 from backend.services.experiments import (
     ExperimentNotFound,
+    budget_spent,
     cells,
     compare,
     control_experiment,
@@ -130,6 +131,7 @@ __all__ = [
     "admit",
     "aggregates",
     "answered",
+    "budget_spent",
     "cells",
     "cluster",
     "compare",

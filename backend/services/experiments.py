@@ -29,6 +29,7 @@ from backend.workflow.budget import experiment_spent
 
 __all__ = [
     "ExperimentNotFound",
+    "budget_spent",
     "cells",
     "compare",
     "control_experiment",
@@ -164,6 +165,12 @@ async def control_experiment(
             with contextlib.suppress(IllegalTransition):
                 await control(rt, run.id, action)
     return await get_experiment(rt, experiment_id)
+
+
+async def budget_spent(rt: Runtime, experiment_id: int) -> str | None:
+    """Why the experiment's runs together have reached its budget, if they have."""
+    async with rt.sessions() as session:
+        return await experiment_spent(session, experiment_id=experiment_id)
 
 
 async def cells(rt: Runtime, experiment_id: int) -> list[tuple[Cell, list[Run]]]:

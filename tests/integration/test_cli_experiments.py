@@ -1,14 +1,16 @@
 """`myriad experiment run` and `myriad experiments …` on the embedded default."""
 
 import csv
+from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from backend.cli import main
+from backend.cli.main import results_folder
 from tests.conftest import spec_data
-from tests.integration.test_cli import _imported, embedded_default  # noqa: F401 - an autouse fixture
+from tests.integration.test_cli import _imported, embedded_default, llm_changes  # noqa: F401 - an autouse fixture
 
 
 def experiment_file(tmp_path, **fields) -> str:
@@ -73,3 +75,23 @@ def test_experiment_commands_that_read_import_no_ray(tmp_path):
     assert _imported("experiment", "run", "--submit", path) == "imported: none"
     for command in (["experiments", "list"], ["experiments", "show", "1"], ["experiments", "export", "1"]):
         assert _imported(*command) == "imported: none", command
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_an_experiment_that_spends_its_budget_says_so_and_exits(tmp_path, llm_stub):
+    """Its runs paused and its queued ones held: `experiment run` says why and how to go on, and
+    exits with status 3 (as `myriad run` does), its results folder named safely."""
+    base = spec_data(**llm_changes(llm_stub.url)) | {"budget": None}
+    data = {"name": "../../spent", "base": base, "vary": {"seed": [1, 2, 3]}, "budget": {"tokens": 500}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(data))
+    ran = CliRunner().invoke(main, ["experiment", "run", str(tmp_path / "exp.yaml")])
+    assert ran.exit_code == 3, ran.output
+    lines = ran.output.splitlines()
+    assert any(
+        line.startswith("experiment 1 paused: the experiment's token budget is spent (") for line in lines
+    )
+    assert "to go on: myriad experiments resume 1 --budget-tokens N" in lines
+    refused = CliRunner().invoke(main, ["experiments", "resume", "1"])
+    assert refused.exit_code == 1
+    assert "experiment 1 cannot resume: the experiment's token budget is spent" in refused.stderr
+    assert results_folder("../../spent", "e1") == Path("results/spent-e1")
