@@ -57,6 +57,7 @@ CONCURRENCY = 64  # answers asked at once
 BATCH = 128  # agents asked between two writes: how often a survey's page sees answers arrive
 RECENT = 5  # recorded rounds an agent recalls when it answers
 SAMPLES = 5  # free-text answers shown per question
+MAX_ERROR = 1_000  # characters of an answer's error: an exception's message may be long
 MAX_BINS = 20  # of a number question's histogram
 ASKER_GONE = "the process asking it stopped"
 PRESENCE = 30.0  # seconds a survey's asker is taken to be alive after it last said so
@@ -228,7 +229,22 @@ class _Asking:
     async def _answer(
         self, agent: AgentRow, actions: list[ActionRow], index: int, question: Question
     ) -> dict[str, Any]:
+        """The agent's answer to a question, as a row to store. An agent whose kind fails to
+        answer (its `survey` hook or `interview` raises) fails this answer alone, with the
+        reason, as a round isolates an agent's error: the survey goes on."""
         row: dict[str, Any] = {"agent_id": agent.agent_id, "question": index, "tokens": 0}
+        try:
+            return await self._reply(row, agent, actions, question)
+        except Exception as e:
+            log.warning("survey %s: agent %s failed to answer", self.survey_id, agent.agent_id, exc_info=True)
+            # Only what is sure: the tokens a reply cost are billed even if reading it failed.
+            return {k: row[k] for k in ("agent_id", "question", "tokens")} | {
+                "error": f"failed: {type(e).__name__}: {e}"[:MAX_ERROR]
+            }
+
+    async def _reply(
+        self, row: dict[str, Any], agent: AgentRow, actions: list[ActionRow], question: Question
+    ) -> dict[str, Any]:
         if agent.kind not in self.kinds:
             return row | {"error": f"skipped: its kind is not installed here ({agent.kind})"}
         name, kind, params = self.kinds[agent.kind]
@@ -252,6 +268,8 @@ class _Asking:
             text = hook(params, profile_of(agent), question, recorded)
             if text is None:
                 return row | {"error": f"skipped: kind {name} has no answer to a {question.type} question"}
+            if not isinstance(text, str):
+                raise TypeError(f"kind {name}'s survey hook gave a {type(text).__name__}, not text")
         else:
             return row | {"error": f"skipped: rule-based kind {name} has no survey hook"}
         row["answer"] = text

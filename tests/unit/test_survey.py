@@ -1,6 +1,8 @@
 """Survey specs, prompts and the reading of answers; the counting of answers; the guessing kinds'
 survey hook."""
 
+import asyncio
+
 import pytest
 
 from agents.core import Profile
@@ -8,6 +10,7 @@ from agents.kinds.guessing import Adaptive, LevelK
 from agents.kinds.llm_guess import read_number as llm_read_number
 from agents.llm_stub import answer
 from agents.personas import in_character
+from agents.spec import RunSpec
 from agents.survey import (
     Question,
     SurveySpec,
@@ -18,7 +21,9 @@ from agents.survey import (
     read_choice,
     read_number,
 )
-from backend.services.surveys import _numbers, _summarize
+from backend.services.surveys import _Asking, _numbers, _summarize
+from backend.store.models import AgentRow, SurveyRow
+from tests.conftest import spec_data
 
 NUMBER = {"text": "How sure are you, 0 to 10?", "type": "number", "min": 0, "max": 10}
 CHOICE = {"text": "Will the mean fall?", "type": "choice", "options": ["Yes", "No", "Not sure"]}
@@ -278,3 +283,46 @@ def test_outcomes_are_counted_apart_and_choices_per_option():
         "failed": 1,
         "counts": {"Yes": 3, "No": 1, "Not sure": 0},
     }
+
+
+class _Fragile:
+    """A kind whose survey hook and interview fail for agent 1 alone."""
+
+    @classmethod
+    def survey(cls, params, profile, question, answers):
+        if profile.id == 1:
+            raise RuntimeError("no words today")
+        return "7"
+
+    @classmethod
+    def interview(cls, params, profile, game, answers, question):
+        raise KeyError("persona")
+
+
+def _asking(kind) -> _Asking:
+    spec = RunSpec.parse(spec_data())
+    asked = SurveySpec.parse({"questions": [NUMBER]})
+    asking = _Asking(None, SurveyRow(id=1, run_id=1, round=1), spec, asked, [0, 1])
+    asking.kinds = {"fragile": ("fragile", kind, None)}
+    return asking
+
+
+def _agent(agent_id: int) -> AgentRow:
+    return AgentRow(run_id=1, agent_id=agent_id, kind="fragile", name="Bo", attributes={}, background="")
+
+
+async def test_an_agent_whose_survey_hook_raises_fails_alone():
+    asking = _asking(_Fragile)
+    question = asking.questions[0]
+    rows = await asyncio.gather(*(asking._answer(_agent(i), [], 0, question) for i in (0, 1, 2)))
+    assert [r.get("value") for r in rows] == [7.0, None, 7.0]
+    assert rows[1] == {
+        "agent_id": 1, "question": 0, "tokens": 0, "error": "failed: RuntimeError: no words today",
+    }  # fmt: skip
+
+
+async def test_an_agent_whose_interview_raises_fails_alone():
+    asking = _asking(_Fragile)
+    asking.client = object()  # a model to ask: the interview fails first
+    (row,) = [await asking._answer(_agent(0), [], 0, asking.questions[0])]
+    assert row["error"] == "failed: KeyError: 'persona'"
