@@ -16,7 +16,7 @@ from backend.runtime import Runtime
 from backend.services._live import announce, tell
 from backend.store import commands, records, runs
 from backend.store.models import Run
-from backend.workflow.budget import spent, stored_use
+from backend.workflow.budget import experiment_spent, spent, stored_use
 
 __all__ = [
     "BudgetSpent",
@@ -168,16 +168,21 @@ class BudgetSpent(IllegalTransition):
 
 async def _check_budget(rt: Runtime, run: Run, budget: dict[str, Any] | None) -> None:
     """`BudgetSpent`, with the numbers, if the run's use has reached its budget (`budget`, the
-    one the resume brings, else its own). The worker checks again when it applies the resume (an
-    interview may have spent more meanwhile)."""
+    one the resume brings, else its own), or its experiment's runs together theirs. The worker
+    checks again when it applies the resume (an interview may have spent more meanwhile)."""
     spec = RunSpec.stored(run.spec)
     limit = Budget.model_validate(budget) if budget is not None else spec.budget
-    if limit is None:
-        return
     async with rt.sessions() as session:
-        used = await stored_use(session, run_id=run.id)
-    if reason := spent(limit, spec.llm, used):
-        raise BudgetSpent(f"run {run.id} cannot resume: {reason}; resume it with a larger budget")
+        if limit is not None and (reason := spent(limit, spec.llm, await stored_use(session, run_id=run.id))):
+            raise BudgetSpent(f"run {run.id} cannot resume: {reason}; resume it with a larger budget")
+        # A run of an experiment shares its experiment's budget: only the experiment can raise it.
+        if run.experiment_id is not None and (
+            reason := await experiment_spent(session, experiment_id=run.experiment_id)
+        ):
+            raise BudgetSpent(
+                f"run {run.id} cannot resume: {reason}; resume experiment {run.experiment_id} "
+                "with a larger budget"
+            )
 
 
 def _check_where(spec: RunSpec, where: dict[str, str] | None) -> None:

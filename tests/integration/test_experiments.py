@@ -201,6 +201,11 @@ async def test_an_experiment_budget_pauses_all_its_runs_and_holds_the_queued_one
             assert reason.startswith("the experiment's token budget is spent (")
         with pytest.raises(services.BudgetSpent, match="the experiment's token budget is spent"):
             await services.control_experiment(runtime, created.id, "resume")
+        # One of its runs alone cannot go on either, even with a budget of its own.
+        with pytest.raises(
+            services.BudgetSpent, match=f"resume experiment {created.id} with a larger budget"
+        ):
+            await services.control(runtime, runs[0].id, "resume", budget={"tokens": 10_000_000})
         await services.control_experiment(runtime, created.id, "resume", budget={"tokens": 10_000_000})
         await ended(runtime, created.id, timeout=240)
     assert await status(runtime, created.id) == "completed"
