@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from agents import llm
 from agents.core import sum_usage
 from agents.kinds import KINDS
@@ -295,12 +297,18 @@ class _Asking:
 async def _settle(rt: Runtime, found: Sequence[SurveyRow]) -> list[SurveyRow]:
     """`found`, with the surveys still being asked by no process marked `interrupted`: the one
     asking it says so to the live layer every few seconds (`_Asking._present`) until it is done.
-    A process reading the database alone (no live layer) cannot tell, and shows them as stored."""
+    A process reading the database alone (no live layer) cannot tell, and shows them as stored;
+    so does one whose live layer does not answer (Redis blinked): not knowing is no sign that the
+    asker is gone."""
     live = getattr(rt, "live", None)
     active = [s.id for s in found if s.status in surveys.ACTIVE and s.id not in _asking]
     if live is None or not active:
         return list(found)
-    gone = set(active) - await live.surveys_asked(active)
+    try:
+        gone = set(active) - await live.surveys_asked(active)
+    except RedisError as e:
+        log.warning("cannot tell whether surveys %s are still asked: %s: %s", active, type(e).__name__, e)
+        return list(found)
     if not gone:
         return list(found)
     async with rt.sessions() as session:

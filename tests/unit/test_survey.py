@@ -2,8 +2,10 @@
 survey hook."""
 
 import asyncio
+import types
 
 import pytest
+import redis
 
 from agents.core import Profile
 from agents.kinds.guessing import Adaptive, LevelK
@@ -21,7 +23,7 @@ from agents.survey import (
     read_choice,
     read_number,
 )
-from backend.services.surveys import _Asking, _numbers, _summarize
+from backend.services.surveys import _Asking, _numbers, _settle, _summarize
 from backend.store.models import AgentRow, SurveyRow
 from tests.conftest import spec_data
 
@@ -326,3 +328,17 @@ async def test_an_agent_whose_interview_raises_fails_alone():
     asking.client = object()  # a model to ask: the interview fails first
     (row,) = [await asking._answer(_agent(0), [], 0, asking.questions[0])]
     assert row["error"] == "failed: KeyError: 'persona'"
+
+
+class _DownLive:
+    """A live layer that does not answer."""
+
+    async def surveys_asked(self, ids):
+        raise redis.ConnectionError("Connection refused")
+
+
+async def test_a_survey_is_shown_as_stored_when_the_live_layer_is_down():
+    rt = types.SimpleNamespace(live=_DownLive(), sessions=None)  # marking it would need a session
+    running = SurveyRow(id=987_654, run_id=1, round=1, status="running", agents=5, spec={})
+    assert await _settle(rt, [running]) == [running]
+    assert running.status == "running"
