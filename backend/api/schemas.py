@@ -85,6 +85,9 @@ class RunPublic(BaseModel):
         description="the run's spec; as plain data only if stored by an older version and no longer valid"
     )
     live: dict[str, JsonValue] = Field(default_factory=dict, description="what the run's worker reports now")
+    experiment_id: int | None = Field(None, description="the experiment the run is of, if any")
+    cell: int | None = Field(None, description="its cell of the experiment (from 0)")
+    replicate: int | None = Field(None, description="its replicate in the cell (from 0)")
 
 
 class RunsPublic(BaseModel):

@@ -84,6 +84,12 @@ async def runs_show(run_id: int) -> None:
         highlight=False,
         markup=False,
     )
+    if r.experiment_id is not None:
+        console.print(
+            f"replicate {(r.replicate or 0) + 1} of cell {(r.cell or 0) + 1} of experiment {r.experiment_id} "
+            f"(myriad experiments show {r.experiment_id})",
+            highlight=False,
+        )
     if r.error:
         console.print(f"error: {r.error}", markup=False, highlight=False)
     if usage is not None:

@@ -101,6 +101,19 @@ def test_the_page_shows_every_run_in_its_cell_the_charts_and_the_effects(finishe
     assert f"[{level['low']:.2f}, {level['high']:.2f}]" in effects
 
 
+def test_each_run_names_its_experiment_cell_and_replicate(finished):
+    client, experiment = finished
+    cells = client.get(f"/api/v1/experiments/{experiment['id']}/cells", headers=API).json()["data"]
+    last = cells[1]["runs"][1]
+    run = client.get(f"/api/v1/runs/{last['id']}", headers=API).json()
+    assert (run["experiment_id"], run["cell"], run["replicate"]) == (experiment["id"], 1, 1)
+    page = client.get(f"/runs/{last['id']}").text
+    assert (
+        f'Replicate 2 of cell 2 of <a href="http://testserver/experiments/{experiment["id"]}">'
+        f"experiment #{experiment['id']}</a>"
+    ) in page
+
+
 def test_the_results_download_has_a_row_per_run_and_round(finished):
     client, experiment = finished
     download = client.get(f"/experiments/{experiment['id']}/export", params={"format": "csv"})
