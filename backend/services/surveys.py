@@ -283,7 +283,8 @@ class _Asking:
 
     async def _end(self, status: str, error: str | None) -> None:
         async with self.rt.sessions() as session:
-            await surveys.finish(session, survey_ids=[self.survey_id], status=status, error=error)
+            # The true end, even over an `interrupted` a reader guessed while the live layer was away.
+            await surveys.finish(session, survey_ids=[self.survey_id], status=status, error=error, asker=True)
             if self.event_id is not None:
                 await surveys.set_event_payload(
                     session, event_id=self.event_id, payload=self._payload(status)

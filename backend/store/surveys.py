@@ -78,12 +78,22 @@ async def mark(session: AsyncSession, *, survey_id: int, status: str) -> None:
 
 
 async def finish(
-    session: AsyncSession, *, survey_ids: Collection[int], status: str, error: str | None = None
+    session: AsyncSession,
+    *,
+    survey_ids: Collection[int],
+    status: str,
+    error: str | None = None,
+    asker: bool = False,
 ) -> int:
-    """End the surveys still being asked among `survey_ids` with `status`; how many it ended."""
+    """End the surveys still being asked among `survey_ids` with `status`; how many it ended.
+
+    A reader marks `interrupted` a survey whose asker has not said lately that it asks it; that
+    is a guess (the asker may only have been cut off from the live layer for a while), so the
+    `asker`'s own end, when it comes, replaces it: it knows how the survey ended."""
+    ending = (*ACTIVE, "interrupted") if asker else ACTIVE
     result = await session.execute(
         update(SurveyRow)
-        .where(SurveyRow.id.in_(survey_ids), SurveyRow.status.in_(ACTIVE))
+        .where(SurveyRow.id.in_(survey_ids), SurveyRow.status.in_(ending))
         .values(status=status, error=error, finished_at=now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
