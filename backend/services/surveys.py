@@ -35,7 +35,7 @@ from backend.services.exports import ExportFormat, in_temp_file, stream_rows, wr
 from backend.services.runs import get_run, where_problems
 from backend.store import records, surveys
 from backend.store.models import ActionRow, AgentRow, SurveyRow
-from backend.workflow.budget import spent, stored_use
+from backend.workflow.budget import experiment_spent, spent, stored_use
 
 __all__ = [
     "SURVEY_SECONDS",
@@ -79,7 +79,8 @@ class SurveyNotFound(LookupError):
 async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow:
     """Store a survey of the run and start asking it in this process (`survey_finished` waits
     for it). Refused (`IllegalTransition`) for a run with nothing recorded to ask, or whose budget
-    is spent; `SurveySpecError` for a sample that names what the run does not have."""
+    (or its experiment's, which its runs share) is spent; `SurveySpecError` for a sample that
+    names what the run does not have."""
     run = await get_run(rt, run_id)
     if run.status not in SURVEYABLE:
         raise IllegalTransition(f"run {run_id} is {run.status}: only a run that has started can be surveyed")
@@ -88,6 +89,13 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
     async with rt.sessions() as session:
         if reason := spent(run_spec.budget, run_spec.llm, await stored_use(session, run_id=run_id)):
             raise IllegalTransition(f"run {run_id} cannot be surveyed: {reason}; raise its budget first")
+        if run.experiment_id is not None and (
+            reason := await experiment_spent(session, experiment_id=run.experiment_id)
+        ):
+            raise IllegalTransition(
+                f"run {run_id} cannot be surveyed: {reason}; "
+                f"raise experiment {run.experiment_id}'s budget first"
+            )
         ids = await surveys.agent_ids(
             session, run_id=run_id, where=spec.sample.where, kinds=spec.sample.kinds
         )
@@ -102,7 +110,8 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
         # Said before anyone can read it: another process would take it for one nobody asks.
         await tell(rt.live.set_survey_asked(survey.id, PRESENCE))
         await session.commit()
-    task = asyncio.create_task(_Asking(rt, survey, run_spec, spec, ids).run(), name=f"survey {survey.id}")
+    asking = _Asking(rt, survey, run_spec, spec, ids, experiment=run.experiment_id)
+    task = asyncio.create_task(asking.run(), name=f"survey {survey.id}")
     _asking[survey.id] = task
     task.add_done_callback(lambda _: _asking.pop(survey.id, None))
     return survey
@@ -129,12 +138,20 @@ def _check_sample(spec: RunSpec, sample: Sample) -> None:
 
 class _Asking:
     """One survey being asked: its agents a batch at a time, each batch's answers and the use so
-    far written together, the run's budget checked between batches."""
+    far written together, the run's budget (and its `experiment`'s) checked between batches."""
 
     def __init__(
-        self, rt: Runtime, survey: SurveyRow, spec: RunSpec, asked: SurveySpec, ids: list[int]
+        self,
+        rt: Runtime,
+        survey: SurveyRow,
+        spec: RunSpec,
+        asked: SurveySpec,
+        ids: list[int],
+        *,
+        experiment: int | None = None,
     ) -> None:
         self.rt = rt
+        self.experiment = experiment
         self.survey_id, self.run_id, self.round = survey.id, survey.run_id, survey.round
         self.spec = spec
         self.questions = asked.questions
@@ -203,8 +220,15 @@ class _Asking:
         return {**self.event, "status": status, "answered": self.answered, "usage": self.used}
 
     async def _spent(self) -> str | None:
+        """Why the run's budget, or its experiment's, is spent, if either is."""
         async with self.rt.sessions() as session:
-            return spent(self.spec.budget, self.spec.llm, await stored_use(session, run_id=self.run_id))
+            if reason := spent(
+                self.spec.budget, self.spec.llm, await stored_use(session, run_id=self.run_id)
+            ):
+                return reason
+            if self.experiment is not None:
+                return await experiment_spent(session, experiment_id=self.experiment)
+            return None
 
     async def _batch(self, ids: Sequence[int]) -> None:
         async with self.rt.sessions() as session:

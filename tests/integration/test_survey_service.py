@@ -2,13 +2,17 @@
 survey ends when its asker and a reader disagree, how large a sample may be and how it is drawn,
 and the budgets that refuse a survey."""
 
+import pytest
+from sqlalchemy import update
+
 from agents.spec import RunSpec
 from agents.survey import SurveySpec
 from backend import services
+from backend.domain import EventKind, IllegalTransition, RunStatus
 from backend.services.surveys import _Asking
-from backend.store import runs
+from backend.store import records, runs
 from backend.store import surveys as store
-from backend.store.models import Run
+from backend.store.models import ExperimentRow, Run, SurveyRow
 from tests.conftest import spec_data
 
 TEXT = {"text": "Why?"}
@@ -38,3 +42,42 @@ async def test_an_asker_alive_after_all_records_its_true_end_over_a_readers_gues
     await asking._end("completed", None)
     ended = await services.get_survey(runtime, run.id, survey.id)
     assert (ended.status, ended.error) == ("completed", None)
+
+
+async def _of_spent_experiment(rt) -> Run:
+    """A completed run of an experiment whose token budget (10) its runs have spent (an interview
+    of 20 tokens); the run itself has no budget."""
+    run = await new_run(rt)
+    async with rt.sessions() as session:
+        experiment = ExperimentRow(name="e", spec={"budget": {"tokens": 10}}, max_parallel=1, paused=False)
+        session.add(experiment)
+        await session.flush()
+        await session.execute(
+            update(Run)
+            .where(Run.id == run.id)
+            .values(experiment_id=experiment.id, status=RunStatus.COMPLETED)
+        )
+        asked = {"agent": 3, "question": "Why?", "usage": {"m": {"calls": 1, "prompt_tokens": 20}}}
+        await records.add_event(session, run_id=run.id, round=1, kind=EventKind.INTERVIEW, payload=asked)
+        await session.commit()
+        return await session.get_one(Run, run.id)
+
+
+async def test_a_run_whose_experiments_budget_is_spent_is_not_surveyed(runtime):
+    run = await _of_spent_experiment(runtime)
+    spec = SurveySpec.parse({"questions": [TEXT]})
+    with pytest.raises(IllegalTransition) as refused:
+        await services.create_survey(runtime, run.id, spec)
+    assert str(refused.value) == (
+        f"run {run.id} cannot be surveyed: the experiment's token budget is spent (20 of 10); "
+        f"raise experiment {run.experiment_id}'s budget first"
+    )
+
+
+async def test_a_survey_stops_between_batches_when_its_experiments_budget_is_spent(runtime):
+    run = await _of_spent_experiment(runtime)
+    survey = SurveyRow(id=1, run_id=run.id, round=1)
+    spec, asked = RunSpec.stored(run.spec), SurveySpec.parse({"questions": [TEXT]})
+    assert await _Asking(runtime, survey, spec, asked, [0])._spent() is None  # its run alone: not spent
+    asking = _Asking(runtime, survey, spec, asked, [0], experiment=run.experiment_id)
+    assert await asking._spent() == "the experiment's token budget is spent (20 of 10)"
