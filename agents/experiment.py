@@ -39,6 +39,7 @@ MAX_RUNS = 1_000  # cells × replicates
 MAX_FACTORS = 10
 MAX_LEVELS = 100  # values of one factor
 MAX_PARALLEL = 64
+MAX_STORED = 50_000_000  # bytes of run specs an experiment stores, all its runs together
 
 Path_ = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\w+(\.\w+)*$")]
 Levels = Annotated[list[Any], Field(min_length=1, max_length=MAX_LEVELS)]
@@ -133,9 +134,19 @@ class ExperimentSpec(BaseModel):
         for i, group in enumerate(self.zip):
             if len({len(levels) for levels in group.values()}) > 1:
                 raise ValueError(f"zip.{i}: its lists must have the same length, to move together")
+        for factor in self.factors():
+            if len(set(map(json.dumps, factor.levels))) != len(factor.levels):
+                raise ValueError(f"{factor.where}: a value is given twice")
         runs = math.prod(len(f.levels) for f in self.factors()) * self.replicates
         if runs > MAX_RUNS:
             raise ValueError(f"replicates: {runs:,} runs in all; an experiment has at most {MAX_RUNS:,}")
+        # Every run stores its own spec: bound what one experiment stores (and plans in memory).
+        size = len(self.base.model_dump_json()) * runs
+        if size > MAX_STORED:
+            raise ValueError(
+                f"replicates: {runs:,} runs of this base spec store {size / 1e6:,.0f} MB of specs; an "
+                f"experiment stores at most {MAX_STORED / 1e6:,.0f} MB (fewer runs, or a smaller base)"
+            )
         return self
 
     def factors(self) -> list[Factor]:

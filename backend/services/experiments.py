@@ -54,11 +54,12 @@ class ExperimentNotFound(LookupError):
 async def submit_experiment(rt: Runtime, spec: ExperimentSpec) -> tuple[ExperimentRow, list[Run]]:
     """Queue every run of the experiment, once each cell is admitted (its models allowed, its
     hosts fitting the cluster); workers start them `max_parallel` at a time."""
-    for planned in spec.plan():
-        if planned.replicate == 0:  # replicates differ only by their seed
-            await admit(rt, planned.spec)
+    planned = await asyncio.to_thread(spec.plan)  # up to 1,000 specs validated: off the loop
+    for run in planned:
+        if run.replicate == 0:  # replicates differ only by their seed
+            await admit(rt, run.spec)
     async with rt.sessions() as session:
-        experiment, runs = await store.create_experiment(session, spec=spec)
+        experiment, runs = await store.create_experiment(session, spec=spec, planned=planned)
     await asyncio.gather(
         *(
             announce(
@@ -114,6 +115,8 @@ def experiment_status(experiment: ExperimentRow, progress: dict[str, Any]) -> st
     running otherwise."""
     by_status: dict[str, int] = progress["runs"]
     runs = sum(by_status.values())
+    if not runs:  # every run of it was deleted
+        return "stopped"
     ended = sum(n for status, n in by_status.items() if status in FINAL)
     if runs and ended == runs:
         if by_status.get(RunStatus.COMPLETED) == runs:
@@ -279,8 +282,8 @@ async def compare(
     series = []
     for key, members in groups.items():
         label = cells[key].label() if cells is not None else f"run {key}: {members[0].name}"
-        by_round = [{r: s[measure] for r, s, _ in stats[m.id] if s.get(measure) is not None} for m in members]
-        targets = [{r: s["win"] for r, s, _ in stats[m.id] if s.get("win") is not None} for m in members]
+        by_round = [{r: s[measure] for r, s, _ in stats[m.id] if _number(s.get(measure))} for m in members]
+        targets = [{r: s["win"] for r, s, _ in stats[m.id] if _number(s.get("win"))} for m in members]
         histograms = [finals[m.id] for m in members if m.id in finals]
         series.append(
             {
@@ -327,15 +330,20 @@ def _final_values(
     found = {}
     for run in runs:
         last = stats.get(run.id) or []
-        if last and last[-1][0] == run.rounds and last[-1][1].get(measure) is not None:
+        if last and last[-1][0] == run.rounds and _number(last[-1][1].get(measure)):
             found[run.id] = float(last[-1][1][measure])
     return found
+
+
+def _number(value: Any) -> bool:
+    """Whether a statistic can be averaged (a scenario may record text too; NaN is stored as null)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _default_measure(stats: dict[int, list[tuple[int, dict[str, Any], float]]]) -> str:
     for rounds in stats.values():
         for _, values, _ in rounds:
-            numeric = [k for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+            numeric = [k for k, v in values.items() if _number(v)]
             return "avg" if "avg" in numeric else (numeric[0] if numeric else "avg")
     return "avg"
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import sum_usage
-from agents.experiment import ExperimentSpec
+from agents.experiment import ExperimentSpec, Planned
 from agents.llm import LLMSpec
 from agents.spec import Budget
 from backend.domain import EventKind
@@ -33,7 +33,7 @@ __all__ = [
 
 
 async def create_experiment(
-    session: AsyncSession, *, spec: ExperimentSpec
+    session: AsyncSession, *, spec: ExperimentSpec, planned: Sequence[Planned]
 ) -> tuple[ExperimentRow, list[Run]]:
     """The experiment and every run it plans, queued, in one transaction: a worker can claim the
     first run only once all of them exist."""
@@ -43,8 +43,7 @@ async def create_experiment(
     session.add(experiment)
     await session.flush()
     runs = [
-        queued(p.spec, experiment_id=experiment.id, cell=p.cell.index, replicate=p.replicate)
-        for p in spec.plan()
+        queued(p.spec, experiment_id=experiment.id, cell=p.cell.index, replicate=p.replicate) for p in planned
     ]
     session.add_all(runs)
     await session.flush()

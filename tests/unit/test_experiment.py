@@ -155,3 +155,17 @@ def test_a_whole_list_of_kinds_is_a_factor_named_by_its_kinds():
         ("all adaptive", None),
         ("level_k×2", 10.0),
     ]
+
+
+def test_a_value_given_twice_and_an_experiment_too_big_to_store_are_refused():
+    assert problems(vary={"rounds": [1, 2, 1]}) == ["vary.rounds: a value is given twice"]
+    assert problems(zip=[{"rounds": [1, 1], "seed": [3, 3]}]) == ["zip.0: a value is given twice"]
+    # 1,000 categories of 100 characters: a base of about 110 KB, stored by each of 500 runs.
+    wide = {f"{i:03d}" + "x" * 97: 0.1 for i in range(1000)}
+    base = spec_data(**{"population.attributes": {"a": wide}})
+    found = problems(base=base, vary={"rounds": list(range(1, 101))}, replicates=5)
+    assert len(found) == 1
+    assert found[0].startswith("replicates: 500 runs of this base spec store 5")
+    assert found[0].endswith(
+        "MB of specs; an experiment stores at most 50 MB (fewer runs, or a smaller base)"
+    )
