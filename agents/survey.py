@@ -45,7 +45,7 @@ MAX_QUESTIONS = 20
 MAX_OPTIONS = 20
 MAX_QUESTION = 2_000  # characters of a question
 MAX_OPTION = 200  # characters of an option: the stored answer's `choice`
-MAX_SAMPLE = 10_000_000  # agents drawn at random
+MAX_SAMPLE = 100_000  # agents a survey asks at most: all that match, or drawn at random
 LIMIT = 1e15  # a number question's bounds: a float that still prints exactly
 
 Option = Annotated[

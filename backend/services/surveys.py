@@ -14,7 +14,6 @@ import functools
 import itertools
 import logging
 import math
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,16 @@ from agents import llm
 from agents.core import sum_usage
 from agents.kinds import KINDS
 from agents.spec import RunSpec
-from agents.survey import Question, Sample, SurveySpec, SurveySpecError, Unreadable, prompt, read
+from agents.survey import (
+    MAX_SAMPLE,
+    Question,
+    Sample,
+    SurveySpec,
+    SurveySpecError,
+    Unreadable,
+    prompt,
+    read,
+)
 from backend.domain import EventKind, IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.services._live import tell
@@ -96,17 +104,26 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
                 f"run {run_id} cannot be surveyed: {reason}; "
                 f"raise experiment {run.experiment_id}'s budget first"
             )
-        ids = await surveys.agent_ids(
-            session, run_id=run_id, where=spec.sample.where, kinds=spec.sample.kinds
-        )
-        if not ids:
+        where, kinds = spec.sample.where, spec.sample.kinds
+        count = await surveys.count_agents(session, run_id=run_id, where=where, kinds=kinds)
+        if not count:
             raise SurveySpecError(["sample: no agent of the run matches (are its agents recorded yet?)"])
-        asked = len(ids) if spec.sample.random is None else min(spec.sample.random, len(ids))
+        if spec.sample.random is None and count > MAX_SAMPLE:
+            raise SurveySpecError([
+                f"sample: {count:,} agents match, more than a survey asks (at most {MAX_SAMPLE:,}); "
+                f"ask some of them with random: N"
+            ])  # fmt: skip
+        asked = count if spec.sample.random is None else min(spec.sample.random, count)
         survey = await surveys.create_survey(
             session, run_id=run_id, round=run.round, spec=spec.model_dump(mode="json"), agents=asked
         )
-        if asked < len(ids):  # drawn by the run's seed and the survey: reproducible, and its own
-            ids = sorted(random.Random(f"{run.seed}:{survey.id}").sample(ids, asked))
+        if asked < count:  # drawn by the run's seed and the survey: reproducible, and its own
+            seed = f"{run.seed}:{survey.id}"
+            ids = await surveys.sample_ids(
+                session, run_id=run_id, where=where, kinds=kinds, n=asked, seed=seed
+            )
+        else:
+            ids = await surveys.agent_ids(session, run_id=run_id, where=where, kinds=kinds)
         # Said before anyone can read it: another process would take it for one nobody asks.
         await tell(rt.live.set_survey_asked(survey.id, PRESENCE))
         await session.commit()

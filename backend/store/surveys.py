@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     and_,
     case,
+    cast,
     func,
     insert,
     literal,
@@ -33,6 +36,7 @@ __all__ = [
     "answer_samples",
     "answered",
     "answers_query",
+    "count_agents",
     "create_survey",
     "finish",
     "get_survey",
@@ -40,6 +44,7 @@ __all__ = [
     "list_surveys",
     "mark",
     "recent_actions",
+    "sample_ids",
     "set_event_payload",
     "surveys_by_id",
 ]
@@ -99,16 +104,64 @@ async def finish(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def agent_ids(
-    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
-) -> list[int]:
-    """The ids of the run's agents with these attribute values and of one of these kinds."""
+def _matching(
+    run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
+) -> list[ColumnElement[bool]]:
+    """The run's agents with these attribute values and of one of these kinds."""
     conditions: list[ColumnElement[bool]] = [AgentRow.run_id == run_id]
     conditions += [AgentRow.attributes[key].as_string() == value for key, value in (where or {}).items()]
     if kinds is not None:
         conditions.append(AgentRow.kind.in_(kinds))
-    query = select(AgentRow.agent_id).where(*conditions).order_by(AgentRow.agent_id)
+    return conditions
+
+
+async def count_agents(
+    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
+) -> int:
+    """How many of the run's agents have these attribute values and are of one of these kinds."""
+    query = select(func.count()).select_from(AgentRow).where(*_matching(run_id, where, kinds))
+    return int(await session.scalar(query) or 0)
+
+
+async def agent_ids(
+    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
+) -> list[int]:
+    """The ids of the run's agents with these attribute values and of one of these kinds (all of
+    them: count them first)."""
+    query = select(AgentRow.agent_id).where(*_matching(run_id, where, kinds)).order_by(AgentRow.agent_id)
     return list((await session.scalars(query)).all())
+
+
+# A prime above every agent id (a run has at most 100,000,000 agents): x -> (a x + b) mod PRIME is
+# then a permutation of the ids, different for each (a, b).
+PRIME = 2**31 - 1
+
+
+async def sample_ids(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    where: Mapping[str, str] | None,
+    kinds: Collection[str] | None,
+    n: int,
+    seed: str,
+) -> list[int]:
+    """`n` of the matching agents' ids drawn at random by `seed` (the same ones for the same
+    seed), in order: the first `n` of a seeded permutation of the ids, which the database sorts
+    (a top-n of one scan), so that no more than `n` ids leave it, however many agents match.
+    Every agent is as likely to be drawn; a draw is spread evenly over the ids (a permutation
+    x -> a x + b is no shuffle: it rarely leaves a run of ids out), which a survey's counts, if
+    anything, gain by."""
+    rng = random.Random(seed)
+    a, b = rng.randrange(1, PRIME), rng.randrange(PRIME)
+    key = (cast(AgentRow.agent_id, BigInteger) * a + b) % PRIME  # below 2**62: no overflow
+    query = (
+        select(AgentRow.agent_id)
+        .where(*_matching(run_id, where, kinds))
+        .order_by(key, AgentRow.agent_id)
+        .limit(n)
+    )
+    return sorted((await session.scalars(query)).all())
 
 
 async def agents(session: AsyncSession, *, run_id: int, ids: Collection[int]) -> Sequence[AgentRow]:

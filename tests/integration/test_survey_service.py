@@ -2,13 +2,17 @@
 survey ends when its asker and a reader disagree, how large a sample may be and how it is drawn,
 and the budgets that refuse a survey."""
 
+from collections import Counter
+
 import pytest
 from sqlalchemy import update
 
+from agents.population import Population
 from agents.spec import RunSpec
-from agents.survey import SurveySpec
+from agents.survey import SurveySpec, SurveySpecError
 from backend import services
 from backend.domain import EventKind, IllegalTransition, RunStatus
+from backend.services import surveys as surveys_service
 from backend.services.surveys import _Asking
 from backend.store import records, runs
 from backend.store import surveys as store
@@ -81,3 +85,75 @@ async def test_a_survey_stops_between_batches_when_its_experiments_budget_is_spe
     assert await _Asking(runtime, survey, spec, asked, [0])._spent() is None  # its run alone: not spent
     asking = _Asking(runtime, survey, spec, asked, [0], experiment=run.experiment_id)
     assert await asking._spent() == "the experiment's token budget is spent (20 of 10)"
+
+
+async def _with_agents(rt, total: int) -> Run:
+    """A completed run of `total` agents, recorded (no actions: the guessers skip)."""
+    run = await new_run(rt, **{"population.total": total})
+    spec = RunSpec.parse(run.spec)
+    profiles = Population(spec.population, spec.seed).profiles(range(total))
+    async with rt.sessions() as session:
+        conn = await session.connection()
+        await records.copy_rows(
+            conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
+        )
+        await session.execute(update(Run).where(Run.id == run.id).values(status=RunStatus.COMPLETED))
+        await session.commit()
+        return await session.get_one(Run, run.id)
+
+
+@pytest.mark.parametrize("sample", [{"all": True}, {"where": {"gender": "female"}}])
+async def test_a_sample_larger_than_a_survey_asks_is_refused(runtime, monkeypatch, sample):
+    monkeypatch.setattr(surveys_service, "MAX_SAMPLE", 20)
+    run = await _with_agents(runtime, 50)
+    with pytest.raises(SurveySpecError) as refused:
+        await services.create_survey(
+            runtime, run.id, SurveySpec.parse({"questions": [TEXT], "sample": sample})
+        )
+    matching = 50 if "all" in sample else 25
+    more = f"sample: {matching} agents match, more than a survey asks (at most 20)"
+    assert refused.value.problems == [f"{more}; ask some of them with random: N"]
+
+
+async def test_a_random_sample_is_drawn_in_the_database(runtime, monkeypatch):
+    run = await _with_agents(runtime, 50)
+
+    async def every_id(*args, **kwargs):
+        raise AssertionError("a random sample loaded every matching id")
+
+    monkeypatch.setattr(store, "agent_ids", every_id)
+    survey = await services.create_survey(
+        runtime, run.id, SurveySpec.parse({"questions": [TEXT], "sample": {"random": 10}})
+    )
+    await services.survey_finished(survey.id)
+    assert survey.agents == 10
+    page, count = await services.survey_answers(runtime, run.id, survey.id, limit=100, offset=0)
+    asked = [a["agent_id"] for a in page]
+    assert count == 10
+    assert len(set(asked)) == 10
+    assert asked != list(range(10))  # drawn, not the first ten
+
+
+async def test_sample_ids_are_a_seeded_draw_of_the_matching_agents(runtime):
+    run = await _with_agents(runtime, 200)
+    async with runtime.sessions() as session:
+        female = set(await store.agent_ids(session, run_id=run.id, where={"gender": "female"}, kinds=None))
+
+        async def draw(seed: str, n: int = 30) -> list[int]:
+            return await store.sample_ids(
+                session, run_id=run.id, where={"gender": "female"}, kinds=None, n=n, seed=seed
+            )
+
+        first = await draw("7:1")
+        assert first == sorted(first)
+        assert len(set(first)) == 30
+        assert set(first) <= female
+        assert await draw("7:1") == first  # reproducible
+        assert await draw("7:2") != first  # each survey its own
+        assert set(await draw("7:1", n=1_000)) == female  # all of them, when fewer match
+        # Every agent is as likely to be drawn: over many seeds, each is drawn about 30 / 100 times.
+        counts: Counter[int] = Counter()
+        for seed in range(200):
+            counts.update(await draw(f"s{seed}"))
+        assert set(counts) == female
+        assert max(counts.values()) < 2 * 200 * 30 / len(female)

@@ -61,6 +61,10 @@ def test_a_survey_defaults_to_every_agent():
         ({"questions": [NUMBER | {"options": ["a", "b"]}]}, "questions.0.options: only a choice"),
         ({"questions": [{"text": "?", "type": "essay"}]}, "questions.0.type: Input should be 'text'"),
         ({"questions": [{"text": "?"}], "sample": {"random": 0}}, "sample.random: Input should be greater"),
+        (
+            {"questions": [{"text": "?"}], "sample": {"random": 100_001}},
+            "sample.random: Input should be less than or equal to 100000",
+        ),
         ({"questions": [{"text": "?"}], "sample": {"all": True, "random": 5}}, "sample: give"),
         ({"questions": [{"text": "?"}], "sample": {}}, "sample: give exactly one"),
         ({"questions": [{"text": "?"}], "sample": {"kinds": []}}, "sample.kinds: List should have at least"),
