@@ -113,6 +113,7 @@ async def test_a_sample_larger_than_a_survey_asks_is_refused(runtime, monkeypatc
     matching = 50 if "all" in sample else 25
     more = f"sample: {matching} agents match, more than a survey asks (at most 20)"
     assert refused.value.problems == [f"{more}; ask some of them with random: N"]
+    assert refused.value.by_field()[0][0] == "sample"  # the field a 422 names
 
 
 async def test_a_random_sample_is_drawn_in_the_database(runtime, monkeypatch):
