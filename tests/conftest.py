@@ -23,7 +23,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -31,9 +31,11 @@ from agents.llm_stub import StubServer
 from agents.spec import RunSpec
 from backend.app import Server, create_app
 from backend.cli.serve import STREAMS_GRACE, server_config
+from backend.domain import RunStatus
 from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.store.db import migrate
+from backend.store.models import Run
 from backend.workflow.worker import Worker
 from tests import helpers
 from tests.waiting import wait_for
@@ -175,6 +177,13 @@ async def runtime(settings) -> AsyncIterator[Runtime]:
     async with Runtime(settings) as rt:
         await rt.live.redis.flushdb()  # run ids restart with each SQLite database
         yield rt
+        # What the test left unfinished is stopped: the Postgres is shared by the whole session,
+        # and a run left queued, or leased to a made-up worker, would go to a later test's worker.
+        async with rt.sessions() as session:
+            unfinished = Run.status.in_((RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED))
+            stopped = {"status": RunStatus.STOPPED, "lease_owner": None, "lease_expires": None}
+            await session.execute(update(Run).where(unfinished).values(**stopped))
+            await session.commit()
 
 
 # -- one Ray cluster of three nodes on this machine, shared by every test of the session ---------

@@ -197,7 +197,10 @@ def test_a_running_run_is_surveyed_at_its_latest_recorded_round_and_goes_on(fini
 
 def test_a_run_that_has_not_started_is_not_surveyed(client):
     run = client.post("/api/v1/runs", json=spec_data()).json()  # no worker here: it stays queued
-    refused = client.post(f"/api/v1/runs/{run['id']}/surveys", json={"questions": [TEXT]})
-    assert refused.status_code == 409
-    said = f"run {run['id']} is queued: only a run that has started can be surveyed"
-    assert refused.json()["detail"] == said
+    try:
+        refused = client.post(f"/api/v1/runs/{run['id']}/surveys", json={"questions": [TEXT]})
+        assert refused.status_code == 409
+        said = f"run {run['id']} is queued: only a run that has started can be surveyed"
+        assert refused.json()["detail"] == said
+    finally:  # not left queued in the shared database, for another test's worker to take
+        client.post(f"/api/v1/runs/{run['id']}/stop")

@@ -233,6 +233,9 @@ async def test_an_experiment_budget_counts_its_runs_together(runtime, llm_stub):
         assert await experiment_spent(session, experiment_id=created.id) == (
             "the experiment's token budget is spent (6,000 of 5,000)"
         )
+    # Not left queued in the shared database, for another test's worker to take.
+    await services.control_experiment(runtime, created.id, "stop")
+    assert {r.status for r in await services.runs_of(runtime, created.id)} == {"stopped"}
 
 
 async def test_the_results_table_keeps_each_runs_seed_and_one_type_a_column(runtime):
