@@ -19,6 +19,9 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 __all__ = ["LiveChannel", "redacted"]
@@ -64,7 +67,12 @@ class LiveChannel:
     def __init__(self, url: str, *, events_kept: int = 10_000) -> None:
         self.url = url
         self.events_kept = events_kept
-        self.redis = Redis.from_url(url, decode_responses=True)
+        # A connection the pool kept from before a restart of the server fails once when next
+        # used: one retry, on a new connection, hides that; a server still away fails it again,
+        # and the caller waits the outage out (workflow.outage).
+        self.redis = Redis.from_url(
+            url, decode_responses=True, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+        )
 
     def __repr__(self) -> str:
         return f"LiveChannel({redacted(self.url)!r})"
