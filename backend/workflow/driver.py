@@ -47,6 +47,9 @@ OnRound = Callable[[RoundResult], Awaitable[None] | None]
 Order = Literal["go", "stop", "release"]
 _PAUSE_POLL = 0.2
 _MAX_RECOVERIES = 8  # hosts lost this often in one drive: the run fails instead
+# A host died; or one was being placed on a node that died meanwhile (Ray had not noticed yet
+# when the nodes were read): both are recovered from, not a reason to fail the run.
+HOSTS_LOST = (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError)
 _RECOVERY_PAUSE = 0.5  # seconds before trying again when hosts die while being recovered; doubles
 
 
@@ -202,7 +205,7 @@ class RunDriver:
                 if order == "stop":
                     break
                 await self._round(self.sim)
-            except ray.exceptions.RayActorError as lost:
+            except HOSTS_LOST as lost:
                 await self._recover(lost)
         if self.sim.done:
             await self.publisher.finish(RunStatus.COMPLETED, self.sim.round)
@@ -276,7 +279,7 @@ class RunDriver:
             try:
                 await self._recover_once(lost)
                 return
-            except ray.exceptions.RayActorError as again:
+            except HOSTS_LOST as again:
                 log.warning("run %s: hosts lost again while recovering; retrying", self.run.id)
                 lost = again
                 await asyncio.sleep(_RECOVERY_PAUSE * 2 ** (self._recoveries - 1))
