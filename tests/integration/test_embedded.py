@@ -176,6 +176,14 @@ SMALL: dict[str, Any] = {
 }
 
 
+def _parent(process: psutil.Process) -> int | None:
+    """Its parent's pid; None once it has ended (a Ray worker may end as the run does)."""
+    try:
+        return process.ppid()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _loads_ray(process: psutil.Process) -> bool:
     """Whether Ray's native library is loaded in `process` (it is, once Ray is imported)."""
     return any("_raylet" in m.path for m in process.memory_maps())
@@ -201,7 +209,7 @@ def test_serve_drives_runs_in_a_worker_process_that_stops_with_it(tmp_path):
         tree = service.descendants()
         assert _loads_ray(worker)
         assert not _loads_ray(psutil.Process(service.process.pid))
-        assert all(p.ppid() != service.process.pid for p in tree if p.pid != worker.pid), (
+        assert all(_parent(p) != service.process.pid for p in tree if p.pid != worker.pid), (
             "Ray's processes are the worker's, not the web server's"
         )
         assert service.stop() in (0, -signal.SIGTERM), service.log.read_text()
