@@ -18,6 +18,8 @@ __all__ = [
     "WRONG_TOKEN",
     "AgentId",
     "Download",
+    "ExperimentDownload",
+    "ExperimentId",
     "RunId",
     "RuntimeDep",
     "SurveyDownload",
@@ -91,3 +93,22 @@ async def survey_download(
 
 
 SurveyDownload = Annotated[FileResponse, Depends(survey_download)]
+
+
+ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="an experiment's id")]
+
+
+async def experiment_download(
+    rt: RuntimeDep,
+    experiment_id: ExperimentId,
+    background: BackgroundTasks,
+    format: services.ExportFormat = "csv",
+) -> FileResponse:
+    """An experiment's results table (one row per run and round) as a file to download (removed
+    once sent), for the API and the pages."""
+    path = await services.export_results(rt, experiment_id, format=format)
+    background.add_task(services.remove_export, path)
+    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+
+
+ExperimentDownload = Annotated[FileResponse, Depends(experiment_download)]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import Field
 from starlette.responses import Response
 
 from agents.experiment import ExperimentSpec, shown
 from backend import services
-from backend.deps import RuntimeDep
+from backend.deps import ExperimentDownload, ExperimentId, RuntimeDep
 from backend.domain import FINAL, IllegalTransition
 from backend.runtime import Runtime
 from backend.web.auth import require_login
@@ -21,11 +21,10 @@ from backend.web.csrf import verify_csrf
 from backend.web.render import page_or_fragment, templates, wants_fragment
 from backend.web.runs import budget_of_form
 
-__all__ = ["ExperimentId", "live_context", "router"]
+__all__ = ["live_context", "router"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
-ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="an experiment's id")]
 LISTED = 100  # experiments on the list, newest first
 ENDED = ("completed", "stopped", "failed")  # an experiment's status once all its runs have ended
 MAX_COMPARED = 20  # runs compared at once: more lines than a chart can tell apart
@@ -137,16 +136,9 @@ async def control(
 
 
 @router.get("/experiments/{experiment_id}/export", name="experiment_export")
-async def export(
-    rt: RuntimeDep,
-    experiment_id: ExperimentId,
-    background: BackgroundTasks,
-    format: services.ExportFormat = "csv",
-) -> FileResponse:
+async def export(file: ExperimentDownload) -> FileResponse:
     """The tidy results table, one row per run and round (removed once sent)."""
-    path = await services.export_results(rt, experiment_id, format=format)
-    background.add_task(services.remove_export, path)
-    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+    return file
 
 
 @router.get("/runs/compare", name="compare_runs")

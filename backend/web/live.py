@@ -13,11 +13,10 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend import services
-from backend.deps import RunId, RuntimeDep
+from backend.deps import ExperimentId, RunId, RuntimeDep
 from backend.runtime import Runtime
 from backend.web import cluster, experiments, runs
 from backend.web.auth import require_login
-from backend.web.experiments import ExperimentId
 from backend.web.render import render
 
 __all__ = ["router"]

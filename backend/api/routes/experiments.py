@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
 from agents.experiment import ExperimentSpec
@@ -22,13 +22,12 @@ from backend.api.experiment_schemas import (
 )
 from backend.api.routes.runs import CONFLICT, EXPORTED
 from backend.api.schemas import ErrorOut, Responses
-from backend.deps import RuntimeDep
+from backend.deps import ExperimentDownload, ExperimentId, RuntimeDep
 from backend.runtime import Runtime
 from backend.services import ExperimentRow
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], route_class=JsonRoute)
 
-ExperimentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="an experiment's id")]
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no such experiment"}}
 
 
@@ -149,14 +148,7 @@ async def get_results(
 
 
 @router.get("/{experiment_id}/export", responses=NOT_FOUND | EXPORTED, response_class=FileResponse)
-async def export_experiment(
-    rt: RuntimeDep,
-    experiment_id: ExperimentId,
-    background: BackgroundTasks,
-    format: services.ExportFormat = "csv",
-) -> FileResponse:
+async def export_experiment(file: ExperimentDownload) -> FileResponse:
     """Download the tidy results table (one row per run and round: factors, replicate, seed, the
     round's statistics) as CSV, JSON or Parquet."""
-    path = await services.export_results(rt, experiment_id, format=format)
-    background.add_task(services.remove_export, path)
-    return FileResponse(path, media_type=services.EXPORT_MEDIA[format], filename=path.name)
+    return file
