@@ -24,6 +24,12 @@ def _gb(size: float) -> str:
     return f"{size / 1e9:,.1f} GB"
 
 
+def _footprint(kind: str, personas: bool) -> int:
+    """Bytes per agent of `kind`: its columns' where the host steps it so (see `Population.hosted`)."""
+    cls = KINDS.get(kind)
+    return cls.footprint if cls.columnar is None or personas else cls.columnar.footprint
+
+
 def problems(spec: RunSpec, nodes: Sequence[Node]) -> list[str]:
     """What about `spec` cannot fit `nodes`, one `path: reason` line each; none when no node is
     known (no worker has reported the cluster yet: its worker checks again when it places)."""
@@ -39,7 +45,8 @@ def problems(spec: RunSpec, nodes: Sequence[Node]) -> list[str]:
     population = spec.population
     counts = largest_remainder(population.total, [k.share for k in population.kinds])
     need = min(hosts, population.total) * HOST_BYTES + sum(
-        count * KINDS.get(k.kind).footprint for count, k in zip(counts, population.kinds, strict=True)
+        count * _footprint(k.kind, population.persona is not None)
+        for count, k in zip(counts, population.kinds, strict=True)
     )
     if need > memory:
         found.append(

@@ -13,12 +13,15 @@ import contextlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from agents.rng import Draws, agent_key, stream_key
+
+if TYPE_CHECKING:
+    from agents.columnar import Columns
 
 __all__ = [
     "Action",
@@ -131,6 +134,8 @@ class Agent:
     # What an agent of the kind carries from one round to the next, if anything: kinds that do
     # learn across rounds; the others decide each round from what the scenario shows them alone.
     learns: ClassVar[str | None] = None
+    # The kind stepped in columns (agents.columnar), used instead of these objects where it can be.
+    columnar: ClassVar[type[Columns] | None] = None
 
     def __init__(self, profile: Profile, context: AgentContext) -> None:
         self.profile = profile

@@ -16,9 +16,11 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import psutil
 import ray
 
+from agents.columnar import Columns, Decisions
 from agents.core import Action, ActionBatch, Agent, Intervention, Message, Observation
 from agents.llm import LLM, LLMSpec
 from agents.personas import PersonaSpec, write_persona
@@ -114,6 +116,30 @@ class _Waiting:
             self.batch.errors[self.batch.ids.start + offset] = f"TimeoutError: no action within {timeout:g} s"
 
 
+def _payloads(
+    count: int, decided: Sequence[tuple[np.ndarray, Decisions]], objects: bool
+) -> list[Any] | np.ndarray:
+    """The round's payloads of `count` agents as the columns `decided` them (at their offsets):
+    one numeric array when every agent is in numeric columns, otherwise a list that the objects
+    fill in."""
+    parts = [(offsets, decisions.payloads) for offsets, decisions in decided]
+    numeric = [(o, p) for o, p in parts if isinstance(p, np.ndarray) and p.dtype.kind in "iuf"]
+    if parts and not objects and len(numeric) == len(parts):
+        if len(numeric) == 1:  # one kind holds every agent, in order
+            return numeric[0][1]
+        out = np.empty(count, np.result_type(*(array for _, array in numeric)))
+        for offsets, array in numeric:
+            out[offsets] = array
+        return out
+    payloads: list[Any] = [None] * count
+    for offsets, values in parts:
+        for offset, value in zip(
+            offsets.tolist(), values.tolist() if isinstance(values, np.ndarray) else values, strict=True
+        ):
+            payloads[offset] = value
+    return payloads
+
+
 class AgentHost:
     """Hosts agents `ids` of a run and steps them all each round.
 
@@ -126,7 +152,12 @@ class AgentHost:
         self.index = index
         self.agent_timeout = agent_timeout
         self.ids = range(0)
+        self.population: Population | None = None
+        # Kinds stepped as objects, with their positions among `ids`, and kinds stepped in
+        # columns: (index of the kind in the spec, its columns, their positions).
         self.agents: list[Agent] = []
+        self._offsets: list[int] = []
+        self.groups: list[tuple[int, Columns, np.ndarray]] = []
         self.llm: LLM | None = None
         self._personas = [0, 0]  # written, kept from the template
         self._steps = 0
@@ -144,7 +175,9 @@ class AgentHost:
         them the run's language models (one HTTP session and endpoint pool per host)."""
         self.ids = ids
         self.llm = LLM(llm) if llm is not None else None
-        self.agents = Population(population, seed, self.llm).agents(ids)
+        self.population = Population(population, seed, self.llm)
+        hosted = self.population.hosted(ids)
+        self.agents, self._offsets, self.groups = hosted.agents, hosted.offsets, hosted.groups
         _settle()
         return self.stats()
 
@@ -179,10 +212,15 @@ class AgentHost:
 
     def backgrounds(self, ids: range) -> list[str]:
         """The backgrounds of agents `ids` (hosted here), in id order."""
+        if self.groups:  # no personas (see `Population.hosted`): every background is its template
+            assert self.population is not None
+            return [p.background for p in self.population.profiles(ids)]
         return [self.agents[i - self.ids.start].profile.background for i in ids]
 
     def set_backgrounds(self, start: int, backgrounds: Sequence[str]) -> None:
         """Give agents `start`, `start + 1`, ... these backgrounds (written before a takeover)."""
+        if self.groups:
+            raise RuntimeError("written backgrounds are for runs with personas, whose agents are objects")
         for offset, background in enumerate(backgrounds, start - self.ids.start):
             agent = self.agents[offset]
             agent.profile = agent.profile._replace(background=background)
@@ -194,6 +232,7 @@ class AgentHost:
             if agent.id != self.ids.stop + offset:
                 raise ValueError(f"agent {agent.id} does not follow ids {self.ids}")
         self.agents.extend(agents)
+        self._offsets.extend(range(len(self.ids), len(self.ids) + len(agents)))
         self.ids = range(self.ids.start, self.ids.stop + len(agents))
         _settle()
 
@@ -211,15 +250,25 @@ class AgentHost:
         longer than `agent_timeout` gets a failed action; the round goes on without it.
         """
         started = time.perf_counter()
-        batch = ActionBatch(self.ids, [None] * len(self.ids))
+        reached: list[int] = []
         if broadcasts:
-            inbox, batch.reached = self._deliver(inbox, broadcasts)
+            inbox, reached = self._deliver(inbox, broadcasts)
+        decided = [
+            (offsets, self._decide(columns, round, public, inbox)) for _, columns, offsets in self.groups
+        ]
+        batch = ActionBatch(self.ids, _payloads(len(self.ids), decided, bool(self.agents)), reached=reached)
+        for _, decisions in decided:
+            batch.errors.update(decisions.errors)
+            batch.tokens.update(decisions.tokens)
+            batch.messages.extend(decisions.messages)
         shared = Observation(round, public)
         first = self.ids.start
         waiting = _Waiting(batch)
-        payloads, agents = batch.payloads, self.agents
+        payloads, agents, offsets = batch.payloads, self.agents, self._offsets
         for start in range(0, len(agents), _SLICE):
-            for offset, agent in enumerate(agents[start : start + _SLICE], start):
+            for offset, agent in zip(
+                offsets[start : start + _SLICE], agents[start : start + _SLICE], strict=True
+            ):
                 observation = shared
                 if inbox and (messages := inbox.get(first + offset)):
                     observation = Observation(round, public, tuple(messages))
@@ -228,7 +277,7 @@ class AgentHost:
                     continue
                 try:
                     action = agent.decide(observation)
-                    # The common case inline: this loop is the engine's hot path.
+                    # The common case inline: this loop is the engine's hot path for objects.
                     if (
                         type(action) is Action
                         and action.error is None
@@ -244,36 +293,81 @@ class AgentHost:
         if self.llm is not None:
             batch.usage = self.llm.take_usage()
         batch.compact()
-        self._steps += len(self.agents)
+        self._steps += len(self.ids)
         self._failures += batch.failures
         self._rounds += 1
         self._last_round_seconds = time.perf_counter() - started
         return batch
 
+    @staticmethod
+    def _decide(
+        columns: Columns, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        """One round of a kind's columns; a bug in them fails each of their agents, not the round."""
+        try:
+            decisions = columns.decide(round, public, inbox)
+            if len(decisions.payloads) != len(columns):
+                raise ValueError(
+                    f"decide() gave {len(decisions.payloads)} payloads for {len(columns)} agents"
+                )
+        except Exception as exc:
+            error = _describe(exc)
+            return Decisions([None] * len(columns), dict.fromkeys(columns.ids.tolist(), error))
+        return decisions
+
     def _deliver(
         self, inbox: Mapping[int, Sequence[Message]], broadcasts: Sequence[Intervention]
     ) -> tuple[dict[int, list[Message]], list[int]]:
         """The inbox with the broadcasts added to their agents' messages, and how many agents
-        each broadcast reached."""
+        each broadcast reached. Agents in columns that read no messages are counted, but their
+        inboxes are not filled."""
         merged = {agent_id: list(messages) for agent_id, messages in inbox.items()}
         reached = []
+        readers = np.zeros(len(self.ids), dtype=bool)
+        readers[self._offsets] = True
+        for _, columns, offsets in self.groups:
+            readers[offsets] = columns.reads_inbox
         for broadcast in broadcasts:
-            count = 0
-            for agent in self.agents:
-                if broadcast.reaches(agent.profile):
-                    merged.setdefault(agent.id, []).append(Message(None, agent.id, broadcast.content))
-                    count += 1
-            reached.append(count)
+            if self.population is None:  # agents added one by one: only their profiles know
+                found = np.array([broadcast.reaches(a.profile) for a in self.agents], dtype=bool)
+            else:
+                found = self.population.matches(broadcast.where, self.ids)
+            for offset in np.flatnonzero(found & readers).tolist():
+                agent_id = self.ids.start + offset
+                merged.setdefault(agent_id, []).append(Message(None, agent_id, broadcast.content))
+            reached.append(int(found.sum()))
         return merged, reached
 
-    def get_state(self) -> dict[int, Any]:
-        """The state of every agent that keeps one, by agent id."""
-        return {a.id: state for a in self.agents if (state := a.get_state()) is not None}
+    def get_state(self) -> dict[str, Any]:
+        """The state of every agent that keeps one: objects' by agent id, columns' as arrays by
+        the kind's index in the spec (with their `ids`)."""
+        return {
+            "agents": {a.id: state for a in self.agents if (state := a.get_state()) is not None},
+            "columns": {
+                index: {"ids": columns.ids, **state}
+                for index, columns, _ in self.groups
+                if (state := columns.get_state()) is not None
+            },
+        }
 
-    def set_state(self, states: Mapping[int, Any]) -> None:
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what `get_state` returned for these agents (joined or split across hosts).
+        Columns restore also from their agents' states as objects (a checkpoint written before
+        their kind had columns)."""
+        agents: Mapping[int, Any] = state.get("agents", {})
+        columns_state: Mapping[int, Mapping[str, np.ndarray]] = state.get("columns", {})
         for agent in self.agents:
-            if agent.id in states:
-                agent.set_state(states[agent.id])
+            if agent.id in agents:
+                agent.set_state(agents[agent.id])
+        for index, columns, _ in self.groups:
+            if (part := columns_state.get(index)) is not None:
+                if not np.array_equal(part["ids"], columns.ids):
+                    raise ValueError(f"the state of kind {index} is for other agents than this host's")
+                columns.set_state({name: array for name, array in part.items() if name != "ids"})
+            elif agents:
+                objects = [agents.get(agent_id) for agent_id in columns.ids.tolist()]
+                if any(s is not None for s in objects):
+                    columns.adopt(objects)
 
     def stats(self) -> HostStats:
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
@@ -282,7 +376,7 @@ class AgentHost:
             node_id=node_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            agents=len(self.agents),
+            agents=len(self.ids),
             steps=self._steps,
             failures=self._failures,
             rounds=self._rounds,

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
 from agents import names
 from agents.apportion import largest_remainder
+from agents.columnar import Columns
 from agents.core import Agent, AgentContext, Profile
 from agents.kinds import KINDS
 from agents.llm import LLM
 from agents.rng import mix, mix_array
 from agents.spec import PopulationSpec
 
-__all__ = ["Population", "category_counts"]
+__all__ = ["Hosted", "Population", "category_counts"]
 
 _NAME_SALT = 0x4E414D45  # keeps name draws apart from the agents' own draws
 # Pools of given names: a gender's, or both for an agent whose gender has neither (or no gender).
@@ -33,6 +35,16 @@ _POOL_OF_GENDER = {"female": 0, "woman": 0, "male": 1, "man": 1}
 def category_counts(total: int, shares: Mapping[str, float]) -> dict[str, int]:
     """Exact counts per category for `total` agents."""
     return dict(zip(shares, largest_remainder(total, list(shares.values())), strict=True))
+
+
+@dataclass(slots=True)
+class Hosted:
+    """A host's agents: `agents` as objects at `offsets` (positions among the host's ids), and
+    `groups` of columns, each (index of its kind in the spec, its columns, their offsets)."""
+
+    agents: list[Agent] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    groups: list[tuple[int, Columns, np.ndarray]] = field(default_factory=list)
 
 
 def _dealt(total: int, counts: list[int], seed: int, salt: str) -> np.ndarray:
@@ -82,26 +94,66 @@ class Population:
         """The profiles of agents `ids` (a slice of 0..total), in id order."""
         if ids.step != 1 or ids.start < 0 or ids.stop > self.spec.total:
             raise IndexError(f"agents {ids} are not a slice of 0..{self.spec.total - 1}")
-        window = slice(ids.start, ids.stop)
-        columns = [dealt[window].tolist() for _, _, dealt in self._attributes]
-        combos = list(zip(*columns, strict=True)) if columns else [()] * len(ids)
+        return self._profiles(np.arange(ids.start, ids.stop, dtype=np.int64))
+
+    def _profiles(self, at: np.ndarray) -> list[Profile]:
+        """The profiles of the agents whose ids are `at`, in that order."""
+        columns = [dealt[at].tolist() for _, _, dealt in self._attributes]
+        combos = list(zip(*columns, strict=True)) if columns else [()] * len(at)
         attributes = [self._mapping(combo) for combo in combos]
-        names = self._names(ids)
+        names = self._names(at)
         labels = [k.label or k.kind for k in self.spec.kinds]
-        kinds = self._kind_of[window].tolist()
+        kinds = self._kind_of[at].tolist()
         return [
             Profile(agent_id, name, labels[kind], attrs, self._template(combo, kind).format(name=name))
-            for agent_id, name, kind, combo, attrs in zip(ids, names, kinds, combos, attributes, strict=True)
+            for agent_id, name, kind, combo, attrs in zip(
+                at.tolist(), names, kinds, combos, attributes, strict=True
+            )
         ]
 
     def agents(self, ids: range) -> list[Agent]:
-        """The agents `ids`, each of its kind, in id order."""
+        """The agents `ids`, each of its kind, as objects, in id order."""
         classes = [KINDS.get(k.kind) for k in self.spec.kinds]
         kinds = self._kind_of[ids.start : ids.stop].tolist()
         return [
             classes[kind](profile, self._contexts[kind])
             for profile, kind in zip(self.profiles(ids), kinds, strict=True)
         ]
+
+    def hosted(self, ids: range) -> Hosted:
+        """The agents `ids` as a host holds them: the kinds that have columns (`Agent.columnar`)
+        as one `Columns` each, the others as objects. With personas every kind is objects: a
+        written persona is each agent's own background."""
+        classes = [KINDS.get(k.kind) for k in self.spec.kinds]
+        kinds = self._kind_of[ids.start : ids.stop]
+        hosted = Hosted()
+        objects = np.zeros(len(ids), dtype=bool)
+        for index, cls in enumerate(classes):
+            offsets = np.flatnonzero(kinds == index)
+            if not offsets.size:
+                continue
+            if cls.columnar is None or self.spec.persona is not None:
+                objects[offsets] = True
+            else:
+                columns = cls.columnar(offsets + ids.start, self._contexts[index])
+                hosted.groups.append((index, columns, offsets))
+        at = np.flatnonzero(objects)
+        hosted.offsets = at.tolist()
+        hosted.agents = [
+            classes[kind](profile, self._contexts[kind])
+            for profile, kind in zip(self._profiles(at + ids.start), kinds[at].tolist(), strict=True)
+        ]
+        return hosted
+
+    def matches(self, where: Mapping[str, str] | None, ids: range) -> np.ndarray:
+        """Which agents of `ids` have every attribute of `where` (all of them when None)."""
+        found = np.ones(len(ids), dtype=bool)
+        for name, value in (where or {}).items():
+            attribute = next(((cats, dealt) for n, cats, dealt in self._attributes if n == name), None)
+            if attribute is None or value not in attribute[0]:
+                return np.zeros(len(ids), dtype=bool)
+            found &= attribute[1][ids.start : ids.stop] == attribute[0].index(value)
+        return found
 
     def _mapping(self, combo: tuple[int, ...]) -> Mapping[str, str]:
         attributes = self._mappings.get(combo)
@@ -112,7 +164,7 @@ class Population:
             self._mappings[combo] = attributes
         return attributes
 
-    def _names(self, ids: range) -> list[str]:
+    def _names(self, at: np.ndarray) -> list[str]:
         """A given name (by gender, when the population has one) and a family name per agent.
 
         The agents of each pool of given names are numbered in id order, and their numbers go
@@ -120,9 +172,8 @@ class Population:
         drawn without replacement, so no two agents share one until every pair is taken.
         """
         pools, ranks = self._name_ranks()
-        window = slice(ids.start, ids.stop)
-        pools_here, ranks_here = pools[window], ranks[window]
-        pairs = np.zeros(len(ids), dtype=np.uint64)
+        pools_here, ranks_here = pools[at], ranks[at]
+        pairs = np.zeros(len(at), dtype=np.uint64)
         for pool, given in enumerate(_POOLS):
             mine = pools_here == pool
             if mine.any():

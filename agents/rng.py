@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["Draws", "agent_key", "mix", "mix_array", "stream_key"]
+__all__ = ["DrawArrays", "Draws", "agent_key", "agent_keys", "mix", "mix_array", "stream_key", "stream_keys"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,16 @@ def agent_key(seed: int, agent_id: int) -> int:
 def stream_key(key: int, round: int) -> int:
     """The key of one agent's draws in one round."""
     return mix(key ^ ((round * _GOLDEN) & _MASK))
+
+
+def agent_keys(seed: int, ids: np.ndarray) -> np.ndarray:
+    """`agent_key` of every id in `ids`, as a uint64 array."""
+    return mix_array(ids.astype(np.uint64) ^ np.uint64(mix(seed & _MASK)))
+
+
+def stream_keys(keys: np.ndarray, round: int) -> np.ndarray:
+    """`stream_key` of every agent key in `keys`."""
+    return mix_array(keys ^ np.uint64((round * _GOLDEN) & _MASK))
 
 
 class Draws:
@@ -100,3 +110,44 @@ class Draws:
     def python(self) -> Random:  # `random` in here is the method above, not the module
         """A full `random.Random` seeded from this stream, for agents that need its other methods."""
         return Random(self.bits())
+
+
+class DrawArrays:
+    """`Draws` for many agents at once: element i of each draw is what agent i's own `Draws`
+    would give in the same place of its stream, so a kind stepped in columns draws exactly as its
+    agents one by one would.
+
+    Examples:
+        >>> keys = stream_keys(agent_keys(7, np.arange(3)), round=1)
+        >>> DrawArrays(keys).randint(0, 100).tolist() == [Draws(int(k)).randint(0, 100) for k in keys]
+        True
+    """
+
+    __slots__ = ("_counter", "_keys")
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self._keys = keys
+        self._counter = 0
+
+    def __repr__(self) -> str:
+        return f"DrawArrays({len(self._keys)} streams, drawn={self._counter})"
+
+    def bits(self) -> np.ndarray:
+        """The next 64 random bits of every stream."""
+        self._counter += 1
+        return mix_array(self._keys + np.uint64((self._counter * _GOLDEN) & _MASK))
+
+    def random(self) -> np.ndarray:
+        """Floats in [0, 1)."""
+        return (self.bits() >> np.uint64(11)) * _TO_UNIT
+
+    def randint(self, a: int, b: int) -> np.ndarray:
+        """Integers in [a, b], both ends included, as int64."""
+        if b < a:
+            raise ValueError(f"empty range for randint({a}, {b})")
+        return (self.bits() % np.uint64(b - a + 1)).astype(np.int64) + a
+
+    def below(self, n: np.ndarray) -> np.ndarray:
+        """An index in [0, n_i) per stream (what `Draws.choice` picks from a sequence of n_i);
+        every n_i must be positive."""
+        return (self.bits() % n.astype(np.uint64)).astype(np.int64)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -27,6 +28,8 @@ from agents.scenarios import SCENARIOS, RoundResult, Scenario
 from agents.spec import RunSpec
 
 __all__ = ["Simulation"]
+
+_INLINE_HOSTS = 4
 
 
 class Simulation:
@@ -127,7 +130,9 @@ class Simulation:
         broadcasts = [i for i in injected if not (i.public and i.where is None)]
         if announcements := [i.content for i in injected if i.public and i.where is None]:
             public["announcements"] = announcements
-        shared = ray.put(public)
+        # One copy in the object store for every host, unless it is small enough to travel inside
+        # each call: a put costs about a millisecond, a round's fixed cost is a few.
+        shared = ray.put(public) if len(self._hosts) > _INLINE_HOSTS else public
         batches: Sequence[ActionBatch] = await asyncio.gather(
             *(h.step.remote(round, shared, inboxes.get(i, {}), broadcasts) for i, h in enumerate(self._hosts))
         )
@@ -189,13 +194,22 @@ class Simulation:
 
     async def get_state(self) -> dict[str, Any]:
         """Everything needed to continue after the current round: the round, the scenario's
-        state, messages in flight, and the state of every agent that keeps one."""
+        state, messages in flight, and the state of every agent that keeps one (objects' by id,
+        columns' as arrays by kind)."""
         states = await asyncio.gather(*(h.get_state.remote() for h in self._hosts))
+        parts: dict[int, list[Mapping[str, np.ndarray]]] = defaultdict(list)
+        for state in states:  # hosts in id order, so each kind's arrays join in id order
+            for index, part in state["columns"].items():
+                parts[index].append(part)
         return {
             "round": self.round,
             "scenario": self.scenario.get_state(),
             "pending": list(self._pending),
-            "agents": {agent_id: value for state in states for agent_id, value in state.items()},
+            "agents": {agent_id: value for state in states for agent_id, value in state["agents"].items()},
+            "columns": {
+                index: {name: np.concatenate([p[name] for p in kind]) for name in kind[0]}
+                for index, kind in parts.items()
+            },
         }
 
     async def set_state(self, state: dict[str, Any]) -> None:
@@ -203,10 +217,18 @@ class Simulation:
         self.round = state["round"]
         self.scenario.set_state(state["scenario"])
         self._pending = list(state["pending"])
-        shards: dict[int, dict[int, Any]] = defaultdict(dict)
+        shards: list[dict[str, Any]] = [{"agents": {}, "columns": {}} for _ in self._hosts]
         for agent_id, value in state["agents"].items():
-            shards[self._host_of(agent_id)][agent_id] = value
-        await asyncio.gather(*(h.set_state.remote(shards[i]) for i, h in enumerate(self._hosts)))
+            shards[self._host_of(agent_id)]["agents"][agent_id] = value
+        bounds = [*self._starts, self.spec.population.total]
+        for index, part in state.get("columns", {}).items():  # none in checkpoints from before columns
+            cuts = np.searchsorted(part["ids"], bounds)
+            for shard, low, high in zip(shards, cuts[:-1], cuts[1:], strict=True):
+                if high > low:
+                    shard["columns"][index] = {name: array[low:high] for name, array in part.items()}
+        await asyncio.gather(
+            *(h.set_state.remote(shard) for h, shard in zip(self._hosts, shards, strict=True))
+        )
 
     async def rounds(self) -> AsyncIterator[RoundResult]:
         """Step until the scenario says the run is done."""

@@ -8,12 +8,14 @@ previous round's statistics, with its target under `win`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
+from agents.columnar import Columns, Decisions
+from agents.core import Action, Agent, AgentContext, Message, NoParams, Observation, Profile
 from agents.numbers import show
 
 if TYPE_CHECKING:
@@ -49,6 +51,18 @@ class UniformRandom(Guesser):
         return Action(self.rng(observation.round).randint(0, observation.public["max_value"]))
 
 
+class UniformColumns(Columns):
+    reads_inbox = False
+
+    def decide(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        return Decisions(self.draws(round).randint(0, public["max_value"]))
+
+
+UniformRandom.columnar = UniformColumns
+
+
 class LevelKParams(NoParams):
     k: int = Field(1, ge=0, le=3, description="depth of reasoning; level 0 answers at random")
 
@@ -69,6 +83,23 @@ class LevelK(Guesser):
         if k == 0:
             return Action(self.rng(observation.round).randint(0, public["max_value"]))
         return Action(round(public["max_value"] / 2 * public["ratio"] ** k))
+
+
+class LevelKColumns(Columns):
+    reads_inbox = False
+
+    def decide(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        k = self.context.params.k
+        if k == 0:
+            return Decisions(self.draws(round).randint(0, public["max_value"]))
+        # np.rint, as the `round` parameter hides the builtin: both round half to even.
+        answer = int(np.rint(public["max_value"] / 2 * public["ratio"] ** k))
+        return Decisions(np.full(len(self), answer, dtype=np.int64))
+
+
+LevelK.columnar = LevelKColumns
 
 
 class AdaptiveParams(NoParams):
@@ -100,6 +131,50 @@ class Adaptive(Guesser):
 
     def set_state(self, state: Any) -> None:
         self.answer = state
+
+
+class AdaptiveColumns(Columns):
+    """`Adaptive` in columns: `answer` holds each agent's last answer, `started` whether it has
+    one yet (an agent restored without a state starts again at random, as the object would)."""
+
+    reads_inbox = False
+
+    def __init__(self, ids: np.ndarray, context: AgentContext) -> None:
+        super().__init__(ids, context)
+        self.answer = np.zeros(len(ids), dtype=np.int64)
+        self.started = np.zeros(len(ids), dtype=bool)
+
+    def decide(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        last = public.get("last")
+        if not last or last.get("win") is None:
+            answer = self.draws(round).randint(0, public["max_value"])
+        else:
+            # np.rint rounds half to even, as Python's round: the same answers as the objects'.
+            answer = np.rint(self.answer + self.context.params.rate * (last["win"] - self.answer)).astype(
+                np.int64
+            )
+            fresh = ~self.started
+            if fresh.any():
+                answer[fresh] = self.draws(round).randint(0, public["max_value"])[fresh]
+        self.answer = answer
+        self.started[:] = True
+        return Decisions(answer)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"answer": self.answer, "started": self.started}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.answer = np.array(state["answer"], dtype=np.int64)
+        self.started = np.array(state["started"], dtype=bool)  # a copy: Ray's arrays are read-only
+
+    def adopt(self, states: Sequence[Any]) -> None:
+        self.started = np.fromiter((s is not None for s in states), bool, len(states))
+        self.answer = np.fromiter((0 if s is None else s for s in states), np.int64, len(states))
+
+
+Adaptive.columnar = AdaptiveColumns
 
 
 class ProbeParams(NoParams):

@@ -63,6 +63,10 @@ class GuessTwoThirds(Scenario):
         return Observations(public)
 
     def apply(self, round: int, actions: ActionBatch) -> RoundResult:
+        if self._all_whole_and_valid(actions):
+            result = self._summarise_counts(round, actions.ids.start, np.asarray(actions.payloads))
+            self.last = dict(result.stats)
+            return result
         answers, valid = self._answers(actions)
         ids = np.arange(actions.ids.start, actions.ids.stop)[valid]
         answers = answers[valid]
@@ -74,6 +78,19 @@ class GuessTwoThirds(Scenario):
             result = self._summarise(round, ids, answers)
         self.last = dict(result.stats)
         return result
+
+    def _all_whole_and_valid(self, actions: ActionBatch) -> bool:
+        """Whether every answer is an integer in 0..max_value from an agent that did not fail
+        (what rule-based agents give, as one array)."""
+        p = actions.payloads
+        return (
+            isinstance(p, np.ndarray)
+            and p.dtype.kind in "iu"
+            and p.size > 0
+            and not actions.errors
+            and p.min() >= 0
+            and p.max() <= self.params.max_value
+        )
 
     def _answers(self, actions: ActionBatch) -> tuple[np.ndarray, np.ndarray]:
         """Answers as floats, and which are valid: a number in 0..max_value from an agent that
@@ -113,6 +130,40 @@ class GuessTwoThirds(Scenario):
             "winners": winners[:MAX_WINNERS_LISTED].tolist(),
             "winner_count": int(winners.size),
             "winning_answer": float(answers[distance.argmin()]),
+        }
+        return RoundResult(round, stats, details)
+
+    def _summarise_counts(self, round: int, first: int, answers: np.ndarray) -> RoundResult:
+        """`_summarise` of whole answers that are all valid, read from their histogram: a few
+        passes over the answers instead of a sort, which counts at a million agents. The same
+        statistics; `std` may differ from the sorted way in its last digits."""
+        count = answers.size
+        histogram = np.bincount(answers, minlength=self.params.max_value + 1)
+        values = np.arange(histogram.size, dtype=np.float64)
+        taken = np.flatnonzero(histogram)
+        # The integer sum is exact, as numpy's float sum of small integers is: the same mean.
+        mean = int(histogram @ np.arange(histogram.size)) / count
+        below = np.cumsum(histogram)
+        middle = np.searchsorted(below, [(count - 1) // 2, count // 2], side="right")
+        target = float(self.params.ratio) * mean
+        distance = np.abs(values[taken] - target)
+        winning = taken[distance == distance.min()]
+        won = answers == winning[0] if winning.size == 1 else np.isin(answers, winning)
+        winners = np.flatnonzero(won)
+        stats: dict[str, float | int | None] = {
+            "win": target,
+            "cnt": int(count),
+            "avg": mean,
+            "med": float(middle.mean()),
+            "std": float(np.sqrt(histogram[taken] @ (values[taken] - mean) ** 2 / count)),
+            "max": float(taken[-1]),
+            "min": float(taken[0]),
+        }
+        details = {
+            "histogram": histogram.tolist(),
+            "winners": (winners[:MAX_WINNERS_LISTED] + first).tolist(),
+            "winner_count": int(winners.size),
+            "winning_answer": float(answers[winners[0]]),
         }
         return RoundResult(round, stats, details)
 

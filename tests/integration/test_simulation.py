@@ -139,3 +139,26 @@ def test_a_round_says_how_many_agents_each_injection_reached(make_spec):
     first, second = asyncio.run(go())
     assert first == list(zip(sent, [500, 1000, 1000, 500, 0], strict=True))
     assert second == []  # each is delivered once
+
+
+def test_a_checkpoint_of_one_host_goes_on_over_three(make_spec):
+    """The columns' state (adaptive answers) is split over hosts placed anew, through the same
+    encoding a stored checkpoint uses: the rest of the run is the same as without the stop."""
+    from backend.workflow import checkpoint
+
+    def spec(hosts: int) -> RunSpec:
+        return make_spec(**{"population.total": 3000, "rounds": 6, "placement": {"hosts": hosts}})
+
+    async def go():
+        async with Simulation(spec(1)) as sim:
+            for _ in range(3):
+                await sim.step()
+            saved = checkpoint.encode(await sim.get_state())
+            rest = [r async for r in sim.rounds()]
+        async with Simulation(spec(3)) as again:
+            await again.set_state(checkpoint.decode(saved))
+            return rest, [r async for r in again.rounds()]
+
+    rest, resumed = asyncio.run(go())
+    assert [r.round for r in resumed] == [4, 5, 6]
+    assert without_time(resumed) == without_time(rest)

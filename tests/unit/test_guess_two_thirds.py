@@ -78,3 +78,22 @@ def test_done_after_the_rounds_asked_for():
     g = game(rounds=2)
     assert not g.done(1)
     assert g.done(2)
+
+
+@pytest.mark.parametrize(("agents", "max_value"), [(1, 100), (2, 100), (7, 1), (1001, 100), (20_000, 100)])
+def test_whole_answers_are_summarised_from_their_histogram_as_from_the_answers(agents, max_value):
+    """An array of valid whole answers (what columns give) is read from its histogram; the list of
+    the same answers as floats goes the general way. Equal statistics, winners and ties."""
+    import numpy as np
+
+    answers = np.random.default_rng(agents).integers(0, max_value + 1, agents)
+    answers[: agents // 3] = answers[0]  # ties
+    fast = game(max_value=max_value).apply(1, ActionBatch(range(5, 5 + agents), answers))
+    general = game(max_value=max_value).apply(
+        1, ActionBatch(range(5, 5 + agents), [float(a) for a in answers])
+    )
+    assert fast.details == general.details
+    assert {k: v for k, v in fast.stats.items() if k != "std"} == {
+        k: v for k, v in general.stats.items() if k != "std"
+    }
+    assert fast.stats["std"] == pytest.approx(general.stats["std"], rel=1e-12)

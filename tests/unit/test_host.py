@@ -85,10 +85,12 @@ def test_agent_state_round_trips(make_spec):
     spec = make_spec(**{"population.kinds": [{"kind": "adaptive", "share": 100}], "population.total": 20})
     host = AgentHost(0, agent_timeout=1)
     host.populate(spec.population, spec.seed, range(5, 15))
-    assert host.get_state() == {}
+    assert not host.get_state()["columns"][0]["started"].any()
     step(host)
     state = host.get_state()
-    assert sorted(state) == list(range(5, 15))
+    assert state["agents"] == {}  # adaptive agents are held in columns: their state is arrays
+    assert state["columns"][0]["ids"].tolist() == list(range(5, 15))
+    assert state["columns"][0]["started"].all()
     fresh = AgentHost(0, agent_timeout=1)
     fresh.populate(spec.population, spec.seed, range(5, 15))
     fresh.set_state(state)
