@@ -6,7 +6,8 @@ answers are made up but plausible for Myriad's prompts — a number for a guess,
 for an extraction, a persona between the asked-for delimiters, a post or silence in the social
 scenario, a survey's number or option, a short in-character reply otherwise — and deterministic
 for a given prompt. It counts the tokens it reports, so tests can check that a client's sums are
-exact.
+exact, and how many of them lie in a prefix shared with an earlier prompt (what a server's prefix
+cache, such as vLLM's, could have served); `GET /stats` tells what it served so far.
 
 `myriad llm-stub --port 8001 --latency 0.5 --capacity 256` serves one.
 """
@@ -14,16 +15,19 @@ exact.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import dataclasses
 import json
 import random
 import re
 import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["StubConfig", "StubServer", "answer"]
+__all__ = ["Prefixes", "StubConfig", "StubServer", "answer"]
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -57,10 +61,72 @@ class Served:
     models: dict[str, int] = dataclasses.field(default_factory=dict)
     authorizations: set[str] = dataclasses.field(default_factory=set)  # Authorization headers seen
     personas: int = 0  # answered calls that asked for a persona
+    shared_tokens: int = 0  # of prompt_tokens, those in a prefix shared with an earlier prompt
+
+    def stats(self) -> dict[str, Any]:
+        """The counts, without the Authorization headers seen, and the shared-prefix share."""
+        counts = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "authorizations"
+        }
+        counts["shared_prefix"] = self.shared_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+        return counts
 
 
 def _tokens(text: str) -> int:
     return max(1, len(text.split()))
+
+
+# Each message is led by a mark of its role: whitespace to `str.split`, so it adds no token, yet
+# two prompts that differ only in where a message ends or in a role differ there.
+_ROLES = {"system": "\x1c", "user": "\x1d", "assistant": "\x1e"}
+
+
+class Prefixes:
+    """How many of a prompt's tokens (words, as `_tokens` counts them) lie in a prefix it shares
+    with one of the `window` prompts seen before it.
+
+    The recent prompts are kept sorted: the one sharing the longest prefix with a new prompt is
+    one of its two neighbours in that order, so a prompt costs two comparisons, not one per prompt
+    kept, and a round of 10,000 calls keeps the server far from CPU-bound.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self.window = window
+        self._sorted: list[str] = []
+        self._seen: collections.deque[str] = collections.deque()  # oldest first
+
+    def see(self, messages: Sequence[Mapping[str, str]]) -> int:
+        """The tokens of `messages` in a prefix shared with an earlier prompt; remembers it."""
+        text = "".join(_ROLES.get(m.get("role", ""), "\x1f") + m.get("content", "") for m in messages)
+        at = bisect.bisect_left(self._sorted, text)
+        shared = max(
+            (_shared_words(text, self._sorted[i]) for i in (at - 1, at) if 0 <= i < len(self._sorted)),
+            default=0,
+        )
+        self._sorted.insert(at, text)
+        self._seen.append(text)
+        if len(self._seen) > self.window:
+            del self._sorted[bisect.bisect_left(self._sorted, self._seen.popleft())]
+        return shared
+
+
+def _shared_words(text: str, other: str) -> int:
+    """The words of `text` that `other` starts with too: a word cut short in either one is not."""
+    low, high = 0, min(len(text), len(other))
+    while low < high:  # the longest common prefix, by halves: slices compare at C speed
+        middle = (low + high + 1) // 2
+        if text[:middle] == other[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    words = len(text[:low].split())
+    if words and not text[low - 1].isspace() and not (_ends_word(text, low) and _ends_word(other, low)):
+        words -= 1
+    return words
+
+
+def _ends_word(text: str, at: int) -> bool:
+    return at == len(text) or text[at].isspace()
 
 
 def answer(messages: list[dict[str, str]]) -> str:
@@ -77,7 +143,7 @@ def answer(messages: list[dict[str, str]]) -> str:
         return survey
     if "interviewing you" in prompt:
         return f"Speaking for myself: {last[:80]}"
-    if "extract" in last.lower():
+    if last.startswith("Extract"):
         found = _NUMBER.findall(last.split(":", 1)[-1])
         return found[-1] if found else "none"
     if "0 and" in prompt or "number" in last.lower():
@@ -123,6 +189,7 @@ class StubServer:
         self.host = host
         self.port = port
         self.served = Served()
+        self.prefixes = Prefixes()
         self._random = random.Random(self.config.seed)
         self._runner: web.AppRunner | None = None
 
@@ -134,6 +201,7 @@ class StubServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats)
         # A client that gives up cancels its call here too, so only delivered answers are counted.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
@@ -150,6 +218,9 @@ class StubServer:
         return web.json_response(
             {"object": "list", "data": [{"id": m, "object": "model"} for m in self.served.models]}
         )
+
+    async def _stats(self, _: web.Request) -> web.Response:
+        return web.json_response(self.served.stats())
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         served, config = self.served, self.config
@@ -187,6 +258,7 @@ class StubServer:
             served.answered += 1
             served.personas += text.startswith("<persona>")
             served.prompt_tokens += prompt_tokens
+            served.shared_tokens += self.prefixes.see(messages)
             served.completion_tokens += completion_tokens
             model = str(body.get("model", ""))
             served.models[model] = served.models.get(model, 0) + 1

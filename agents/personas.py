@@ -87,11 +87,12 @@ def recent(answers: Sequence[str], empty: str) -> str:
     return "; ".join(answers[-5:]) if answers else empty
 
 
-def in_character(profile: Profile, situation: str, question: str) -> list[dict[str, str]]:
-    """The messages that let a model answer `question` as the agent of `profile` would, in its
-    `situation` (what it is doing and did lately)."""
+def in_character(profile: Profile, setting: str, lately: str, question: str) -> list[dict[str, str]]:
+    """The messages that let a model answer `question` as the agent of `profile` would: the
+    interview and its `setting` (the game, the same for every agent) first, for the servers'
+    prefix caches, then who the agent is and what it did `lately`."""
     system = (
-        f"You are {profile.name}. {profile.background} {situation} "
-        "Someone is interviewing you: answer in character, briefly."
+        f"Someone is interviewing you: answer in character, briefly. {setting} "
+        f"You are {profile.name}. {profile.background} {lately}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]

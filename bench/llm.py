@@ -11,6 +11,9 @@ failures, calls and tokens are reported, with the CPU seconds the hosts, the ser
 driver spent, so one sees where the time goes. Since every agent starts at once, calls go out in
 waves of C: "excess per wave" is what each wave takes beyond L, (round - ideal) / (N / C).
 
+The server also reports the share of prompt tokens that lie in a prefix shared with an earlier
+prompt (what a server's prefix cache, such as vLLM's, could have served); target >= 0.8.
+
 Usage: python bench/llm.py [--agents 10000] [--baseline 1000] [--latency 1.0] [--capacity 1000]
                            [--hosts 2] [--rounds 3]
 """
@@ -43,6 +46,7 @@ from agents.spec import RunSpec
 RESULTS = Path(__file__).parent / "results"
 MYRIAD = Path(sys.executable).with_name("myriad")
 TARGET = 1.1
+SHARED_TARGET = 0.8  # of prompt tokens in a prefix shared with an earlier prompt
 
 ATTRIBUTES = {
     "gender": {"female": 50, "male": 50},
@@ -83,6 +87,19 @@ def wait_answering(url: str, stub: subprocess.Popen[str], timeout: float = 30) -
     raise SystemExit(f"the stand-in server did not answer within {timeout:.0f} s")
 
 
+def stub_stats(url: str) -> dict[str, Any]:
+    """What the server has served so far (`GET /stats`)."""
+    with urllib.request.urlopen(f"{url.removesuffix('/v1')}/stats", timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+        return stats
+
+
+def shared_share(before: dict[str, Any], after: dict[str, Any]) -> float:
+    """The shared-prefix share of the prompt tokens the server was sent between two readings."""
+    prompt = after["prompt_tokens"] - before["prompt_tokens"]
+    return (after["shared_tokens"] - before["shared_tokens"]) / prompt if prompt else 0.0
+
+
 def stop_stub(stub: subprocess.Popen[str]) -> None:
     """SIGTERM (the server prints what it served and exits), then SIGKILL if it lingers."""
     stub.terminate()
@@ -103,7 +120,9 @@ def spec(agents: int, rounds: int, hosts: int, url: str, capacity: int) -> RunSp
             "name": f"llm-bench-{agents}",
             "scenario": {"name": "guess_two_thirds", "params": {"ratio": "2/3"}},
             "rounds": rounds,
-            "seed": 11,
+            # Each size its own agents, as two real runs would have: the baseline's prompts, the
+            # same word for word, would flatter the next run's shared-prefix share.
+            "seed": 11 + agents,
             "record": "none",
             "placement": {"hosts": hosts, "agent_timeout": 300},
             "population": {
@@ -157,10 +176,14 @@ async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int
         host_pids = [s.pid for s in await sim.host_stats()]
         driver = psutil.Process()
         rounds = []
+        first = served_before = await asyncio.to_thread(stub_stats, url)
         for _ in range(args.rounds):
             before = (cpu_seconds(host_pids), cpu_seconds([stub_pid]), sum(driver.cpu_times()[:2]))
             result = await sim.step()
             after = (cpu_seconds(host_pids), cpu_seconds([stub_pid]), sum(driver.cpu_times()[:2]))
+            served_after = await asyncio.to_thread(stub_stats, url)
+            shared = shared_share(served_before, served_after)
+            served_before = served_after
             hosts_cpu, stub_cpu, driver_cpu = (a - b for a, b in zip(after, before, strict=True))
             usage = result.usage.get("stub", {})
             rounds.append(
@@ -171,13 +194,14 @@ async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int
                     "cnt": result.stats.get("cnt"),
                     "failures": result.failures,
                     "usage": usage,
+                    "shared_prefix": shared,
                     "cpu_s": {"hosts": hosts_cpu, "stub": stub_cpu, "driver": driver_cpu},
                 }
             )
             print(
                 f"  {agents:>7,} agents, round {result.round}: {result.time:6.2f} s "
                 f"({result.time / ideal:.2f} × ideal), cnt {result.stats.get('cnt')}, "
-                f"failures {result.failures}, calls {usage.get('calls', 0):,}, "
+                f"failures {result.failures}, calls {usage.get('calls', 0):,}, shared prefix {shared:.2f}, "
                 f"cpu hosts {hosts_cpu:.1f} s, stub {stub_cpu:.1f} s, driver {driver_cpu:.1f} s",
                 flush=True,
             )
@@ -192,6 +216,7 @@ async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int
         "ratio": median / ideal,
         # Calls go out in waves of C (all agents start at once): the time each wave adds to L.
         "excess_per_wave_s": (median - ideal) / (agents / args.capacity),
+        "shared_prefix": shared_share(first, served_before),
         "rounds": rounds,
     }
 
@@ -224,6 +249,11 @@ def report(figures: dict[str, Any]) -> None:
             f"{r['agents']:>8,} {r['hosts']:>5} {r['median_round_s']:>11.2f} s {r['ideal_s']:>10.2f} s "
             f"{r['ratio']:>6.2f} {target:>7} {'+':>7}{r['excess_per_wave_s']:.3f} s   "
             f"cnt {cnts}, failures {fails}"
+        )
+    for r in figures["runs"]:
+        print(
+            f"{r['agents']:>8,} agents, shared prefix: {r['shared_prefix']:.2f} of prompt tokens "
+            f"(target ≥ {SHARED_TARGET})"
         )
     if s := figures["server"]:
         print(
@@ -263,6 +293,7 @@ if __name__ == "__main__":
         "latency_s": args.latency,
         "capacity": args.capacity,
         "target": TARGET,
+        "shared_prefix_target": SHARED_TARGET,
         "runs": runs,
         "server": served(output),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

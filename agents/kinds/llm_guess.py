@@ -1,10 +1,15 @@
 """A participant of guess-ratio-of-the-average driven by a language model, as in the paper.
 
 Its system prompt is one of the paper's variants — the plain rules, "all players are rational",
-"think about the others' strategies" — led, when `persona` is on, by the agent's name and written
-background. Its user prompt is one of the paper's two: report the number directly, or think step
-by step. It remembers the last `remember` rounds (its answer, the mean and the target), or keeps a
-running summary of all of them, so long runs never overflow the model's context.
+"think about the others' strategies" — and its user prompt one of the paper's two: report the
+number directly, or think step by step. It remembers the last `remember` rounds (its answer, the
+mean and the target), or keeps a running summary of all of them, so long runs never overflow the
+model's context.
+
+The prompt is laid out for the servers' prefix caches: what every agent of the round is told (the
+rules and variant, the round, its announcements, the remembered means and targets, the user
+prompt) comes first, and what is the agent's own (its earlier answers, its messages, then its name
+and background when `persona` is on) last, so a server computes the shared part once per round.
 
 The answer is read robustly (the last number in range); when none can be read and `extract` is on,
 a second call asks the model for the number alone, as the paper does. An answer that still cannot
@@ -44,7 +49,7 @@ class LLMGuessParams(NoParams):
     system: Literal["plain", "rational", "strategic"] = Field(
         "plain", description="the paper's system prompt"
     )
-    persona: bool = Field(True, description="lead the system prompt with the agent's name and background")
+    persona: bool = Field(True, description="tell the model the agent's name and background")
     prompt: Literal["direct", "step_by_step"] = Field("direct", description="the paper's user prompt")
     memory: Literal["last", "summary"] = Field(
         "last", description="last rounds verbatim, or a running summary"
@@ -95,29 +100,22 @@ class LLMGuesser(Agent):
 
     # -- the prompt ----------------------------------------------------------------------------
 
-    def system_prompt(self, public: Mapping[str, Any]) -> str:
-        params = self.context.params
-        persona = f"You are {self.profile.name}. {self.profile.background} " if params.persona else ""
-        return persona + rules(public) + SYSTEMS[params.system]
-
-    def recollection(self) -> str:
-        """What the agent remembers of earlier rounds, bounded whatever the run's length."""
+    def recollection(self) -> tuple[str, str]:
+        """What the agent remembers of earlier rounds, bounded whatever the run's length: the
+        results every agent saw, and its own answers."""
         if self.summary is not None:
-            return self._summary()
-        lines = [
-            f"In round {r} you chose {_show(mine)}; the mean was {_show(mean)}, the target {_show(target)}."
-            for r, mine, mean, target in self.memory
-        ]
-        return "\n".join(lines)
-
-    def _summary(self) -> str:
-        assert self.summary is not None
-        count, total, mean, target = self.summary
-        average = _show(total / count) if count else "nothing readable"
-        return (
-            f"Over {count} earlier rounds your answers averaged {average}. "
-            f"Last round the average was {_show(mean)} and the target {_show(target)}."
+            count, total, mean, target = self.summary
+            average = _show(total / count) if count else "nothing readable"
+            return (
+                f"Last round the average was {_show(mean)} and the target {_show(target)}.",
+                f"Over {count} earlier rounds your answers averaged {average}.",
+            )
+        results = "\n".join(
+            f"In round {r} the mean was {_show(mean)}, the target {_show(target)}."
+            for r, _, mean, target in self.memory
         )
+        answers = "\n".join(f"In round {r} you chose {_show(mine)}." for r, mine, _, _ in self.memory)
+        return results, answers
 
     def _remember(self, public: Mapping[str, Any]) -> None:
         """File last round's answer with its result, now that the result is public."""
@@ -136,16 +134,20 @@ class LLMGuesser(Agent):
         self.answered = None
 
     def messages(self, observation: Observation) -> list[dict[str, str]]:
-        public = observation.public
-        parts = [self.recollection()]
-        parts += [f"A message for you: {m.content}" for m in observation.inbox]
-        parts += [f"Announcement: {a}" for a in public.get("announcements", ())]
-        parts.append(
-            f"Round {observation.round} of {public.get('rounds', '?')}. {USERS[self.context.params.prompt]}"
-        )
+        """The round's prompt: the shared part (the same for every agent of the round with these
+        params) before the agent's own, so a server's prefix cache serves the shared part."""
+        public, params, profile = observation.public, self.context.params, self.profile
+        results, answers = self.recollection()
+        shared = [f"Round {observation.round} of {public.get('rounds', '?')}."]
+        shared += [f"Announcement: {a}" for a in public.get("announcements", ())]
+        shared += [results, USERS[params.prompt]]
+        # The agent's own text, the commonest first: many agents answered alike, or were sent the
+        # same message, so their prompts share a longer prefix; a persona is the agent's alone.
+        own = [answers, *(f"A message for you: {m.content}" for m in observation.inbox)]
+        own.append(f"You are {profile.name}. {profile.background}" if params.persona else "")
         return [
-            {"role": "system", "content": self.system_prompt(public)},
-            {"role": "user", "content": "\n".join(p for p in parts if p)},
+            {"role": "system", "content": rules(public) + SYSTEMS[params.system]},
+            {"role": "user", "content": "\n".join(p for p in shared + own if p)},
         ]
 
     # -- a turn --------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ class LLMGuesser(Agent):
         """The messages that let the model answer `question` in character, from the agent's
         background, the game (the scenario's parameters) and its recorded `answers` (newest last)."""
         return in_character(
-            profile, f"{rules(game)} Your answers so far: {recent(answers, 'none yet')}.", question
+            profile, rules(game), f"Your answers so far: {recent(answers, 'none yet')}.", question
         )
 
 

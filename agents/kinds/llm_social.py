@@ -1,9 +1,10 @@
 """A member of the social network scenario driven by a language model.
 
 Each round it reads its feed (the latest posts of those it follows) and its model decides, in
-character, whether to post, repost or stay silent. The answer is asked for as JSON and read
-robustly; one that cannot be read counts as silence (an invalid act), and a call that fails after
-its retries makes the agent fail the round.
+character, whether to post, repost or stay silent. The prompt gives what every agent is told (the
+network's topic, what to answer) before the agent's feed and persona, for the servers' prefix
+caches. The answer is asked for as JSON and read robustly; one that cannot be read counts as
+silence (an invalid act), and a call that fails after its retries makes the agent fail the round.
 """
 
 from __future__ import annotations
@@ -69,17 +70,20 @@ class LLMSocial(Agent):
     footprint = 16_000
 
     def messages(self, observation: Observation, feed: Mapping[str, Any]) -> list[dict[str, str]]:
-        public = observation.public
+        """The network and what to answer, the same for every agent, before the agent's own feed
+        and persona, so a server's prefix cache serves the shared part."""
         system = (
-            f"You are {self.profile.name}. {self.profile.background} You use a social network where "
-            f"people talk about this: {public.get('topic', 'the news')}."
+            f"You use a social network where people talk about this: "
+            f"{observation.public.get('topic', 'the news')}. {ASK}"
         )
+        # The feed before the persona: those who heard the same news, or follow the same people,
+        # share it; a persona is the agent's alone.
         if news := feed.get("news"):
             lines = [f"You have just heard this news: {news['text']}"]
         else:
             lines = [f"Latest posts of the {feed.get('following', 0)} people you follow:"]
             lines += [f"- {p['author']}: {p['text']}" for p in feed.get("posts", ())]
-        lines.append(ASK)
+        lines.append(f"You are {self.profile.name}. {self.profile.background}")
         return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
     async def act(self, observation: Observation) -> Action:
@@ -112,8 +116,7 @@ class LLMSocial(Agent):
         question: str,
     ) -> list[dict[str, str]]:
         """The messages that let the model answer `question` in character."""
-        lately = recent(answers, "nothing yet")
-        situation = (
-            f"On a social network about {game.get('topic', 'the news')} you did this lately: {lately}."
+        setting = f"You are on a social network about {game.get('topic', 'the news')}."
+        return in_character(
+            profile, setting, f"Lately you did this: {recent(answers, 'nothing yet')}.", question
         )
-        return in_character(profile, situation, question)

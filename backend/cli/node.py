@@ -89,4 +89,8 @@ async def _stub(server: StubServer) -> None:
     await stop.wait()
     await server.stop()
     served = server.served
-    console.print(f"answered {served.answered:,} of {served.requests:,} calls", highlight=False)
+    console.print(
+        f"answered {served.answered:,} of {served.requests:,} calls; "
+        f"{served.stats()['shared_prefix']:.2f} of prompt tokens in a shared prefix",
+        highlight=False,
+    )

@@ -235,7 +235,7 @@ def test_read_gives_a_value_an_option_or_nothing_for_text():
 def test_the_stand_in_server_answers_a_survey_readably_and_the_same_every_time():
     profile = Profile(7, "Ada Lovelace", "llm", {}, "A mathematician.")
     for question in (Question(**NUMBER), Question(**CHOICE)):
-        messages = in_character(profile, "You play a game.", prompt(question))
+        messages = in_character(profile, "You play a game.", "You chose 3.", prompt(question))
         reply = answer(messages)
         assert reply == answer(messages)
         read(question, reply)  # does not raise
