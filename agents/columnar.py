@@ -25,14 +25,30 @@ A minimal columnar kind (docs/spec.md, "Writing a kind")::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
+from pydantic import BaseModel
 
-from agents.core import AgentContext, Message
+from agents.core import AgentContext, Message, Profile
 from agents.rng import DrawArrays, agent_keys, stream_keys
 
-__all__ = ["Columns", "Decisions"]
+__all__ = ["Columns", "Decisions", "ProfileColumns"]
+
+
+class ProfileColumns(Protocol):
+    """The profiles of a kind's agents on a host, read as columns: built when asked, never held
+    as an object per agent."""
+
+    def attribute(self, name: str) -> tuple[list[str], np.ndarray]:
+        """An attribute's categories and each agent's category among them (its index), aligned
+        with the agents' ids; no categories, and -1 for everyone, for an attribute the population
+        does not have."""
+        ...
+
+    def profiles(self, positions: np.ndarray) -> list[Profile]:
+        """The whole profiles of the agents at `positions` (indexes into the kind's ids)."""
+        ...
 
 
 class Decisions(NamedTuple):
@@ -50,13 +66,15 @@ class Decisions(NamedTuple):
 class Columns:
     """The agents of one kind hosted in one process, as columns.
 
-    Subclasses implement `decide`; a kind that keeps state between rounds holds it in arrays
-    aligned with `ids` and returns them from `get_state` (a checkpoint stores the arrays, not an
-    object per agent).
+    Subclasses implement `decide`, or set `synchronous = False` and implement `async act` when
+    a round waits on I/O (a language model); a kind that keeps state between rounds holds it in
+    arrays aligned with `ids` and returns them from `get_state` (a checkpoint stores the arrays,
+    not an object per agent).
 
     Args:
         ids: the agents' ids, ascending (int64).
-        context: the run seed and the kind's validated parameters.
+        context: the run seed, the kind's validated parameters and the run's language models.
+        profiles: the agents' attributes and profiles, read when the kind needs them.
     """
 
     # Bytes per agent on its host, a round's arrays included (see `Agent.footprint`).
@@ -64,11 +82,19 @@ class Columns:
     # False for kinds that never read their messages: an operator's broadcast then counts them
     # as reached without filling an inbox per agent.
     reads_inbox: ClassVar[bool] = True
+    synchronous: ClassVar[bool] = True
 
-    def __init__(self, ids: np.ndarray, context: AgentContext) -> None:
+    def __init__(self, ids: np.ndarray, context: AgentContext, profiles: ProfileColumns) -> None:
         self.ids = ids
         self.context = context
+        self.profiles = profiles
         self._keys = agent_keys(context.seed, ids)
+
+    @classmethod
+    def suits(cls, params: BaseModel) -> bool:
+        """Whether the kind with these parameters is stepped in columns (some kinds are only
+        with an option on); otherwise its agents are objects."""
+        return True
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -87,6 +113,13 @@ class Columns:
         messages by recipient id (only the agents that have any; it may name agents of other
         kinds)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement decide()")
+
+    async def act(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        """The round of a kind that waits (`synchronous = False`); the host awaits it beside its
+        other agents, up to the run's `agent_timeout`."""
+        return self.decide(round, public, inbox)
 
     def get_state(self) -> dict[str, np.ndarray] | None:
         """The state that must survive a checkpoint, as arrays aligned with `ids`; None for

@@ -117,14 +117,14 @@ class _Waiting:
 
 
 def _payloads(
-    count: int, decided: Sequence[tuple[np.ndarray, Decisions]], objects: bool
+    count: int, decided: Sequence[tuple[np.ndarray, Decisions]], others: bool
 ) -> list[Any] | np.ndarray:
     """The round's payloads of `count` agents as the columns `decided` them (at their offsets):
-    one numeric array when every agent is in numeric columns, otherwise a list that the objects
-    fill in."""
+    one numeric array when every agent is in numeric columns, otherwise (or when `others`, the
+    objects and waiting columns, have yet to give theirs) a list to fill in."""
     parts = [(offsets, decisions.payloads) for offsets, decisions in decided]
     numeric = [(o, p) for o, p in parts if isinstance(p, np.ndarray) and p.dtype.kind in "iuf"]
-    if parts and not objects and len(numeric) == len(parts):
+    if parts and not others and len(numeric) == len(parts):
         if len(numeric) == 1:  # one kind holds every agent, in order
             return numeric[0][1]
         out = np.empty(count, np.result_type(*(array for _, array in numeric)))
@@ -133,11 +133,24 @@ def _payloads(
         return out
     payloads: list[Any] = [None] * count
     for offsets, values in parts:
-        for offset, value in zip(
-            offsets.tolist(), values.tolist() if isinstance(values, np.ndarray) else values, strict=True
-        ):
+        for offset, value in zip(offsets.tolist(), _values(values), strict=True):
             payloads[offset] = value
     return payloads
+
+
+def _values(payloads: np.ndarray | list[Any]) -> list[Any]:
+    return payloads.tolist() if isinstance(payloads, np.ndarray) else payloads
+
+
+def _merge(batch: ActionBatch, decisions: Decisions) -> None:
+    batch.errors.update(decisions.errors)
+    batch.tokens.update(decisions.tokens)
+    batch.messages.extend(decisions.messages)
+
+
+def _failed(columns: Columns, error: str) -> Decisions:
+    """Every agent of `columns` failed the round with `error`."""
+    return Decisions([None] * len(columns), dict.fromkeys(columns.ids.tolist(), error))
 
 
 class AgentHost:
@@ -254,13 +267,20 @@ class AgentHost:
         if broadcasts:
             inbox, reached = self._deliver(inbox, broadcasts)
         decided = [
-            (offsets, self._decide(columns, round, public, inbox)) for _, columns, offsets in self.groups
+            (offsets, self._decide(columns, round, public, inbox))
+            for _, columns, offsets in self.groups
+            if columns.synchronous
         ]
-        batch = ActionBatch(self.ids, _payloads(len(self.ids), decided, bool(self.agents)), reached=reached)
+        acting = [
+            (offsets, columns, asyncio.ensure_future(columns.act(round, public, inbox)))
+            for _, columns, offsets in self.groups
+            if not columns.synchronous
+        ]
+        # One array straight from the columns when they are all there is; else a list to fill in.
+        payloads = _payloads(len(self.ids), decided, bool(self.agents or acting))
+        batch = ActionBatch(self.ids, payloads, reached=reached)
         for _, decisions in decided:
-            batch.errors.update(decisions.errors)
-            batch.tokens.update(decisions.tokens)
-            batch.messages.extend(decisions.messages)
+            _merge(batch, decisions)
         shared = Observation(round, public)
         first = self.ids.start
         waiting = _Waiting(batch)
@@ -289,15 +309,36 @@ class AgentHost:
                 except Exception as exc:  # an agent's bug must not end the round
                     batch.errors[first + offset] = _describe(exc)
             await asyncio.sleep(0)
+        deadline = time.perf_counter() + self.agent_timeout  # for everything still waiting
         await waiting.finish(self.agent_timeout)
+        for positions, columns, task in acting:
+            decisions = await self._acted(columns, task, deadline - time.perf_counter())
+            for offset, value in zip(positions.tolist(), _values(decisions.payloads), strict=True):
+                batch.payloads[offset] = value
+            _merge(batch, decisions)
         if self.llm is not None:
             batch.usage = self.llm.take_usage()
         batch.compact()
+        batch.narrow()
         self._steps += len(self.ids)
         self._failures += batch.failures
         self._rounds += 1
         self._last_round_seconds = time.perf_counter() - started
         return batch
+
+    @staticmethod
+    async def _acted(columns: Columns, task: asyncio.Future[Decisions], timeout: float) -> Decisions:
+        """What a waiting kind's `act` gave, or a failure for each of its agents when it raised,
+        gave the wrong number of payloads or took longer than `timeout`."""
+        try:
+            decisions = await asyncio.wait_for(task, max(timeout, 0))
+            if len(decisions.payloads) != len(columns):
+                raise ValueError(f"act() gave {len(decisions.payloads)} payloads for {len(columns)} agents")
+        except TimeoutError:
+            return _failed(columns, "TimeoutError: no action within the round's time")
+        except Exception as exc:
+            return _failed(columns, _describe(exc))
+        return decisions
 
     @staticmethod
     def _decide(
@@ -311,8 +352,7 @@ class AgentHost:
                     f"decide() gave {len(decisions.payloads)} payloads for {len(columns)} agents"
                 )
         except Exception as exc:
-            error = _describe(exc)
-            return Decisions([None] * len(columns), dict.fromkeys(columns.ids.tolist(), error))
+            return _failed(columns, _describe(exc))
         return decisions
 
     def _deliver(

@@ -47,9 +47,30 @@ class Hosted:
     groups: list[tuple[int, Columns, np.ndarray]] = field(default_factory=list)
 
 
+class _Profiles:
+    """`ProfileColumns` of some agents of a population: read from its columns when asked."""
+
+    __slots__ = ("_ids", "_population")
+
+    def __init__(self, population: Population, ids: np.ndarray) -> None:
+        self._population = population
+        self._ids = ids
+
+    def attribute(self, name: str) -> tuple[list[str], np.ndarray]:
+        for attribute, categories, dealt in self._population._attributes:
+            if attribute == name:
+                return categories, dealt[self._ids]
+        return [], np.full(len(self._ids), -1, dtype=np.int8)
+
+    def profiles(self, positions: np.ndarray) -> list[Profile]:
+        return self._population._profiles(self._ids[positions])
+
+
 def _dealt(total: int, counts: list[int], seed: int, salt: str) -> np.ndarray:
     """Category index of every agent: `counts[i]` agents get category i, in a seeded order."""
-    order = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    # The smallest integers that hold the categories: a shuffle of bytes is quicker and smaller
+    # (a host keeps these for the whole population), and it moves them exactly as one of int32.
+    order = np.repeat(np.arange(len(counts), dtype=np.min_scalar_type(-len(counts))), counts)
     return np.random.default_rng([seed, zlib.crc32(salt.encode())]).permutation(order)
 
 
@@ -132,10 +153,16 @@ class Population:
             offsets = np.flatnonzero(kinds == index)
             if not offsets.size:
                 continue
-            if cls.columnar is None or self.spec.persona is not None:
+            context = self._contexts[index]
+            if (
+                cls.columnar is None
+                or not cls.columnar.suits(context.params)
+                or self.spec.persona is not None
+            ):
                 objects[offsets] = True
             else:
-                columns = cls.columnar(offsets + ids.start, self._contexts[index])
+                agent_ids = offsets + ids.start
+                columns = cls.columnar(agent_ids, context, _Profiles(self, agent_ids))
                 hosted.groups.append((index, columns, offsets))
         at = np.flatnonzero(objects)
         hosted.offsets = at.tolist()
@@ -171,6 +198,8 @@ class Population:
         through a permutation of the pool's (given, family) pairs seeded from the run: names are
         drawn without replacement, so no two agents share one until every pair is taken.
         """
+        if not len(at):
+            return []
         pools, ranks = self._name_ranks()
         pools_here, ranks_here = pools[at], ranks[at]
         pairs = np.zeros(len(at), dtype=np.uint64)

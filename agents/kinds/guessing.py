@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agents.columnar import Columns, Decisions
+from agents.columnar import Columns, Decisions, ProfileColumns
 from agents.core import Action, Agent, AgentContext, Message, NoParams, Observation, Profile
 from agents.numbers import show
 
@@ -139,8 +139,8 @@ class AdaptiveColumns(Columns):
 
     reads_inbox = False
 
-    def __init__(self, ids: np.ndarray, context: AgentContext) -> None:
-        super().__init__(ids, context)
+    def __init__(self, ids: np.ndarray, context: AgentContext, profiles: ProfileColumns) -> None:
+        super().__init__(ids, context, profiles)
         self.answer = np.zeros(len(ids), dtype=np.int64)
         self.started = np.zeros(len(ids), dtype=bool)
 

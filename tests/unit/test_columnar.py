@@ -2,11 +2,12 @@
 reach, on hosts that hold kinds in columns, as objects, or both."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
-from agents.columnar import Columns
+from agents.columnar import Columns, Decisions
 from agents.core import ActionBatch, AgentContext, Intervention
 from agents.host import AgentHost
 from agents.kinds import KINDS
@@ -120,7 +121,7 @@ class Broken(Columns):
 def test_a_failing_kind_fails_its_own_agents_only(guessers):
     host = columns_host(guessers)
     index, columns, offsets = host.groups[0]
-    host.groups[0] = (index, Broken(columns.ids, AgentContext(seed=1)), offsets)
+    host.groups[0] = (index, Broken(columns.ids, AgentContext(seed=1), columns.profiles), offsets)
     batch = asyncio.run(
         host.step(1, GuessTwoThirds(GuessParams(), rounds=1, population=TOTAL).observe(1).public, {})
     )
@@ -161,3 +162,48 @@ def test_columns_are_counted_smaller_when_a_run_is_admitted(make_spec):
     assert problems(make_spec(**big, **{"population.kinds": GUESSERS}), [node]) == []
     objects = [{"kind": "probe", "share": 100}]
     assert "population.total" in problems(make_spec(**big, **{"population.kinds": objects}), [node])[0]
+
+
+class Waiting(Columns):
+    """Waits `params` seconds (as a model call would), then each agent answers its id."""
+
+    synchronous = False
+
+    async def act(self, round, public, inbox):
+        await asyncio.sleep(self.context.params)
+        return Decisions(self.ids % 7)
+
+
+def test_waiting_columns_are_awaited_beside_the_objects_and_timed_out(guessers):
+    host = columns_host(guessers)
+    public = GuessTwoThirds(GuessParams(), rounds=1, population=TOTAL).observe(1).public
+    (index, uniform, offsets), (_, level0, offsets0) = host.groups[:2]
+    host.groups[0] = (
+        index,
+        Waiting(uniform.ids, AgentContext(seed=1, params=0.05), uniform.profiles),
+        offsets,
+    )
+    host.groups[1] = (index, Waiting(level0.ids, AgentContext(seed=1, params=60), level0.profiles), offsets0)
+    host.agent_timeout = 0.5
+    started = time.perf_counter()
+    batch = asyncio.run(host.step(1, public, {}))
+    assert time.perf_counter() - started < 5
+    assert [batch.payloads[i] for i in offsets.tolist()] == (uniform.ids % 7).tolist()
+    assert sorted(batch.errors) == level0.ids.tolist()  # the slow kind failed, alone
+    assert set(batch.errors.values()) == {"TimeoutError: no action within the round's time"}
+
+
+def test_columns_read_their_agents_attributes_and_profiles(make_spec):
+    spec = make_spec(**{"population.kinds": GUESSERS, "population.total": TOTAL})
+    host = columns_host(spec, range(1000, 2000))
+    everyone = Population(spec.population, spec.seed).profiles(range(TOTAL))
+    for _, columns, _ in host.groups:
+        categories, codes = columns.profiles.attribute("gender")
+        assert [categories[c] for c in codes.tolist()] == [
+            everyone[i].attributes["gender"] for i in columns.ids
+        ]
+        assert columns.profiles.profiles(np.array([0, 2])) == [
+            everyone[columns.ids[0]],
+            everyone[columns.ids[2]],
+        ]
+        assert columns.profiles.attribute("height")[0] == []
