@@ -87,13 +87,13 @@ from backend.services.surveys import (
     survey_file,
     survey_finished,
 )
+from backend.store.actions import RecordedAction
 
 # What callers need from below, named here so that they import the services only: the database's
 # migration (`myriad db upgrade`), the rows the operations return, and which service a fault that
 # passes belongs to (an answer of 503, not 500).
 from backend.store.db import migrate
 from backend.store.models import (
-    ActionRow,
     AgentRow,
     EventRow,
     ExperimentRow,
@@ -111,7 +111,6 @@ __all__ = [
     "INTERVIEW_SECONDS",
     "PREVIEW_CAP",
     "SURVEY_SECONDS",
-    "ActionRow",
     "AgentNotFound",
     "AgentRow",
     "BudgetSpent",
@@ -122,6 +121,7 @@ __all__ = [
     "ExportTable",
     "Feed",
     "InterviewFailed",
+    "RecordedAction",
     "RoundRow",
     "RoundStats",
     "Run",

@@ -16,7 +16,8 @@ from backend.runtime import Runtime
 from backend.services._live import tell
 from backend.services.runs import get_run
 from backend.store import commands, records
-from backend.store.models import ActionRow, AgentRow, Run
+from backend.store.actions import RecordedAction
+from backend.store.models import AgentRow, Run
 
 __all__ = [
     "INTERVIEW_SECONDS",
@@ -50,13 +51,15 @@ async def list_agents(rt: Runtime, run_id: int, **filters: Any) -> tuple[Sequenc
         return await records.list_agents(session, run_id=run_id, **filters)
 
 
-async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, Sequence[ActionRow]]:
+async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, Sequence[RecordedAction]]:
     """An agent's profile and its stored actions, round by round."""
     _, agent, actions = await _agent_of(rt, run_id, agent_id)
     return agent, actions
 
 
-async def _agent_of(rt: Runtime, run_id: int, agent_id: int) -> tuple[Run, AgentRow, Sequence[ActionRow]]:
+async def _agent_of(
+    rt: Runtime, run_id: int, agent_id: int
+) -> tuple[Run, AgentRow, Sequence[RecordedAction]]:
     run = await get_run(rt, run_id)
     async with rt.sessions() as session:
         agent = await records.get_agent(session, run_id=run_id, agent_id=agent_id)
@@ -135,7 +138,7 @@ def profile_of(agent: AgentRow) -> Profile:
     return Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
 
 
-def answer_text(action: ActionRow) -> str:
+def answer_text(action: RecordedAction) -> str:
     """A recorded action as an agent would say it: its number, its payload, or why it has none."""
     if action.error is not None:
         return f"no answer ({action.error})"

@@ -11,13 +11,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import Select, select
 
 from backend.runtime import Runtime
 from backend.services.runs import get_run
-from backend.store.models import ActionRow, AgentRow, EventRow, RoundRow
+from backend.store import actions
+from backend.store.models import AgentRow, EventRow, RoundRow
 
 __all__ = [
+    "ACTION_COLUMNS",
     "EXPORT_FORMATS",
     "EXPORT_MEDIA",
     "EXPORT_TABLES",
@@ -49,13 +52,12 @@ EXPORT_MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "appli
 _BATCH = 50_000
 
 
-_EXPORTS: dict[ExportTable, tuple[type[RoundRow | ActionRow | AgentRow | EventRow], tuple[str, ...], Any]] = {
+ACTION_COLUMNS = ("round", "agent_id", "value", "payload", "error", "tokens")
+
+
+# The tables read row by row; the actions are read from their chunks (`_action_rows`).
+_EXPORTS: dict[str, tuple[type[RoundRow | AgentRow | EventRow], tuple[str, ...], Any]] = {
     "rounds": (RoundRow, ("round", "stats", "details", "time", "failures"), RoundRow.round),
-    "actions": (
-        ActionRow,
-        ("round", "agent_id", "value", "payload", "error", "tokens"),
-        (ActionRow.round, ActionRow.agent_id),
-    ),
     "agents": (
         AgentRow,
         ("agent_id", "name", "kind", "attributes", "background", "host", "node"),
@@ -96,9 +98,70 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: ExportFormat, out: Path) -> int:
     """Write one table of a run to `out` (streamed in batches); returns the number of rows."""
     await get_run(rt, run_id)
+    if table == "actions":
+        if format == "parquet":
+            return await _actions_parquet(rt, run_id, out)
+        return await write_rows(_action_rows(rt, run_id), format, out, header=ACTION_COLUMNS)
     # A round's statistics become columns of their own; an empty table's CSV has the others.
     header = [c for c in _EXPORTS[table][1] if c != "stats"]
     return await write_rows(stream_rows(rt, _query(run_id, table)), format, out, header=header)
+
+
+async def _action_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:
+    """The run's actions as rows (`ACTION_COLUMNS`), a chunk at a time, by round then agent."""
+    async with rt.sessions() as session:
+        async for chunk, errors in actions.chunks(session, run_id=run_id):
+            yield list(actions.rows_of(chunk, errors))
+
+
+async def _actions_parquet(rt: Runtime, run_id: int, out: Path) -> int:
+    """The run's actions as Parquet, a row group per few chunks, its columns made from the
+    chunks' arrays (numbers, ids, tokens) without a row object in between."""
+    import pyarrow as pa  # here: only Parquet exports pay for its import
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("round", pa.int64()),
+            ("agent_id", pa.int64()),
+            ("value", pa.float64()),
+            ("payload", pa.string()),
+            ("error", pa.string()),
+            ("tokens", pa.int64()),
+        ]
+    )
+    count = 0
+    pending: list[Any] = []
+    with pq.ParquetWriter(out, schema) as writer:
+        async with rt.sessions() as session:
+            async for chunk, errors in actions.chunks(session, run_id=run_id):
+                size = len(chunk.ids)
+                ids = chunk.ids.tolist() if errors else []
+                columns = [
+                    pa.array(np.full(size, chunk.round, dtype=np.int64)),
+                    pa.array(chunk.ids),
+                    pa.array(chunk.numbers, mask=np.isnan(chunk.numbers)),
+                    pa.array([_payload_text(t) for t in chunk.texts()], type=pa.string()),
+                    pa.array([errors.get(a) for a in ids] if errors else [None] * size, type=pa.string()),
+                    pa.array(
+                        np.zeros(size, dtype=np.int64)
+                        if chunk.tokens is None
+                        else chunk.tokens.astype(np.int64)
+                    ),
+                ]
+                pending.append(pa.Table.from_arrays(columns, schema=schema))
+                count += size
+                if sum(map(len, pending)) >= _BATCH:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+        if pending:
+            writer.write_table(pa.concat_tables(pending))
+    return count
+
+
+def _payload_text(text: str | None) -> str | None:
+    """A payload as the CSV shows it (see `_flat`): JSON text, but a string as itself."""
+    return json.loads(text) if text is not None and text.startswith('"') else text
 
 
 async def write_rows(

@@ -42,7 +42,8 @@ from backend.services.agents import answer_text, profile_of
 from backend.services.exports import ExportFormat, in_temp_file, stream_rows, write_rows
 from backend.services.runs import get_run, where_problems
 from backend.store import records, surveys
-from backend.store.models import ActionRow, AgentRow, SurveyRow
+from backend.store.actions import RecordedAction
+from backend.store.models import AgentRow, SurveyRow
 from backend.workflow.budget import experiment_spent, spent, stored_use
 
 __all__ = [
@@ -270,7 +271,7 @@ class _Asking:
             await session.commit()
 
     async def _answer(
-        self, agent: AgentRow, actions: list[ActionRow], index: int, question: Question
+        self, agent: AgentRow, actions: list[RecordedAction], index: int, question: Question
     ) -> dict[str, Any]:
         """The agent's answer to a question, as a row to store. An agent whose kind fails to
         answer (its `survey` hook or `interview` raises) fails this answer alone, with the
@@ -286,7 +287,7 @@ class _Asking:
             }
 
     async def _reply(
-        self, row: dict[str, Any], agent: AgentRow, actions: list[ActionRow], question: Question
+        self, row: dict[str, Any], agent: AgentRow, actions: list[RecordedAction], question: Question
     ) -> dict[str, Any]:
         if agent.kind not in self.kinds:
             return row | {"error": f"skipped: its kind is not installed here ({agent.kind})"}

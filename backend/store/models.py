@@ -1,4 +1,4 @@
-"""The database schema: runs, their agents, rounds, actions, events and checkpoints; experiments
+"""The database schema: runs, their agents, rounds, actions (in chunks), events and checkpoints; experiments
 (many runs compared) and surveys (questions put to a run's agents).
 
 One schema for Postgres and SQLite: JSON columns are JSONB on Postgres, and the one index only
@@ -31,7 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from backend.domain import RunStatus
 
 __all__ = [
-    "ActionRow",
+    "ActionChunkRow",
+    "ActionFailureRow",
     "AgentRow",
     "Base",
     "CheckpointRow",
@@ -149,35 +150,43 @@ class RoundStats(NamedTuple):
     usage: dict[str, Any]
 
 
-class ActionRow(Base):
-    """One agent's action in one round. Numeric payloads go to `value`, others to `payload`.
+class ActionChunkRow(Base):
+    """The actions of up to `actions.CHUNK` consecutive recorded agents in one round, in packed
+    arrays (see `backend.store.actions`): `first_id` to `end_id` (exclusive) is the span of ids
+    it covers, `count` how many agents it holds (all of the span, or the few of a sample: then
+    `ids` lists them). `numbers` is each agent's number (NaN for none), `payloads` its other
+    payload as JSON text, `tokens` what it spent (both null when no agent has any), `failures`
+    how many failed (their reasons are in `action_failures`).
 
-    The key is (run, round, agent): a round's rows arrive in key order, so COPY appends to the
-    index instead of scattering over it (5x the write rate of (run, agent, round)), and an agent's
-    history is still a handful of index probes (`round = ANY(...)`). No foreign key: a row-by-row
-    trigger would cost a third of the write rate; deleting a run deletes its actions explicitly.
+    The key is (run, round, first agent): a round's chunks arrive in key order, and an agent's
+    chunk in a round is one index probe. No foreign key, as before: deleting a run deletes its
+    actions explicitly.
     """
 
-    __tablename__ = "actions"
-    # Failures are few: a partial index finds them without scanning the round.
-    __table_args__ = (
-        Index(
-            "ix_actions_failed",
-            "run_id",
-            "round",
-            "agent_id",
-            postgresql_where=text("error IS NOT NULL"),
-            sqlite_where=text("error IS NOT NULL"),
-        ),
-    )
+    __tablename__ = "action_chunks"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_id: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    ids: Mapped[bytes | None] = mapped_column(LargeBinary)
+    numbers: Mapped[bytes] = mapped_column(LargeBinary)
+    payloads: Mapped[bytes | None] = mapped_column(LargeBinary)
+    tokens: Mapped[bytes | None] = mapped_column(LargeBinary)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ActionFailureRow(Base):
+    """An agent's failed action in a round, with the reason: few, and filtered on (the agents
+    page's "failed"), so a row each beside the chunk that holds the action."""
+
+    __tablename__ = "action_failures"
 
     run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    value: Mapped[float | None] = mapped_column(Float)
-    payload: Mapped[Any] = mapped_column(Json, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text)
 
 
 class EventRow(Base):

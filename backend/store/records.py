@@ -1,4 +1,5 @@
-"""What a run produces: agents' profiles, rounds, actions, events and checkpoints.
+"""What a run produces: agents' profiles, rounds, actions, events and checkpoints (the actions'
+chunks are written and read by `backend.store.actions`; its readers are named here too).
 
 Large writes go through `copy_rows`: COPY on Postgres (asyncpg's binary protocol), one prepared
 `executemany` on SQLite. Callers pass rows as tuples in column order; JSON values as JSON text.
@@ -16,19 +17,18 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
-from agents.core import ActionBatch, Profile, sum_usage
+from agents.core import Profile, sum_usage
 from agents.placement import Slot
 from agents.scenarios import RoundResult
 from backend.domain import EventKind
-from backend.store.models import ActionRow, AgentRow, CheckpointRow, EventRow, RoundRow, RoundStats, Run
+from backend.store.actions import agent_actions, count_actions, failed_agents, group_stats
+from backend.store.models import AgentRow, CheckpointRow, EventRow, RoundRow, RoundStats, Run
 
 __all__ = [
-    "ACTION_COLUMNS",
     "AGENT_COLUMNS",
     "AGENT_SORTS",
     "HISTORY_EVENTS",
     "SPENDING_EVENTS",
-    "action_rows",
     "add_event",
     "agent_actions",
     "agent_rows",
@@ -36,6 +36,7 @@ __all__ = [
     "count_actions",
     "events_after",
     "get_agent",
+    "group_stats",
     "latest_checkpoint",
     "list_agents",
     "list_events",
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 AGENT_COLUMNS = ("run_id", "agent_id", "name", "kind", "attributes", "background", "host", "node")
-ACTION_COLUMNS = ("run_id", "round", "agent_id", "value", "payload", "error", "tokens")
 
 
 async def copy_rows(
@@ -70,35 +70,6 @@ def agent_rows(run_id: int, profiles: Sequence[Profile], host: int, node: str | 
         if encoded is None:
             encoded = attributes[id(p.attributes)] = json.dumps(dict(p.attributes))
         yield (run_id, p.id, p.name, p.kind, encoded, p.background, host, node)
-
-
-def action_rows(
-    run_id: int, round: int, batch: ActionBatch, agent_ids: Iterable[int] | None = None
-) -> Iterable[tuple]:
-    """Rows for the actions of `agent_ids` (default: all) in `batch`; numeric payloads go to
-    `value`, anything else to `payload` as JSON."""
-    first, payloads, errors, tokens = batch.ids.start, batch.payloads, batch.errors, batch.tokens
-    ids: Iterable[int] = batch.ids if agent_ids is None else agent_ids
-    if isinstance(payloads, np.ndarray):
-        values = payloads.astype(np.float64).tolist()
-        for agent_id in ids:
-            yield (
-                run_id,
-                round,
-                agent_id,
-                values[agent_id - first],
-                None,
-                errors.get(agent_id),
-                tokens.get(agent_id, 0),
-            )
-        return
-    for agent_id in ids:
-        payload = payloads[agent_id - first]
-        if type(payload) in (int, float):
-            value, text = float(payload), None
-        else:
-            value, text = None, None if payload is None else json.dumps(payload, default=str)
-        yield (run_id, round, agent_id, value, text, errors.get(agent_id), tokens.get(agent_id, 0))
 
 
 def plain_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,12 +201,6 @@ async def latest_checkpoint(session: AsyncSession, *, run_id: int, at_most: int)
     return (await session.scalars(query)).first()
 
 
-async def count_actions(session: AsyncSession, *, run_id: int) -> int:
-    return (
-        await session.execute(select(func.count()).select_from(ActionRow).where(ActionRow.run_id == run_id))
-    ).scalar_one()
-
-
 AGENT_SORTS = {"id": AgentRow.agent_id, "name": AgentRow.name, "kind": AgentRow.kind, "host": AgentRow.host}
 
 
@@ -276,10 +241,7 @@ async def list_agents(
     elif attributes:
         conditions += [AgentRow.attributes[key].as_string() == value for key, value in attributes.items()]
     if failed_in is not None:
-        failed = select(ActionRow.agent_id).where(
-            ActionRow.run_id == run_id, ActionRow.round == failed_in, ActionRow.error.is_not(None)
-        )
-        conditions.append(AgentRow.agent_id.in_(failed))
+        conditions.append(AgentRow.agent_id.in_(failed_agents(run_id, failed_in)))
     order = AGENT_SORTS[sort]
     ordering = (order.desc() if descending else order, AgentRow.agent_id)
     # The page's ids first, from the index alone; then only those rows (a deep page skips index
@@ -337,49 +299,3 @@ async def backgrounds(session: AsyncSession, *, run_id: int, ids: range) -> list
 
 async def get_agent(session: AsyncSession, *, run_id: int, agent_id: int) -> AgentRow | None:
     return await session.get(AgentRow, (run_id, agent_id))
-
-
-async def agent_actions(
-    session: AsyncSession, *, run_id: int, agent_id: int, rounds: int
-) -> Sequence[ActionRow]:
-    """One agent's actions in rounds 1..`rounds`: one index probe per round on (run, round, agent)."""
-    if rounds < 1:
-        return []
-    query = (
-        select(ActionRow)
-        .where(
-            ActionRow.run_id == run_id,
-            ActionRow.round.in_(range(1, rounds + 1)),
-            ActionRow.agent_id == agent_id,
-        )
-        .order_by(ActionRow.round)
-    )
-    return (await session.scalars(query)).all()
-
-
-async def group_stats(
-    session: AsyncSession, *, run_id: int, round: int | None = None
-) -> list[dict[str, Any]]:
-    """Per round and kind of agent (each share of the population, by its label): how many
-    answered with a number, their mean, lowest and highest, and how many failed; from the stored
-    actions (so only for the agents a run records)."""
-    answered = func.count(ActionRow.value)
-    query = (
-        select(
-            ActionRow.round,
-            AgentRow.kind,
-            func.count().label("agents"),
-            answered.label("cnt"),
-            func.avg(ActionRow.value).label("avg"),
-            func.min(ActionRow.value).label("min"),
-            func.max(ActionRow.value).label("max"),
-            func.count(ActionRow.error).label("failed"),
-        )
-        .join(AgentRow, (AgentRow.run_id == ActionRow.run_id) & (AgentRow.agent_id == ActionRow.agent_id))
-        .where(ActionRow.run_id == run_id)
-        .group_by(ActionRow.round, AgentRow.kind)
-        .order_by(ActionRow.round, AgentRow.kind)
-    )
-    if round is not None:
-        query = query.where(ActionRow.round == round)
-    return [dict(row._mapping) for row in await session.execute(query)]

@@ -12,7 +12,8 @@ from sqlalchemy.orm import aliased
 
 from agents.spec import RunSpec
 from backend.domain import EventKind, RunStatus
-from backend.store.models import ActionRow, EventRow, ExperimentRow, RoundRow, Run
+from backend.store.actions import delete_actions
+from backend.store.models import EventRow, ExperimentRow, RoundRow, Run
 from backend.store.records import HISTORY_EVENTS
 
 __all__ = [
@@ -261,8 +262,8 @@ async def forget_after(session: AsyncSession, *, run_id: int, round: int, worker
     rounds that are run again are not stored twice. The run's history stays: what users did,
     what happened to its workers, and what was spent outside the rounds (`HISTORY_EVENTS`)."""
     await fence(session, run_id=run_id, worker=worker, round=round)
-    for table in (ActionRow, RoundRow):
-        await session.execute(delete(table).where(table.run_id == run_id, table.round > round))
+    await delete_actions(session, run_id=run_id, after=round)
+    await session.execute(delete(RoundRow).where(RoundRow.run_id == run_id, RoundRow.round > round))
     later = (EventRow.run_id == run_id) & (EventRow.round > round)
     await session.execute(delete(EventRow).where(later, EventRow.kind.not_in(HISTORY_EVENTS)))
     await session.commit()
@@ -296,6 +297,6 @@ async def requeue(session: AsyncSession, *, run_id: int) -> bool:
 
 async def delete_run(session: AsyncSession, *, run_id: int) -> None:
     """Delete a run and all it recorded (actions explicitly: they carry no foreign key)."""
-    await session.execute(delete(ActionRow).where(ActionRow.run_id == run_id))
+    await delete_actions(session, run_id=run_id)
     await session.execute(delete(Run).where(Run.id == run_id))
     await session.commit()

@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.store.models import ActionRow, AgentRow, EventRow, SurveyAnswerRow, SurveyRow
+from backend.store.actions import RecordedAction, actions_of
+from backend.store.models import AgentRow, EventRow, SurveyAnswerRow, SurveyRow
 from backend.store.runs import now
 
 __all__ = [
@@ -171,17 +172,9 @@ async def agents(session: AsyncSession, *, run_id: int, ids: Collection[int]) ->
 
 async def recent_actions(
     session: AsyncSession, *, run_id: int, ids: Collection[int], rounds: range
-) -> dict[int, list[ActionRow]]:
+) -> dict[int, list[RecordedAction]]:
     """The actions of the agents `ids` in `rounds`, by agent, oldest first."""
-    query = (
-        select(ActionRow)
-        .where(ActionRow.run_id == run_id, ActionRow.round.in_(rounds), ActionRow.agent_id.in_(ids))
-        .order_by(ActionRow.agent_id, ActionRow.round)
-    )
-    found: dict[int, list[ActionRow]] = {}
-    for action in await session.scalars(query):
-        found.setdefault(action.agent_id, []).append(action)
-    return found
+    return await actions_of(session, run_id=run_id, ids=ids, rounds=rounds)
 
 
 async def add_answers(session: AsyncSession, *, survey_id: int, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -28,6 +28,7 @@ from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RecordSample, RunSpec
 from backend.domain import EventKind
+from backend.store import actions as stored_actions
 from backend.store import records
 from backend.store.models import AgentRow
 from backend.store.runs import LeaseLost, fence
@@ -123,17 +124,17 @@ class Recorder:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
-    def _sampled_ids(spec: RunSpec) -> list[int] | None:
-        """The agents whose actions are stored: None for all, [] for none, else a seeded sample."""
+    def _sampled_ids(spec: RunSpec) -> np.ndarray | None:
+        """The agents whose actions are stored (sorted): None for all, none, or a seeded sample."""
         if spec.record == "all":
             return None
         if spec.record == "none":
-            return []
+            return np.empty(0, dtype=np.int64)
         assert isinstance(spec.record, RecordSample)
         total = spec.population.total
         size = min(spec.record.sample, total)
         chosen = np.random.default_rng([spec.seed, 0x5A4D]).choice(total, size=size, replace=False)
-        return sorted(chosen.tolist())
+        return np.sort(chosen).astype(np.int64)
 
     async def _put(self, job: _Job) -> None:
         if self._task is None:
@@ -216,6 +217,12 @@ class Recorder:
 
     async def round(self, result: RoundResult, actions: ActionBatch) -> None:
         run_id, sample = self.run_id, self._sample
+        # The actions are packed into chunks in a thread, beside the writing of the rounds before.
+        packing = None
+        if sample is None or len(sample):
+            packing = asyncio.ensure_future(
+                asyncio.to_thread(self._encode, run_id, result.round, actions, sample)
+            )
 
         async def write(session: AsyncSession) -> None:
             if await records.get_round(session, run_id=run_id, round=result.round) is not None:
@@ -226,14 +233,22 @@ class Recorder:
             await records.add_event(
                 session, run_id=run_id, round=result.round, kind=EventKind.ROUND, payload=summary
             )
-            if sample != []:
+            if packing is not None:
+                encoded, seconds = await packing
                 started = time.perf_counter()
-                rows = records.action_rows(run_id, result.round, actions, sample)
-                await records.copy_rows(await session.connection(), "actions", records.ACTION_COLUMNS, rows)
-                self.actions_written += len(actions) if sample is None else len(sample)
-                self.seconds_writing_actions += time.perf_counter() - started
+                await stored_actions.write_round(await session.connection(), encoded)
+                self.actions_written += encoded.actions
+                self.seconds_writing_actions += seconds + time.perf_counter() - started
 
         await self._put(write)
+
+    @staticmethod
+    def _encode(
+        run_id: int, round: int, actions: ActionBatch, sample: np.ndarray | None
+    ) -> tuple[stored_actions.Encoded, float]:
+        started = time.perf_counter()
+        encoded = stored_actions.encode_round(run_id, round, actions, sample)
+        return encoded, time.perf_counter() - started
 
     async def event(self, round: int, kind: str, payload: dict[str, Any]) -> None:
         async def write(session: AsyncSession) -> None:

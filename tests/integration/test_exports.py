@@ -6,23 +6,21 @@ import asyncio
 import gc
 import logging
 
+import numpy as np
 import pytest
-from sqlalchemy import insert
 
+from agents.core import ActionBatch
 from backend import services
 from backend.services import exports
-from backend.store import runs
-from backend.store.models import ActionRow
+from backend.store import actions, runs
 
 
 async def _run_with_actions(rt, make_spec, count: int) -> int:
     async with rt.sessions() as session:
         run = await runs.create_run(session, spec=make_spec())
         await session.commit()
-        rows = [
-            {"run_id": run.id, "round": 1, "agent_id": a, "value": 1.0, "tokens": 0} for a in range(count)
-        ]
-        await session.execute(insert(ActionRow), rows)
+        batch = ActionBatch(range(count), np.ones(count))
+        await actions.write_round(await session.connection(), actions.encode_round(run.id, 1, batch))
         await session.commit()
         return run.id
 
@@ -31,7 +29,7 @@ async def test_an_export_that_fails_part_way_gives_its_connection_back(
     runtime, make_spec, monkeypatch, tmp_path, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(exports, "_BATCH", 10)  # several batches from 35 rows
+    monkeypatch.setattr(actions, "CHUNK", 10)  # several chunks, each a batch, from 35 rows
     run_id = await _run_with_actions(runtime, make_spec, 35)
 
     async def fails_after_one_batch(batches, out, header=()):

@@ -10,9 +10,9 @@ from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RunSpec
 from backend.domain import RunStatus
-from backend.store import records, runs
+from backend.store import actions, records, runs
 from backend.store.db import alembic_config
-from backend.store.models import ActionRow, AgentRow, Run
+from backend.store.models import AgentRow, Run
 from tests.conftest import spec_data
 
 
@@ -98,9 +98,7 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
             batch = ActionBatch(
                 range(50), [round] * 48 + [None, {"say": "hi"}], errors={48: "boom"}, tokens={49: 5}
             )
-            await records.copy_rows(
-                conn, "actions", records.ACTION_COLUMNS, records.action_rows(run.id, round, batch)
-            )
+            await actions.write_round(conn, actions.encode_round(run.id, round, batch))
             await records.save_round(session, run_id=run.id, result=RoundResult(round, {"avg": float("nan")}))
             await records.add_event(session, run_id=run.id, round=round, kind="round", payload={})
         asked = {"agent": 3, "question": "Why?", "usage": {"m": {"calls": 1, "prompt_tokens": 7}}}
@@ -112,10 +110,8 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         assert len(agents) == 50
         assert agents[7].attributes == dict(profiles[7].attributes)
         assert agents[7].background == profiles[7].background
-        rows = (
-            await session.scalars(select(ActionRow).where(ActionRow.run_id == run.id, ActionRow.round == 2))
-        ).all()
-        by_agent = {r.agent_id: r for r in rows}
+        rows = await actions.actions_of(session, run_id=run.id, ids=range(50), rounds=range(2, 3))
+        by_agent = {agent: actions_[0] for agent, actions_ in rows.items()}
         assert (by_agent[0].value, by_agent[0].payload, by_agent[0].error) == (2.0, None, None)
         assert (by_agent[48].value, by_agent[48].error) == (None, "boom")
         assert (by_agent[49].payload, by_agent[49].tokens) == ({"say": "hi"}, 5)
