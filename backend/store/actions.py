@@ -50,6 +50,8 @@ __all__ = [
     "failed_agents",
     "group_stats",
     "pack",
+    "pack_numbers",
+    "rows_of",
     "unpack",
     "write_round",
 ]
@@ -123,7 +125,7 @@ def _smallest(whole: np.ndarray) -> np.ndarray:
     return whole
 
 
-def _pack_numbers(numbers: np.ndarray) -> bytes:
+def pack_numbers(numbers: np.ndarray) -> bytes:
     """Numbers (float64, NaN for none) packed as whole numbers when they all are."""
     with np.errstate(invalid="ignore"):
         whole = numbers.astype(np.int64)
@@ -238,7 +240,7 @@ def _add_chunk(
             int(ids[-1]) + 1,
             len(ids),
             None if whole else pack(ids),
-            _pack_numbers(numbers),
+            pack_numbers(numbers),
             None if texts is None else _pack_texts(texts),
             pack(_smallest(tokens)) if tokens.any() else None,
             len(errors),
@@ -457,7 +459,7 @@ async def chunks(
                     ActionFailureRow.agent_id >= row[1],
                     ActionFailureRow.agent_id < row[2],
                 )
-                errors = dict((await session.execute(failed)).tuples().all())
+                errors = dict((await session.execute(failed)).all())
             yield chunk, errors
         after = (rows[-1][0], rows[-1][1])
 

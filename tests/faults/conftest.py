@@ -35,7 +35,7 @@ import asyncpg
 import psutil
 import pytest
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -45,8 +45,9 @@ from backend import services
 from backend.domain import RunStatus
 from backend.runtime import Runtime
 from backend.settings import Settings
+from backend.store import actions
 from backend.store.db import migrate
-from backend.store.models import ActionRow, EventRow, Run
+from backend.store.models import EventRow, Run
 from backend.workflow.worker import Worker
 from tests.conftest import POSTGRES_URL, missing, spec_data
 from tests.waiting import wait_for, wait_for_async
@@ -547,28 +548,22 @@ async def stored_rounds(rt: Runtime, run_id: int) -> list[tuple[int, dict, dict,
 
 
 async def action_rows(rt: Runtime, run_id: int) -> list[tuple]:
+    """(round, agent_id, value, payload, error) of each of the run's stored actions, in order."""
     async with rt.sessions() as session:
-        rows = await session.execute(
-            select(ActionRow.round, ActionRow.agent_id, ActionRow.value, ActionRow.payload, ActionRow.error)
-            .where(ActionRow.run_id == run_id)
-            .order_by(ActionRow.round, ActionRow.agent_id)
-        )
-        return [tuple(r) for r in rows]
+        return [
+            (r["round"], r["agent_id"], r["value"], r["payload"], r["error"])
+            async for chunk, errors in actions.chunks(session, run_id=run_id)
+            for r in actions.rows_of(chunk, errors)
+        ]
 
 
 async def count_distinct_actions(rt: Runtime, run_id: int) -> tuple[int, int]:
-    """(rows, distinct (round, agent_id)) of the run's actions."""
+    """(actions, distinct (round, agent_id)) of the run's stored actions."""
     async with rt.sessions() as session:
-        total = await session.scalar(select(func.count()).where(ActionRow.run_id == run_id))
-        distinct = await session.scalar(
-            select(func.count()).select_from(
-                select(ActionRow.round, ActionRow.agent_id)
-                .where(ActionRow.run_id == run_id)
-                .distinct()
-                .subquery()
-            )
-        )
-    return total, distinct
+        total = await actions.count_actions(session, run_id=run_id)
+        stored = actions.chunks(session, run_id=run_id)
+        distinct = {(c.round, a) async for c, _ in stored for a in c.ids.tolist()}
+    return total, len(distinct)
 
 
 async def assert_identical(rt: Runtime, run_id: int, reference_id: int, spec: RunSpec) -> None:
