@@ -151,7 +151,7 @@ async def vacuum(url: str) -> float:
     plans and index-only scans do not depend on when it last passed."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     started = time.perf_counter()
-    for table in ("runs", "agents", "rounds", "actions"):
+    for table in ("runs", "agents", "rounds", "action_chunks", "action_failures"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
     await conn.close()
     return time.perf_counter() - started

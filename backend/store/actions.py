@@ -126,7 +126,10 @@ def _smallest(whole: np.ndarray) -> np.ndarray:
 
 
 def pack_numbers(numbers: np.ndarray) -> bytes:
-    """Numbers (float64, NaN for none) packed as whole numbers when they all are."""
+    """Numbers (integers, or float64 with NaN for none) packed as the smallest integer type
+    that holds them when they are all whole."""
+    if numbers.dtype.kind in "iu":
+        return pack(_smallest(numbers))
     with np.errstate(invalid="ignore"):
         whole = numbers.astype(np.int64)
     if numbers.size and np.array_equal(whole, numbers):  # NaN equals nothing: stays float
@@ -147,12 +150,12 @@ class Encoded:
 
 
 def _numbers_of(payloads: list[Any] | np.ndarray, at: np.ndarray | slice) -> tuple[np.ndarray, list | None]:
-    """The numbers of the payloads at `at` (NaN where none), and the others as JSON text (None
-    where a number or nothing), or None when there are no others."""
+    """The numbers of the payloads at `at` (integers as they are; else float64, NaN where none),
+    and the others as JSON text (None where a number or nothing), or None when there are none."""
     if isinstance(payloads, np.ndarray):
         picked = payloads[at]
-        if picked.dtype.kind in "iub":
-            return picked.astype(np.float64), None
+        if picked.dtype.kind in "iu":
+            return picked, None
         return np.asarray(picked, dtype=np.float64), None
     chosen = payloads[at] if isinstance(at, slice) else [payloads[i] for i in at.tolist()]
     numbers = np.fromiter(
