@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +31,7 @@ from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agents.core import ActionBatch
-from backend.store.models import ActionChunkRow, ActionFailureRow, AgentRow
+from backend.store.models import ActionChunkRow, ActionFailureRow, AgentRow, Run
 
 __all__ = [
     "CHUNK",
@@ -467,9 +468,20 @@ async def chunks(
         after = (rows[-1][0], rows[-1][1])
 
 
-async def _kinds(session: AsyncSession, run_id: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The run's kinds of agent (labels), and its agents' ids with each one's kind (an index
-    into the labels), sorted by id: one array of ids per kind from the database."""
+# The kinds of the agents of a few runs whose profiles are all stored (they never change then),
+# by (database, run): an agent's kind by its id, a byte or two each.
+_KINDS: OrderedDict[tuple[str, int], tuple[list[str], np.ndarray]] = OrderedDict()
+_KINDS_KEPT = 4
+
+
+async def _kinds(session: AsyncSession, run_id: int) -> tuple[list[str], np.ndarray | None, np.ndarray]:
+    """The run's kinds of agent (labels), and each agent's kind (an index into the labels): by
+    id, when every agent's profile is stored (ids None; kept for the next call), else with the
+    ids they go with, sorted. One array of ids per kind from the database."""
+    key = (str(session.get_bind().engine.url), run_id)
+    if (kept := _KINDS.get(key)) is not None:
+        _KINDS.move_to_end(key)
+        return kept[0], None, kept[1]
     if session.get_bind().dialect.name == "postgresql":
         query = select(AgentRow.kind, func.array_agg(AgentRow.agent_id))
     else:
@@ -481,12 +493,19 @@ async def _kinds(session: AsyncSession, run_id: int) -> tuple[list[str], np.ndar
         listed = members if isinstance(members, list) else str(members).split(",")
         ids = np.array(listed, dtype=np.int64)
         parts.append(ids)
-        codes.append(np.full(len(ids), labels.index(kind), dtype=np.int32))
+        codes.append(np.full(len(ids), labels.index(kind), dtype=np.int16))
     if not parts:
-        return [], np.empty(0, np.int64), np.empty(0, np.int32)
+        return [], np.empty(0, np.int64), np.empty(0, np.int16)
     ids, code = np.concatenate(parts), np.concatenate(codes)
     order = np.argsort(ids, kind="stable")
-    return labels, ids[order], code[order]
+    ids, code = ids[order], code[order]
+    total = (await session.execute(select(Run.agents).where(Run.id == run_id))).scalar_one_or_none()
+    if total == len(ids) and ids[0] == 0 and ids[-1] == len(ids) - 1:  # all of them, by id
+        _KINDS[key] = (labels, code)
+        while len(_KINDS) > _KINDS_KEPT:
+            _KINDS.popitem(last=False)
+        return labels, None, code
+    return labels, ids, code
 
 
 async def group_stats(
@@ -542,10 +561,13 @@ async def group_stats(
     return found
 
 
-def _kind_of(ids: np.ndarray, known: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _kind_of(ids: np.ndarray, known: np.ndarray | None, codes: np.ndarray) -> np.ndarray:
     """Each id's kind (-1 for an agent whose profile is not stored)."""
+    if known is None:  # codes by id
+        inside = (ids >= 0) & (ids < len(codes))
+        return np.where(inside, codes[ids.clip(0, max(len(codes) - 1, 0))], -1)
     if not len(known):
-        return np.full(len(ids), -1, dtype=np.int32)
+        return np.full(len(ids), -1, dtype=np.int16)
     where = np.searchsorted(known, ids).clip(0, len(known) - 1)
     return np.where(known[where] == ids, codes[where], -1)
 

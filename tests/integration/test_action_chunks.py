@@ -226,3 +226,10 @@ def test_arrays_pack_small_and_come_back_equal():
     guesses = actions.pack_numbers(np.arange(0, 101, dtype=np.float64))
     assert actions.unpack(guesses)[0].dtype == np.uint8
     assert actions.unpack(actions.pack_numbers(np.array([1.0, np.nan])))[0].dtype == np.float64
+
+
+def test_kinds_by_id_or_by_sorted_ids():
+    codes = np.array([0, 1, 1, 2], dtype=np.int16)
+    assert actions._kind_of(np.array([3, 0, 9]), None, codes).tolist() == [2, 0, -1]
+    known = np.array([2, 5, 7])
+    assert actions._kind_of(np.array([5, 6, 7, 1]), known, codes[:3]).tolist() == [1, -1, 1, -1]
