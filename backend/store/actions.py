@@ -73,6 +73,7 @@ CHUNK_COLUMNS = (
 FAILURE_COLUMNS = ("run_id", "round", "agent_id", "error")
 
 _NUMBERS = (int, float)
+_NUMBERS_OR_NONE = {int, float, type(None)}
 _HEADER = struct.Struct("<4sQQ")  # numpy type ('<f8', '|u1', ...), raw bytes, compressed bytes
 _INTEGERS = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8"))
 
@@ -159,6 +160,8 @@ def _numbers_of(payloads: list[Any] | np.ndarray, at: np.ndarray | slice) -> tup
             return picked, None
         return np.asarray(picked, dtype=np.float64), None
     chosen = payloads[at] if isinstance(at, slice) else [payloads[i] for i in at.tolist()]
+    if set(map(type, chosen)) <= _NUMBERS_OR_NONE:  # numbers and failures' Nones: NaN for those
+        return np.array(chosen, dtype=np.float64), None
     numbers = np.fromiter(
         (p if type(p) in _NUMBERS else np.nan for p in chosen), dtype=np.float64, count=len(chosen)
     )

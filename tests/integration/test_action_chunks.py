@@ -233,3 +233,23 @@ def test_kinds_by_id_or_by_sorted_ids():
     assert actions._kind_of(np.array([3, 0, 9]), None, codes).tolist() == [2, 0, -1]
     known = np.array([2, 5, 7])
     assert actions._kind_of(np.array([5, 6, 7, 1]), known, codes[:3]).tolist() == [1, -1, 1, -1]
+
+
+def test_a_list_of_numbers_and_failures_is_stored_as_numbers():
+    batch = ActionBatch(range(10, 15), [1, None, 2.5, 2**70, True], errors={11: "boom"})
+    encoded = actions.encode_round(7, 2, batch)
+    (chunk,) = encoded.chunks
+    assert chunk[2:5] == (10, 15, 5)
+    decoded = actions.decode((2, *chunk[2:4], *chunk[5:]))
+    assert [decoded.action(i, None)[2:4] for i in range(5)] == [
+        (1.0, None),
+        (None, None),
+        (2.5, None),
+        (float(2**70), None),
+        (None, True),  # a bool is no number: a payload, as before
+    ]
+    assert encoded.failures == [(7, 2, 11, "boom")]
+    # Numbers and failures alone take the fast path: no JSON payloads.
+    (fast,) = actions.encode_round(7, 3, ActionBatch(range(3), [4, None, 0.5], errors={1: "x"})).chunks
+    assert fast[7] is None
+    assert actions.unpack(fast[6])[0].tolist()[::2] == [4.0, 0.5]
