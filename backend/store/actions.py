@@ -445,11 +445,7 @@ async def chunks(
     while True:
         query = (
             select(*_READ)
-            .where(
-                _mine(run_id),
-                (ActionChunkRow.round > after[0])
-                | ((ActionChunkRow.round == after[0]) & (ActionChunkRow.first_id > after[1])),
-            )
+            .where(_mine(run_id), tuple_(ActionChunkRow.round, ActionChunkRow.first_id) > tuple_(*after))
             .order_by(ActionChunkRow.round, ActionChunkRow.first_id)
             .limit(batch)
         )
