@@ -1,10 +1,11 @@
 """Stack benchmark: the cost of recording everything, against the engine alone, in the same run.
 
-A 100,000-agent guess-2/3 run (level-k agents) with every action recorded in Postgres, driven by
-a workflow worker, divided by the same run on the engine alone (target <= 1.3); and the rate at
-which the recorder writes actions (target >= 300,000 per second).
+A 1,000,000-agent run of the paper's game (level-k and adaptive agents, a fifth each) with every
+action recorded in Postgres, driven by a workflow worker, divided by the same run on the engine
+alone (target <= 1.2); and the rate at which the recorder writes actions (target >= 5,000,000 per
+second).
 
-Usage: python bench/stack.py [--agents 100000] [--rounds 10] [--postgres URL]
+Usage: python bench/stack.py [--agents 1000000] [--rounds 10] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from backend.store.db import migrate
 from backend.workflow.worker import Worker
 
 RESULTS = Path(__file__).parent / "results"
-LEVEL_K = [{"kind": "level_k", "share": 25, "params": {"k": k}} for k in range(4)]
+MIX = [
+    *({"kind": "level_k", "share": 20, "params": {"k": k}} for k in range(4)),
+    {"kind": "adaptive", "share": 20},
+]
 
 
 def spec(agents: int, rounds: int) -> RunSpec:
@@ -43,7 +47,7 @@ def spec(agents: int, rounds: int) -> RunSpec:
             "population": {
                 "total": agents,
                 "attributes": {"gender": {"female": 50, "male": 50}},
-                "kinds": LEVEL_K,
+                "kinds": MIX,
             },
         }
     )
@@ -113,7 +117,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--agents", type=int, default=100_000)
+    parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()

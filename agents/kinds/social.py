@@ -3,19 +3,22 @@
 They read their feed: the message (sender None) whose content holds `posts`, `following` and
 `active`, and in round 1, for the seeds, `news` (the story they break, which every kind posts).
 They answer `{"act": "post", "text": ..., "stance": ...}`, `{"act": "repost", "of": author}` or
-`{"act": "silent"}`. Both are stateless: what they do follows from the feed and their own random
+`{"act": "silent"}`, as objects or in columns (where the agents without a feed stay silent
+without a call each). Both are stateless: what they do follows from the feed and their own random
 draws of the round, so a run is the same on any number of hosts and after any resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import Field
 
-from agents.core import Action, Agent, NoParams, Observation
-from agents.rng import Draws
+from agents.columnar import Columns, Decisions
+from agents.core import Action, Agent, Message, NoParams, Observation
+from agents.rng import Draws, stream_key
 
 __all__ = ["SILENT", "Threshold", "Voter", "feed_of"]
 
@@ -38,15 +41,43 @@ class _Reader(Agent):
     synchronous = True
 
     def decide(self, observation: Observation) -> Action:
-        feed = feed_of(observation)
+        return self.answer(self.context.params, feed_of(observation), self.rng(observation.round))
+
+    @classmethod
+    def answer(cls, params: Any, feed: Mapping[str, Any] | None, draws: Draws) -> Action:
+        """An agent's action on its `feed` (None: nothing to read), for objects and columns alike."""
         if feed is None:
             return SILENT
         if news := feed.get("news"):
             return Action({"act": "post", "text": news["text"], "stance": news.get("stance")})
-        return self.respond(feed, self.rng(observation.round))
+        return cls.respond(params, feed, draws)
 
-    def respond(self, feed: Mapping[str, Any], draws: Draws) -> Action:
+    @classmethod
+    def respond(cls, params: Any, feed: Mapping[str, Any], draws: Draws) -> Action:
         raise NotImplementedError
+
+
+class _ReaderColumns(Columns):
+    """A reading kind in columns: the agents without a feed (most of them, most rounds) stay
+    silent in one go; each agent with one answers it as the kind's object would, with the same
+    draws."""
+
+    kind: ClassVar[type[_Reader]]
+
+    def decide(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        payloads: list[Any] = [SILENT.payload] * len(self)
+        if inbox:
+            readers = np.fromiter(inbox, dtype=np.int64, count=len(inbox))
+            at = np.searchsorted(self.ids, readers).clip(0, max(len(self) - 1, 0))
+            mine = self.ids[at] == readers if len(self) else np.zeros(len(readers), dtype=bool)
+            params, keys = self.context.params, self._keys
+            for agent_id, position in zip(readers[mine].tolist(), at[mine].tolist(), strict=True):
+                feed = feed_of(Observation(round, public, tuple(inbox[agent_id])))
+                draws = Draws(stream_key(int(keys[position]), round))
+                payloads[position] = self.kind.answer(params, feed, draws).payload
+        return Decisions(payloads)
 
 
 class ThresholdParams(NoParams):
@@ -63,9 +94,10 @@ class Threshold(_Reader):
     __slots__ = ()
     Params = ThresholdParams
 
-    def respond(self, feed: Mapping[str, Any], draws: Draws) -> Action:
+    @classmethod
+    def respond(cls, params: Any, feed: Mapping[str, Any], draws: Draws) -> Action:
         posts, following = feed["posts"], feed["following"]
-        if posts and following and feed["active"] / following >= self.context.params.theta:
+        if posts and following and feed["active"] / following >= params.theta:
             return Action({"act": "repost", "of": draws.choice(posts)["author"]})
         return SILENT
 
@@ -76,8 +108,21 @@ class Voter(_Reader):
 
     __slots__ = ()
 
-    def respond(self, feed: Mapping[str, Any], draws: Draws) -> Action:
+    @classmethod
+    def respond(cls, params: Any, feed: Mapping[str, Any], draws: Draws) -> Action:
         if not feed["posts"]:
             return SILENT
         post = draws.choice(feed["posts"])
         return Action({"act": "post", "text": post["text"], "stance": post["stance"]})
+
+
+class ThresholdColumns(_ReaderColumns):
+    kind = Threshold
+
+
+class VoterColumns(_ReaderColumns):
+    kind = Voter
+
+
+Threshold.columnar = ThresholdColumns
+Voter.columnar = VoterColumns

@@ -207,3 +207,41 @@ def test_columns_read_their_agents_attributes_and_profiles(make_spec):
             everyone[columns.ids[2]],
         ]
         assert columns.profiles.attribute("height")[0] == []
+
+
+def social_rounds(spec, hosts: list[AgentHost], rounds: int) -> list[list]:
+    """`rounds` rounds of the social network over `hosts` (adjacent ranges): each round's payloads."""
+    from collections import defaultdict
+
+    from agents.scenarios import SCENARIOS
+
+    cls = SCENARIOS.get("social")
+    scenario = cls(
+        cls.Params.model_validate(spec.scenario.params),
+        rounds=rounds,
+        population=spec.population.total,
+        seed=spec.seed,
+    )
+    seen = []
+    for round in range(1, rounds + 1):
+        observed = scenario.observe(round)
+        inbox = defaultdict(list)
+        for message in observed.messages:
+            inbox[message.recipient].append(message)
+        batch = ActionBatch.concat([asyncio.run(h.step(round, observed.public, inbox)) for h in hosts])
+        scenario.apply(round, batch)
+        seen.append(list(batch.payloads))
+    return seen
+
+
+def test_social_kinds_in_columns_act_as_their_objects(make_spec):
+    from tests.conftest import SOCIAL
+
+    spec = make_spec(**SOCIAL)
+    total = spec.population.total
+    columns = [columns_host(spec, range(0, 700)), columns_host(spec, range(700, total))]
+    assert all(h.agents == [] for h in columns)
+    rounds = social_rounds(spec, columns, 5)
+    assert rounds == social_rounds(spec, [objects_host(spec, range(total))], 5)
+    acts = [p["act"] for p in rounds[-1]]
+    assert {"post", "repost", "silent"} <= set(acts)  # the news spread: every kind of answer
