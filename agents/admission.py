@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from agents.apportion import largest_remainder
 from agents.kinds import KINDS
 from agents.placement import Node
-from agents.spec import RunSpec
+from agents.spec import KindShare, RunSpec
 
 __all__ = ["HOSTS_PER_CPU", "HOST_BYTES", "DoesNotFit", "problems"]
 
@@ -24,10 +24,13 @@ def _gb(size: float) -> str:
     return f"{size / 1e9:,.1f} GB"
 
 
-def _footprint(kind: str, personas: bool) -> int:
+def _footprint(kind: KindShare, personas: bool) -> int:
     """Bytes per agent of `kind`: its columns' where the host steps it so (see `Population.hosted`)."""
-    cls = KINDS.get(kind)
-    return cls.footprint if cls.columnar is None or personas else cls.columnar.footprint
+    cls = KINDS.get(kind.kind)
+    columnar = cls.columnar
+    if columnar is None or personas or not columnar.suits(cls.Params.model_validate(kind.params)):
+        return cls.footprint
+    return columnar.footprint
 
 
 def problems(spec: RunSpec, nodes: Sequence[Node]) -> list[str]:
@@ -45,7 +48,7 @@ def problems(spec: RunSpec, nodes: Sequence[Node]) -> list[str]:
     population = spec.population
     counts = largest_remainder(population.total, [k.share for k in population.kinds])
     need = min(hosts, population.total) * HOST_BYTES + sum(
-        count * _footprint(k.kind, population.persona is not None)
+        count * _footprint(k, population.persona is not None)
         for count, k in zip(counts, population.kinds, strict=True)
     )
     if need > memory:

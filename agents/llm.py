@@ -116,6 +116,9 @@ class Usage:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Calls that agents answering through archetypes did not make: their number less the calls
+    # asked for them (negative when an archetype has fewer members than samples).
+    saved: int = 0
 
     @property
     def tokens(self) -> int:
@@ -126,19 +129,26 @@ class Usage:
         self.failed += other.failed
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.saved += other.saved
 
     def as_dict(self) -> dict[str, int]:
-        return {
+        counts = {
             "calls": self.calls,
             "failed": self.failed,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
+        if self.saved:  # only runs with archetypes say so
+            counts["saved"] = self.saved
+        return counts
 
     @classmethod
     def of(cls, data: Mapping[str, int]) -> Usage:
         return cls(
-            **{k: int(data.get(k, 0)) for k in ("calls", "failed", "prompt_tokens", "completion_tokens")}
+            **{
+                k: int(data.get(k, 0))
+                for k in ("calls", "failed", "prompt_tokens", "completion_tokens", "saved")
+            }
         )
 
 
@@ -221,16 +231,21 @@ class ModelPool:
         deadline: float | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
     ) -> Reply:
         """The model's answer to `messages`, retried as needed until `deadline` (a
-        `time.monotonic()` value; default: one request's timeout per attempt)."""
+        `time.monotonic()` value; default: one request's timeout per attempt). A `seed` asks
+        the servers that honour one (OpenAI's, vLLM, llama.cpp, the stand-in) to sample the same
+        way each time."""
         spec = self.spec
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),
             "max_tokens": max_tokens or spec.max_tokens,
             "temperature": spec.temperature if temperature is None else temperature,
         }
+        if seed is not None:
+            body["seed"] = seed
         last, failures, tries = "no attempt", 0, 0
         while True:
             tries += 1
@@ -423,7 +438,7 @@ class LLM:
         """The usage of each model since the last call (models without calls left out)."""
         taken = {}
         for name, pool in self.pools.items():
-            if pool.usage.calls or pool.usage.failed:
+            if pool.usage.calls or pool.usage.failed or pool.usage.saved:
                 taken[name] = pool.usage.as_dict()
                 pool.usage = Usage()
         return taken

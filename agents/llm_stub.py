@@ -5,9 +5,9 @@ beyond which it answers 429, a share of 500s, of malformed bodies and of calls t
 answers are made up but plausible for Myriad's prompts — a number for a guess, the number alone
 for an extraction, a persona between the asked-for delimiters, a post or silence in the social
 scenario, a survey's number or option, a short in-character reply otherwise — and deterministic
-for a given prompt. It counts the tokens it reports, so tests can check that a client's sums are
-exact, and how many of them lie in a prefix shared with an earlier prompt (what a server's prefix
-cache, such as vLLM's, could have served); `GET /stats` tells what it served so far.
+for a given prompt and sampling seed. It counts the tokens it reports, so tests can check that a
+client's sums are exact, and how many of them lie in a prefix shared with an earlier prompt (what
+a server's prefix cache, such as vLLM's, could have served); `GET /stats` tells what it served so far.
 
 `myriad llm-stub --port 8001 --latency 0.5 --capacity 256` serves one.
 """
@@ -129,11 +129,14 @@ def _ends_word(text: str, at: int) -> bool:
     return at == len(text) or text[at].isspace()
 
 
-def answer(messages: list[dict[str, str]]) -> str:
-    """A made-up answer to Myriad's kinds of prompt, the same for the same messages."""
+def answer(messages: list[dict[str, str]], seed: int | None = None) -> str:
+    """A made-up answer to Myriad's kinds of prompt, the same for the same messages and `seed`
+    (a request's sampling seed: the same prompt with another seed may be answered otherwise)."""
     prompt = "\n".join(m.get("content", "") for m in messages)
     last = messages[-1].get("content", "") if messages else ""
     draw = zlib.crc32(prompt.encode())
+    if seed is not None:
+        draw = zlib.crc32(str(seed).encode(), draw)
     if "<persona>" in prompt:
         return (
             "<persona>I grew up in a small town and now live in the city. I like puzzles and "
@@ -162,6 +165,11 @@ def answer(messages: list[dict[str, str]]) -> str:
             {"act": choice, "text": "Have you heard the news?", "stance": (draw % 201) / 100 - 1}
         )
     return f"Speaking for myself: {last[:80]}"
+
+
+def _seed(body: Mapping[str, Any]) -> int | None:
+    seed = body.get("seed")
+    return seed if isinstance(seed, int) else None
 
 
 def _survey_answer(question: str, draw: int) -> str | None:
@@ -252,7 +260,8 @@ class StubServer:
                 return web.Response(text='{"choices": [ {"oops"', content_type="application/json")
             roll -= config.malformed_rate
             messages = body.get("messages") or []
-            text = "I would rather not say." if 0 <= roll < config.garbage_rate else answer(messages)
+            garbage = 0 <= roll < config.garbage_rate
+            text = "I would rather not say." if garbage else answer(messages, _seed(body))
             prompt_tokens = sum(_tokens(m.get("content", "")) for m in messages)
             completion_tokens = _tokens(text)
             served.answered += 1

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
+from agents.archetypes import check_archetypes
 from agents.kinds import KINDS
 from agents.llm import LLMSpec
 from agents.personas import PersonaSpec
@@ -322,6 +323,24 @@ class RunSpec(_Strict):
         for where, model in wanted:
             if model is not None and model not in known:
                 raise ValueError(f"{where}: {model!r} is not among the spec's llm.models {sorted(known)}")
+        return self
+
+    @model_validator(mode="after")
+    def _archetypes_are_attributes(self) -> RunSpec:
+        population = self.population
+        for i, k in enumerate(population.kinds):
+            if not (archetypes := k.params.get("archetypes")):
+                continue
+            where = f"population.kinds.{i}.params.archetypes"
+            if population.persona is not None:
+                raise ValueError(
+                    f"{where}: archetypes answer from the attributes they share, not from each "
+                    "agent's written persona; drop population.persona or the archetypes"
+                )
+            try:
+                check_archetypes(archetypes, population.attributes)
+            except ValueError as e:
+                raise ValueError(f"{where}.{e}") from None
         return self
 
     @classmethod

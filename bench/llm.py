@@ -14,8 +14,15 @@ waves of C: "excess per wave" is what each wave takes beyond L, (round - ideal) 
 The server also reports the share of prompt tokens that lie in a prefix shared with an earlier
 prompt (what a server's prefix cache, such as vLLM's, could have served); target >= 0.8.
 
+Archetypes: M `llm_guess` agents (1,000,000 by default) grouped into A archetypes (1,000: three
+attributes of 10 categories) answer through S samples each (5): A·S calls a round instead of M,
+so the ideal round is A·S·L/C (5 s at L = 1 s, C = 1,000); target <= 1.2. Archetypes are per
+host, so H hosts ask H·A·S calls: the run uses one host unless told otherwise
+(`--archetype-hosts`), and reports the calls made against the agents.
+
 Usage: python bench/llm.py [--agents 10000] [--baseline 1000] [--latency 1.0] [--capacity 1000]
-                           [--hosts 2] [--rounds 3]
+                           [--hosts 2] [--rounds 3] [--archetype-agents 1000000]
+                           [--archetypes 1000] [--samples 5] [--archetype-hosts 1]
 """
 
 from __future__ import annotations
@@ -47,8 +54,9 @@ RESULTS = Path(__file__).parent / "results"
 MYRIAD = Path(sys.executable).with_name("myriad")
 TARGET = 1.1
 SHARED_TARGET = 0.8  # of prompt tokens in a prefix shared with an earlier prompt
+ARCHETYPE_TARGET = 1.2
 
-ATTRIBUTES = {
+ATTRIBUTES: dict[str, dict[str, float]] = {
     "gender": {"female": 50, "male": 50},
     "age": {"18-29": 22, "30-44": 28, "45-64": 32, "65+": 18},
     "education": {"high school": 40, "bachelor's degree": 35, "master's degree": 18, "doctorate": 7},
@@ -113,8 +121,27 @@ def stop_stub(stub: subprocess.Popen[str]) -> None:
 # -- the run ----------------------------------------------------------------------------------------
 
 
-def spec(agents: int, rounds: int, hosts: int, url: str, capacity: int) -> RunSpec:
+def archetype_attributes(archetypes: int) -> dict[str, dict[str, float]]:
+    """Attributes whose categories (equal shares) multiply to `archetypes`: three of n each when
+    `archetypes` is a cube n³, else one of `archetypes` categories."""
+    side = round(archetypes ** (1 / 3))
+    sizes = [side] * 3 if side**3 == archetypes else [archetypes]
+    return {f"trait{i}": {f"t{i}-{c}": 100 / size for c in range(size)} for i, size in enumerate(sizes)}
+
+
+def spec(
+    agents: int, rounds: int, hosts: int, url: str, capacity: int, archetypes: int = 0, samples: int = 5
+) -> RunSpec:
+    """The benchmark's run: agents asking a call each, or with `archetypes` through `samples`
+    calls per archetype."""
     per_host = capacity // hosts
+    attributes: dict[str, dict[str, float]] = ATTRIBUTES
+    params: dict[str, Any] = {}
+    background = "{name} is a {gender} aged {age}, educated to {education} level."
+    if archetypes:
+        attributes = archetype_attributes(archetypes)
+        params = {"archetypes": {"by": list(attributes), "samples": samples}}
+        background = "{name}."
     return RunSpec.parse(
         {
             "name": f"llm-bench-{agents}",
@@ -127,8 +154,8 @@ def spec(agents: int, rounds: int, hosts: int, url: str, capacity: int) -> RunSp
             "placement": {"hosts": hosts, "agent_timeout": 300},
             "population": {
                 "total": agents,
-                "attributes": ATTRIBUTES,
-                "background": "{name} is a {gender} aged {age}, educated to {education} level.",
+                "attributes": attributes,
+                "background": background,
                 "kinds": [
                     {
                         "kind": "llm_guess",
@@ -139,6 +166,7 @@ def spec(agents: int, rounds: int, hosts: int, url: str, capacity: int) -> RunSp
                             "extract": False,
                             "persona": True,
                             "turn_timeout": 300,
+                            **params,
                         },
                     }
                 ],
@@ -167,9 +195,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int) -> dict[str, Any]:
-    run = spec(agents, args.rounds, args.hosts, url, args.capacity)
-    ideal = agents * args.latency / args.capacity
+async def measure(
+    agents: int, args: argparse.Namespace, url: str, stub_pid: int, archetypes: int = 0
+) -> dict[str, Any]:
+    hosts = args.archetype_hosts if archetypes else args.hosts
+    run = spec(agents, args.rounds, hosts, url, args.capacity, archetypes, args.samples)
+    calls = archetypes * args.samples if archetypes else agents  # a round's, at best
+    ideal = calls * args.latency / args.capacity
     started = time.perf_counter()
     async with Simulation(run) as sim:
         populate = time.perf_counter() - started
@@ -201,21 +233,25 @@ async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int
             print(
                 f"  {agents:>7,} agents, round {result.round}: {result.time:6.2f} s "
                 f"({result.time / ideal:.2f} × ideal), cnt {result.stats.get('cnt')}, "
-                f"failures {result.failures}, calls {usage.get('calls', 0):,}, shared prefix {shared:.2f}, "
+                f"failures {result.failures}, calls {usage.get('calls', 0):,} "
+                f"(saved {usage.get('saved', 0):,}), shared prefix {shared:.2f}, "
                 f"cpu hosts {hosts_cpu:.1f} s, stub {stub_cpu:.1f} s, driver {driver_cpu:.1f} s",
                 flush=True,
             )
     median = statistics.median(r["time_s"] for r in rounds)
     return {
         "agents": agents,
-        "hosts": args.hosts,
-        "concurrency_per_host": args.capacity // args.hosts,
+        "hosts": hosts,
+        "concurrency_per_host": args.capacity // hosts,
+        "archetypes": archetypes,
+        "samples": args.samples if archetypes else None,
+        "calls_per_round": statistics.median(r["usage"].get("calls", 0) for r in rounds),
         "populate_s": populate,
         "ideal_s": ideal,
         "median_round_s": median,
         "ratio": median / ideal,
         # Calls go out in waves of C (all agents start at once): the time each wave adds to L.
-        "excess_per_wave_s": (median - ideal) / (agents / args.capacity),
+        "excess_per_wave_s": (median - ideal) / (calls / args.capacity),
         "shared_prefix": shared_share(first, served_before),
         "rounds": rounds,
     }
@@ -223,7 +259,10 @@ async def measure(agents: int, args: argparse.Namespace, url: str, stub_pid: int
 
 async def main(args: argparse.Namespace, url: str, stub_pid: int) -> list[dict[str, Any]]:
     sizes = [n for n in (args.baseline, args.agents) if n]
-    return [await measure(n, args, url, stub_pid) for n in sizes]
+    runs = [await measure(n, args, url, stub_pid) for n in sizes]
+    if args.archetype_agents:
+        runs.append(await measure(args.archetype_agents, args, url, stub_pid, args.archetypes))
+    return runs
 
 
 def served(output: str) -> dict[str, int]:
@@ -242,6 +281,8 @@ def report(figures: dict[str, Any]) -> None:
         f"{'excess per wave':>15}"
     )
     for r in figures["runs"]:
+        if r["archetypes"]:
+            continue
         cnts = "/".join(str(x["cnt"]) for x in r["rounds"])
         fails = sum(x["failures"] for x in r["rounds"])
         target = f"≤ {TARGET}" if r["agents"] == figures["agents"] else "—"
@@ -255,6 +296,15 @@ def report(figures: dict[str, Any]) -> None:
             f"{r['agents']:>8,} agents, shared prefix: {r['shared_prefix']:.2f} of prompt tokens "
             f"(target ≥ {SHARED_TARGET})"
         )
+    for r in figures["runs"]:
+        if r["archetypes"]:
+            fails = sum(x["failures"] for x in r["rounds"])
+            print(
+                f"archetypes: {r['agents']:,} agents in {r['archetypes']:,} archetypes × {r['samples']} "
+                f"samples on {r['hosts']} host(s): median round {r['median_round_s']:.2f} s, ideal "
+                f"A·S·L/C {r['ideal_s']:.2f} s, ratio {r['ratio']:.2f} (target ≤ {ARCHETYPE_TARGET}); "
+                f"{r['calls_per_round']:,.0f} calls a round for {r['agents']:,} agents; failures {fails}"
+            )
     if s := figures["server"]:
         print(
             f"server: answered {s['answered']:,} of {s['requests']:,} calls "
@@ -272,10 +322,17 @@ if __name__ == "__main__":
     parser.add_argument("--capacity", type=int, default=1_000, help="calls the server answers at once")
     parser.add_argument("--hosts", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--archetype-agents", type=int, default=1_000_000, help="agents of the archetype run; 0 to skip it"
+    )
+    parser.add_argument("--archetypes", type=int, default=1_000)
+    parser.add_argument("--samples", type=int, default=5, help="calls per archetype and round")
+    parser.add_argument("--archetype-hosts", type=int, default=1)
     args = parser.parse_args()
-    if args.capacity % args.hosts:
-        # Each host has its own pool: C // H each would leave the server partly idle.
-        parser.error(f"--capacity {args.capacity} is not a multiple of --hosts {args.hosts}")
+    for hosts in (args.hosts, args.archetype_hosts):
+        if args.capacity % hosts:
+            # Each host has its own pool: C // H each would leave the server partly idle.
+            parser.error(f"--capacity {args.capacity} is not a multiple of {hosts} hosts")
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryFile("w+") as log:
@@ -294,6 +351,7 @@ if __name__ == "__main__":
         "capacity": args.capacity,
         "target": TARGET,
         "shared_prefix_target": SHARED_TARGET,
+        "archetype_target": ARCHETYPE_TARGET,
         "runs": runs,
         "server": served(output),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -15,22 +15,30 @@ The answer is read robustly (the last number in range); when none can be read an
 a second call asks the model for the number alone, as the paper does. An answer that still cannot
 be read is recorded as invalid, which the scenario leaves out of `cnt`; a call that fails after its
 retries makes the agent fail the round.
+
+With `archetypes`, the agents answer through their archetype's calls instead of one each
+(`LLMGuessArchetypes`, in columns; agents/archetypes.py): the same prompt, with the archetype's
+attributes for a persona and its memory for the agent's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import Field
+import numpy as np
+from pydantic import BaseModel, Field
 
-from agents.core import Action, Agent, AgentContext, NoParams, Observation, Profile
+from agents.archetypes import Archetypes, Grouping, choose
+from agents.columnar import Columns, Decisions, ProfileColumns
+from agents.core import Action, Agent, AgentContext, Message, NoParams, Observation, Profile
 from agents.llm import LLMError, ModelPool
 from agents.numbers import last_number
 from agents.personas import in_character, recent
 
-__all__ = ["LLMGuessParams", "LLMGuesser", "read_number"]
+__all__ = ["LLMGuessArchetypes", "LLMGuessParams", "LLMGuesser", "read_number"]
 
 SYSTEMS = {
     "plain": "",
@@ -59,6 +67,9 @@ class LLMGuessParams(NoParams):
     turn_timeout: float = Field(60.0, gt=0, le=3600, description="seconds for the agent's whole turn")
     max_tokens: int | None = Field(None, ge=1, le=100_000, description="default: the model's")
     temperature: float | None = Field(None, ge=0, le=2, description="default: the model's")
+    archetypes: Archetypes | None = Field(
+        None, description="answer through archetypes' calls (by, samples); default: a call per agent"
+    )
 
 
 def read_number(text: str, ceiling: float) -> float | None:
@@ -77,6 +88,48 @@ def rules(game: Mapping[str, Any]) -> str:
         f"You are playing a game. Every player picks a number between 0 and {game.get('max_value', 100)}. "
         f"The player whose number is closest to {ratio} of the average of all the numbers wins."
     )
+
+
+class Asked(NamedTuple):
+    """One question put to the model: the number read from its answer (None: none could be),
+    the answer, the tokens spent, and why the call failed (None when it did not)."""
+
+    number: float | None
+    text: str
+    tokens: int
+    error: str | None = None
+
+
+async def ask(
+    pool: ModelPool,
+    messages: list[dict[str, str]],
+    params: LLMGuessParams,
+    ceiling: float,
+    deadline: float,
+    seed: int | None = None,
+) -> Asked:
+    """The model's answer to a guesser's prompt, asked again for the number alone when none can
+    be read and `params.extract` is on."""
+    text, tokens = "", 0
+    try:
+        reply = await pool.chat(
+            messages,
+            deadline=deadline,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            seed=seed,
+        )
+        text, tokens = reply.text, reply.tokens
+        number = read_number(text, ceiling)
+        if number is None and params.extract:
+            extraction = await pool.chat(
+                [{"role": "user", "content": EXTRACT + text}], deadline=deadline, max_tokens=16
+            )
+            tokens += extraction.tokens
+            number = read_number(extraction.text, ceiling)
+    except LLMError as e:
+        return Asked(None, text, tokens, str(e))
+    return Asked(number, text, tokens)
 
 
 class LLMGuesser(Agent):
@@ -136,7 +189,7 @@ class LLMGuesser(Agent):
     def messages(self, observation: Observation) -> list[dict[str, str]]:
         """The round's prompt: the shared part (the same for every agent of the round with these
         params) before the agent's own, so a server's prefix cache serves the shared part."""
-        public, params, profile = observation.public, self.context.params, self.profile
+        public, params = observation.public, self.context.params
         results, answers = self.recollection()
         shared = [f"Round {observation.round} of {public.get('rounds', '?')}."]
         shared += [f"Announcement: {a}" for a in public.get("announcements", ())]
@@ -144,11 +197,15 @@ class LLMGuesser(Agent):
         # The agent's own text, the commonest first: many agents answered alike, or were sent the
         # same message, so their prompts share a longer prefix; a persona is the agent's alone.
         own = [answers, *(f"A message for you: {m.content}" for m in observation.inbox)]
-        own.append(f"You are {profile.name}. {profile.background}" if params.persona else "")
+        own.append(self.introduction() if params.persona else "")
         return [
             {"role": "system", "content": rules(public) + SYSTEMS[params.system]},
             {"role": "user", "content": "\n".join(p for p in shared + own if p)},
         ]
+
+    def introduction(self) -> str:
+        """Who the model answers as (with `persona`): the agent's name and background."""
+        return f"You are {self.profile.name}. {self.profile.background}"
 
     # -- a turn --------------------------------------------------------------------------------
 
@@ -157,30 +214,13 @@ class LLMGuesser(Agent):
         self._remember(observation.public)
         pool: ModelPool = self.context.llm.model(params.model)
         deadline = time.monotonic() + params.turn_timeout
-        ceiling = observation.public["max_value"]
-        tokens = 0
-        try:
-            reply = await pool.chat(
-                self.messages(observation),
-                deadline=deadline,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-            )
-            tokens += reply.tokens
-            number = read_number(reply.text, ceiling)
-            if number is None and params.extract:
-                extraction = await pool.chat(
-                    [{"role": "user", "content": EXTRACT + reply.text}], deadline=deadline, max_tokens=16
-                )
-                tokens += extraction.tokens
-                number = read_number(extraction.text, ceiling)
-        except LLMError as e:
-            self.answered = (observation.round, None)
-            return Action(error=str(e), tokens=tokens)
-        self.answered = (observation.round, number)
-        if number is None:
-            return Action({"invalid": reply.text[:200]}, tokens=tokens)
-        return Action(number, tokens=tokens)
+        asked = await ask(pool, self.messages(observation), params, observation.public["max_value"], deadline)
+        self.answered = (observation.round, asked.number)
+        if asked.error is not None:
+            return Action(error=asked.error, tokens=asked.tokens)
+        if asked.number is None:
+            return Action({"invalid": asked.text[:200]}, tokens=asked.tokens)
+        return Action(asked.number, tokens=asked.tokens)
 
     def get_state(self) -> Any:
         return (self.memory, self.summary, self.answered)
@@ -204,6 +244,139 @@ class LLMGuesser(Agent):
         return in_character(
             profile, rules(game), f"Your answers so far: {recent(answers, 'none yet')}.", question
         )
+
+
+class _Archetype(LLMGuesser):
+    """An archetype as the model sees it: a guesser whose profile is the archetype's categories
+    and whose memory holds the archetype's rounds (the mean of its readable answers as its own)."""
+
+    __slots__ = ()
+
+    def introduction(self) -> str:
+        traits = "; ".join(f"{name}: {value}" for name, value in self.profile.attributes.items())
+        return f"You are a player with these traits: {traits}."
+
+
+class LLMGuessArchetypes(Columns):
+    """`llm_guess` with `archetypes`: a host's agents of the kind grouped by the categories of
+    `archetypes.by`, the model asked `archetypes.samples` times per archetype and round, each
+    member drawing its answer among its archetype's readable ones (agents/archetypes.py).
+
+    Members with messages (a broadcast) answer through the calls of their archetype and those
+    messages. A group with no readable answer gives its members an invalid answer (the first
+    unreadable one), or their failure when every call failed. Tokens are in the run's usage,
+    not on the members' actions; the calls not made are counted as the model's `saved`.
+    """
+
+    synchronous = False
+    # ids, keys, archetype and draws: arrays of a few int64 per agent, and each round's answers.
+    footprint = 200
+
+    def __init__(self, ids: np.ndarray, context: AgentContext, profiles: ProfileColumns) -> None:
+        super().__init__(ids, context, profiles)
+        params: LLMGuessParams = context.params
+        assert params.archetypes is not None
+        self.grouping = Grouping(profiles, params.archetypes.by, len(ids))
+        self.heads = [
+            _Archetype(Profile(-1, "", "archetype", self.grouping.attributes(i), ""), context)
+            for i in range(len(self.grouping))
+        ]
+
+    @classmethod
+    def suits(cls, params: BaseModel) -> bool:
+        return getattr(params, "archetypes", None) is not None
+
+    async def act(
+        self, round: int, public: Mapping[str, Any], inbox: Mapping[int, Sequence[Message]]
+    ) -> Decisions:
+        params: LLMGuessParams = self.context.params
+        assert params.archetypes is not None
+        samples = params.archetypes.samples
+        pool: ModelPool = self.context.llm.model(params.model)
+        deadline = time.monotonic() + params.turn_timeout
+        for head in self.heads:
+            head._remember(public)
+        # A group per archetype, and per archetype and distinct messages of members that have any.
+        group_of = self.grouping.member_of
+        shared = Observation(round, public)
+        groups: list[tuple[int, Observation]] = [(i, shared) for i in range(len(self.heads))]
+        if inbox:
+            group_of, groups = self._with_messages(round, public, inbox, groups)
+        asked = await asyncio.gather(
+            *(
+                ask(
+                    pool,
+                    self.heads[head].messages(observation),
+                    params,
+                    public["max_value"],
+                    deadline,
+                    seed=self.grouping.seed(self.context.seed, head, round, sample),
+                )
+                for head, observation in groups
+                for sample in range(samples)
+            )
+        )
+        by_group = [asked[g * samples : (g + 1) * samples] for g in range(len(groups))]
+        readable = [[a.number for a in answers if a.number is not None] for answers in by_group]
+        for index, head in enumerate(self.heads):  # the archetype remembers its own group's answers
+            numbers = readable[index]
+            head.answered = (round, sum(numbers) / len(numbers) if numbers else None)
+        values, answered = choose(readable, group_of, self.draws(round))
+        pool.usage.saved += len(self.ids) - len(asked)
+        if answered.all():
+            return Decisions(values)
+        payloads: list[Any] = values.tolist()
+        errors = {}
+        for position in np.flatnonzero(~answered).tolist():
+            answers = by_group[int(group_of[position])]
+            unreadable = next((a for a in answers if a.error is None), None)
+            if unreadable is not None:
+                payloads[position] = {"invalid": unreadable.text[:200]}
+            else:
+                payloads[position] = None
+                errors[int(self.ids[position])] = f"every call of its archetype failed: {answers[0].error}"
+        return Decisions(payloads, errors)
+
+    def _with_messages(
+        self,
+        round: int,
+        public: Mapping[str, Any],
+        inbox: Mapping[int, Sequence[Message]],
+        groups: list[tuple[int, Observation]],
+    ) -> tuple[np.ndarray, list[tuple[int, Observation]]]:
+        """The groups with those of the members that have messages: one per archetype and
+        distinct messages (their contents, in order)."""
+        recipients = np.fromiter((i for i, m in inbox.items() if m), np.int64)
+        at = np.searchsorted(self.ids, recipients)
+        mine = at < len(self.ids)
+        mine[mine] = self.ids[at[mine]] == recipients[mine]
+        group_of = self.grouping.member_of.copy()
+        found: dict[tuple[int, tuple[str, ...]], int] = {}
+        for agent_id, position in zip(recipients[mine].tolist(), at[mine].tolist(), strict=True):
+            messages = tuple(inbox[agent_id])
+            head = int(group_of[position])
+            key = (head, tuple(str(m.content) for m in messages))
+            if key not in found:
+                found[key] = len(groups)
+                groups.append((head, Observation(round, public, messages)))
+            group_of[position] = found[key]
+        return group_of, groups
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"memory": self.grouping.spread([head.get_state() for head in self.heads])}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        for head, memory in zip(self.heads, self.grouping.gather(state["memory"]), strict=True):
+            head.set_state(memory)
+
+    def adopt(self, states: Sequence[Any]) -> None:
+        """An older checkpoint's agents' memories: each archetype takes its first member's."""
+        for head, memory in zip(self.heads, self.grouping.gather(states), strict=True):
+            if memory is not None:
+                head.set_state(memory)
+
+
+LLMGuesser.columnar = LLMGuessArchetypes
 
 
 def _show(value: float | None) -> str:

@@ -149,6 +149,7 @@ class ModelUse(BaseModel):
     failed: int
     prompt_tokens: int
     completion_tokens: int
+    saved: int = Field(0, description="calls that agents answering through archetypes did not make")
     cost: float
 
 

@@ -100,6 +100,10 @@ async def runs_show(run_id: int) -> None:
             parts[1] = f"cost {spec.budget.cost:g}" if spec.budget.cost else ""
             limit = f" (budget: {', '.join(p for p in parts if p)})"
         console.print(f"used: {total['tokens']:,} tokens, cost {total['cost']:.4f}{limit}", highlight=False)
+        calls = sum(u.get("calls", 0) for u in usage["models"].values())
+        if saved := sum(u.get("saved", 0) for u in usage["models"].values()):
+            said = f"calls: {calls:,} instead of {calls + saved:,} (archetypes saved {saved:,})"
+            console.print(said, highlight=False)
     if r.status == "paused" and (why := paused_because(recent)) is not None:
         console.print(f"paused: {why}", highlight=False, markup=False)
         console.print(go_on(r.id, budget="budget" in why), highlight=False, markup=False)

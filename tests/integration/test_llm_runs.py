@@ -411,3 +411,23 @@ def test_llm_agents_take_part_in_the_social_network(service, llm_stub):
     service.get(f"/login?token={TOKEN}")
     page = service.get(f"/runs/{run['id']}/agents/{poster['agent_id']}").text
     assert f"post: “{poster['payload']['text']}”" in page  # its posts, on its page
+
+
+def test_an_archetype_run_asks_per_archetype_and_shows_the_calls_saved(service, llm_stub):
+    archetypes = {"by": ["gender", "education"], "samples": 3}  # 2 × 2 archetypes, on both hosts
+    params = {"model": "stub", "extract": False, "turn_timeout": 5, "archetypes": archetypes}
+    data = llm_spec(
+        llm_stub.url, **{"population.kinds": [{"kind": "llm_guess", "share": 100, "params": params}]}
+    )
+    run = service.post("/api/v1/runs", json=data).json()
+    done = wait_for_run(service, run["id"], "completed")
+    calls = 3 * 2 * 4 * 3  # rounds × hosts × archetypes × samples
+    assert llm_stub.served.answered == calls
+    usage = service.get(f"/api/v1/runs/{run['id']}/usage").json()["models"]["stub"]
+    assert (usage["calls"], usage["saved"]) == (calls, 3 * AGENTS - calls)
+    rounds = service.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
+    assert [r["stats"]["cnt"] for r in rounds] == [AGENTS] * 3
+    service.get(f"/login?token={TOKEN}")
+    page = service.get(f"/runs/{run['id']}").text
+    assert f"instead of {3 * AGENTS:,} (archetypes saved {3 * AGENTS - calls:,})" in page
+    assert done["status"] == "completed"
