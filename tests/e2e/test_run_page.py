@@ -37,9 +37,18 @@ LOOK = """() => {
 
 
 def test_progress_table_and_chart_show_the_same_round_while_a_run_goes(page, site, shoot):
-    # 40,000 agents whose every action is recorded: the database lags the rounds by a second or so.
+    # 40,000 agents whose every action is recorded, a tenth of them waiting 0.3 s a round: the
+    # rounds go by a few a second, and the database lags them.
+    kinds = [
+        {"kind": "level_k", "share": 50, "params": {"k": 1}},
+        {"kind": "adaptive", "share": 40},
+        {"kind": "probe", "share": 10, "params": {"delay": 0.3}},
+    ]
     spec = spec_data(
-        name="one round at a time", rounds=20, placement={"hosts": 2}, **{"population.total": 40_000}
+        name="one round at a time",
+        rounds=20,
+        placement={"hosts": 2},
+        **{"population.total": 40_000, "population.kinds": kinds},
     )
     run = httpx.post(f"{site}/api/v1/runs", json=spec, headers=API, timeout=30).json()
     sign_in(page, site)

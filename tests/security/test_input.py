@@ -146,7 +146,8 @@ async def _report_cluster(client, cpus: float, memory: int) -> None:
 def test_a_run_too_big_for_the_cluster_is_refused_with_the_numbers(client):
     client.portal.call(_report_cluster, client, 2, 4 * 10**9)
     message = refused(client, spec_data(**{"population.total": 100_000_000}), "population.total")
-    assert "100,000,000 agents on 2 hosts need about 100.2 GB" in message
+    # Rule-based kinds in columns take 100 bytes an agent, each host process 100 MiB.
+    assert "100,000,000 agents on 2 hosts need about 10.2 GB" in message
     assert "1 node with 2 CPUs and 4.0 GB" in message
     message = refused(
         client, spec_data(**{"placement.hosts": 10_000, "population.total": 20_000}), "placement.hosts"
