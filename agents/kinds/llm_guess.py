@@ -302,27 +302,32 @@ class LLMGuessArchetypes(Columns):
         groups: list[tuple[int, Observation]] = [(i, shared) for i in range(len(self.heads))]
         if inbox:
             group_of, groups = self._with_messages(round, public, inbox, groups)
-        asked = await asyncio.gather(
-            *(
-                ask(
-                    pool,
-                    self.heads[head].messages(observation),
-                    params,
-                    public["max_value"],
-                    deadline,
-                    seed=self.grouping.seed(self.context.seed, head, round, sample),
+
+        async def samples_of(head: int, observation: Observation) -> list[Asked]:
+            # The prompt is made when the group's turn comes: the first calls go out at once.
+            messages = self.heads[head].messages(observation)
+            seed = self.grouping.seed
+            return await asyncio.gather(
+                *(
+                    ask(
+                        pool,
+                        messages,
+                        params,
+                        public["max_value"],
+                        deadline,
+                        seed(self.context.seed, head, round, s),
+                    )
+                    for s in range(samples)
                 )
-                for head, observation in groups
-                for sample in range(samples)
             )
-        )
-        by_group = [asked[g * samples : (g + 1) * samples] for g in range(len(groups))]
+
+        by_group = await asyncio.gather(*(samples_of(head, observation) for head, observation in groups))
         readable = [[a.number for a in answers if a.number is not None] for answers in by_group]
         for index, head in enumerate(self.heads):  # the archetype remembers its own group's answers
             numbers = readable[index]
             head.answered = (round, sum(numbers) / len(numbers) if numbers else None)
         values, answered = choose(readable, group_of, self.draws(round))
-        pool.usage.saved += len(self.ids) - len(asked)
+        pool.usage.saved += len(self.ids) - len(groups) * samples
         if answered.all():
             return Decisions(values)
         payloads: list[Any] = values.tolist()
