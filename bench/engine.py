@@ -9,7 +9,8 @@ this one process, as fast as each way honestly can:
   answers: what one writes without a framework;
 - numpy: the whole population as arrays, each round a few vectorised operations.
 
-Engine and baseline rounds alternate, so both see the same machine. The engine's round includes
+Engine and baseline rounds alternate in blocks (each plays a few rounds back to back, as a run
+does), so all see the same machine. The engine's round includes
 everything a run records of it (mean, median, deviation, histogram, winners); the baselines
 compute only the mean and target the next round needs.
 
@@ -20,7 +21,7 @@ a round's fixed cost (10,000 agents) <= 5 ms; populating 1,000,000 agents <= 2 s
 100,000 agents, against a bare event loop.
 
 Usage: python bench/engine.py [--sizes 10000 100000 1000000] [--huge 10000000] [--probe 100000]
-                              [--memory 1000000] [--rounds 5]
+                              [--memory 1000000] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class PlainLoop:
     def __init__(self, total: int) -> None:
         random.seed(7)
         fifth = total // 5
-        self.agents = [LevelK(k) for k in range(4) for _ in range(fifth)]
+        self.agents: list[LevelK | Adaptive] = [LevelK(k) for k in range(4) for _ in range(fifth)]
         self.agents += [Adaptive() for _ in range(total - len(self.agents))]
         random.shuffle(self.agents)
         self.target: float | None = None
@@ -150,21 +151,25 @@ class NumPy:
         return time.perf_counter() - started
 
 
-async def game(total: int, rounds: int) -> dict[str, Any]:
-    """Engine rounds against both baselines' rounds, alternating."""
-    run = spec(total, rounds)
+async def game(total: int, blocks: int, block: int) -> dict[str, Any]:
+    """Engine rounds against both baselines' rounds, in alternating blocks of `block` rounds:
+    each plays rounds back to back, as a run does, and all three see the same machine."""
+    run = spec(total, blocks * block)
     started = time.perf_counter()
     async with Simulation(run) as sim:
         populate = time.perf_counter() - started
         plain, vector = PlainLoop(total), NumPy(total)
-        engine_s, plain_s, numpy_s = [], [], []
-        for _ in range(rounds):
-            engine_s.append((await sim.step()).time)
-            plain_s.append(plain.round())
-            numpy_s.append(vector.round())
+        engine_s: list[float] = []
+        plain_s: list[float] = []
+        numpy_s: list[float] = []
+        for _ in range(blocks):
+            for _ in range(block):
+                engine_s.append((await sim.step()).time)
+            plain_s += [plain.round() for _ in range(block)]
+            numpy_s += [vector.round() for _ in range(block)]
         hosts = await sim.host_stats()
     # Round 1 starts the hosts' draws and caches; the steady rounds are what a run is made of.
-    steady = slice(1, None) if rounds > 1 else slice(None)
+    steady = slice(1, None) if len(engine_s) > 1 else slice(None)
     engine, loop, vectorised = (statistics.median(t[steady]) for t in (engine_s, plain_s, numpy_s))
     return {
         "agents": total,
@@ -246,7 +251,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"game": [], "machine": {"cpus": ray.cluster_resources().get("CPU")}}
     targets = {100_000: 0.2, 1_000_000: 0.1}
     for total in args.sizes:
-        result = await game(total, args.rounds)
+        # Small runs play more rounds, which cost little: their median is of steady rounds, not of
+        # the first few (caches and connections warming up weigh on a round of a few ms).
+        result = await game(total, args.rounds, 5 if total <= 100_000 else 2)
         figures["game"].append(result)
         report(result, targets.get(total))
         if total == 10_000:
@@ -254,7 +261,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if total == 1_000_000:
             print(f"        populating {total:,} agents: {result['populate_s']:.2f} s (target <= 2 s)")
     if args.huge:
-        figures["huge"] = huge = await game(args.huge, 3)
+        figures["huge"] = huge = await game(args.huge, 3, 1)
         report(huge, None)
         print(
             f"        {args.huge:,} agents: populate {huge['populate_s']:.1f} s (target <= 20 s), "
@@ -283,7 +290,7 @@ if __name__ == "__main__":
     parser.add_argument("--huge", type=int, default=10_000_000, help="0 to skip")
     parser.add_argument("--probe", type=int, default=100_000)
     parser.add_argument("--memory", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=6, help="blocks of rounds per size")
     args = parser.parse_args()
     with RayCluster():
         figures = asyncio.run(main(args))
