@@ -117,14 +117,14 @@ class _Waiting:
 
 
 def _payloads(
-    count: int, decided: Sequence[tuple[np.ndarray, Decisions]], others: bool
+    count: int, decided: Sequence[tuple[np.ndarray, Decisions]], objects: bool
 ) -> list[Any] | np.ndarray:
     """The round's payloads of `count` agents as the columns `decided` them (at their offsets):
-    one numeric array when every agent is in numeric columns, otherwise (or when `others`, the
-    objects and waiting columns, have yet to give theirs) a list to fill in."""
+    one numeric array when every agent is in numeric columns, otherwise (or when `objects` have
+    yet to give theirs) a list to fill in."""
     parts = [(offsets, decisions.payloads) for offsets, decisions in decided]
     numeric = [(o, p) for o, p in parts if isinstance(p, np.ndarray) and p.dtype.kind in "iuf"]
-    if parts and not others and len(numeric) == len(parts):
+    if parts and not objects and len(numeric) == len(parts):
         if len(numeric) == 1:  # one kind holds every agent, in order
             return numeric[0][1]
         out = np.empty(count, np.result_type(*(array for _, array in numeric)))
@@ -276,11 +276,10 @@ class AgentHost:
             for _, columns, offsets in self.groups
             if not columns.synchronous
         ]
-        # One array straight from the columns when they are all there is; else a list to fill in.
-        payloads = _payloads(len(self.ids), decided, bool(self.agents or acting))
+        # Objects write into a list as they go; without objects the columns' arrays are joined
+        # once all have answered (below), into one array when they are numeric.
+        payloads = _payloads(len(self.ids), decided, True) if self.agents else []
         batch = ActionBatch(self.ids, payloads, reached=reached)
-        for _, decisions in decided:
-            _merge(batch, decisions)
         shared = Observation(round, public)
         first = self.ids.start
         waiting = _Waiting(batch)
@@ -311,10 +310,17 @@ class AgentHost:
             await asyncio.sleep(0)
         deadline = time.perf_counter() + self.agent_timeout  # for everything still waiting
         await waiting.finish(self.agent_timeout)
-        for positions, columns, task in acting:
-            decisions = await self._acted(columns, task, deadline - time.perf_counter())
-            for offset, value in zip(positions.tolist(), _values(decisions.payloads), strict=True):
-                batch.payloads[offset] = value
+        acted = [
+            (positions, await self._acted(columns, task, deadline - time.perf_counter()))
+            for positions, columns, task in acting
+        ]
+        if self.agents:
+            for positions, decisions in acted:
+                for offset, value in zip(positions.tolist(), _values(decisions.payloads), strict=True):
+                    batch.payloads[offset] = value
+        else:
+            batch.payloads = _payloads(len(self.ids), decided + acted, False)
+        for _, decisions in decided + acted:
             _merge(batch, decisions)
         if self.llm is not None:
             batch.usage = self.llm.take_usage()
