@@ -5,6 +5,7 @@ and budget, read back as a `Draft` and checked, each problem placed beside the f
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,7 +108,8 @@ class Draft:
                 (
                     k["kind"],
                     f"{k['share']:g}",
-                    ", ".join(f"{p}={_text(v)}" for p, v in k.get("params", {}).items()),
+                    # Unset (None) parameters are left out: the kind's defaults.
+                    ", ".join(f"{p}={_text(v)}" for p, v in k.get("params", {}).items() if v is not None),
                     k.get("label") or "",
                 )
                 for k in population["kinds"]
@@ -222,7 +224,11 @@ def rows(form: FormData, table: str, column: str) -> list[int]:
 
 
 def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    """A parameter as the form shows it: nested values (lists, mappings) as JSON, which `_value`
+    reads back as YAML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 def _value(text: str) -> Any:
@@ -231,7 +237,7 @@ def _value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return value if isinstance(value, bool | int | float | str) else text
+    return value if isinstance(value, bool | int | float | str | list | dict) else text
 
 
 def numeric(text: str, field: str, problems: dict[str, str], kind: type = int) -> Any:
@@ -265,7 +271,7 @@ def yaml_of(text: str, field: str, problems: dict[str, str]) -> Any:
 def _pairs(text: str, field: str, problems: dict[str, str], *, number: bool) -> dict[str, Any]:
     """`a=1, b=2` as {"a": 1, "b": 2}: percentages of categories, or a kind's parameters."""
     pairs: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, (p.strip() for p in _top_level(text))):
         key, sep, value = part.rpartition("=")
         if not sep or not key.strip():
             problems[field] = f"“{part}” is not NAME=VALUE"
@@ -274,6 +280,25 @@ def _pairs(text: str, field: str, problems: dict[str, str], *, number: bool) -> 
             numeric(value.strip(), field, problems, float) if number else _value(value.strip())
         )
     return pairs
+
+
+def _top_level(text: str) -> list[str]:
+    """`text` split at the commas outside brackets (`a=1, b={"x": [1, 2]}`); inside brackets,
+    double-quoted strings are skipped whole. Apostrophes are text (`bachelor's degree=35`)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for at, char in enumerate(text):
+        if quoted:
+            quoted = char != '"'
+        elif depth and char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "," and not depth:
+            parts.append(text[start:at])
+            start = at + 1
+    return [*parts, text[start:]]
 
 
 def fields(scenario: str) -> dict[str, dict[str, Any]]:

@@ -187,3 +187,43 @@ def test_language_models_budget_and_sample_backgrounds(member, llm_stub):
     assert spec["population"]["persona"]["model"] == "stub"
     assert spec["budget"] == {"tokens": 50_000, "cost": None}
     assert spec["population"]["kinds"][1]["params"]["prompt"] == "step_by_step"
+
+
+def test_a_stored_spec_comes_back_whole_through_the_form():
+    """A run's spec put in the form (to run it again, or as an experiment's base) and read back
+    is the same spec: unset parameters stay unset (not the text "None"), nested ones (an
+    archetypes mapping, a list) keep their commas."""
+    from agents.spec import RunSpec
+    from backend.web.run_form import Draft
+
+    stored = RunSpec.parse(
+        {
+            "name": "again",
+            "scenario": {"name": "guess_two_thirds"},
+            "rounds": 3,
+            "llm": {"models": {"m": {"endpoints": [{"url": "http://127.0.0.1:9/v1"}]}}},
+            "population": {
+                "total": 100,
+                "attributes": {
+                    "gender": {"female": 50, "male": 50},
+                    "school": {"bachelor's degree": 50, "less": 50},
+                },
+                "kinds": [
+                    {
+                        "kind": "llm_guess",
+                        "share": 100,
+                        "params": {
+                            "model": "m",
+                            "max_tokens": 50,
+                            "archetypes": {"by": ["gender", "school"]},
+                        },
+                    }
+                ],
+            },
+        }
+    ).model_dump(mode="json")
+    draft = Draft.of_spec(stored)
+    assert "None" not in draft.kinds[0][2]
+    data, problems = draft.spec()
+    assert problems == {}
+    assert RunSpec.parse(data).model_dump(mode="json") == stored
