@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 __all__ = ["ROOT", "STANDINS", "Engine", "engine"]
 
@@ -125,26 +126,47 @@ def _daemon(engine: Engine) -> Iterator[None]:
     reach each other, and a published port is forwarded by docker's userland proxy)."""
     (ROOT / "data").mkdir(parents=True, exist_ok=True)
     log = (ROOT / "dockerd.log").open("ab")
-    daemon = subprocess.Popen(
-        ["dockerd", "--host", SOCKET, "--data-root", ROOT / "data", "--iptables=false",
-         "--exec-root", "/run/myriad-deploy-docker", "--pidfile", "/run/myriad-deploy-docker.pid"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "info"], capture_output=True, env=engine.env, timeout=30).returncode:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not start: see {ROOT / 'dockerd.log'}")
-            time.sleep(0.5)
-        yield
-    finally:
-        daemon.send_signal(signal.SIGTERM)
+        daemon = _started(engine, log)
         try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+            yield
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+    finally:
         log.close()
+
+
+def _started(engine: Engine, log: IO[bytes], attempts: int = 3) -> subprocess.Popen[bytes]:
+    """A dockerd that answers `docker info`. One that gives up while starting is started again:
+    on a busy 2-core machine its containerd sometimes misses dockerd's start-up timeout (seen once
+    in a clean-clone CI run; the log then ends with "timeout waiting for containerd to start")."""
+    for _ in range(attempts):
+        daemon = subprocess.Popen(
+            ["dockerd", "--host", SOCKET, "--data-root", ROOT / "data", "--iptables=false",
+             "--exec-root", "/run/myriad-deploy-docker", "--pidfile", "/run/myriad-deploy-docker.pid"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        if _answers(engine, daemon, timeout=60):
+            return daemon
+        with contextlib.suppress(ProcessLookupError):  # its containerd too, which holds the socket
+            os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+    raise RuntimeError(f"dockerd did not start in {attempts} attempts: see {ROOT / 'dockerd.log'}")
+
+
+def _answers(engine: Engine, daemon: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether `daemon` comes to answer `docker info` before it exits or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["docker", "info"], capture_output=True, env=engine.env, timeout=30).returncode:
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _standins(engine: Engine) -> None:
