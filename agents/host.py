@@ -148,6 +148,13 @@ def _merge(batch: ActionBatch, decisions: Decisions) -> None:
     batch.messages.extend(decisions.messages)
 
 
+def _counted(columns: Columns, decisions: Decisions, method: str) -> Decisions:
+    """`decisions` as `method` gave them, checked to hold a payload for each of the columns' agents."""
+    if len(decisions.payloads) != len(columns):
+        raise ValueError(f"{method}() gave {len(decisions.payloads)} payloads for {len(columns)} agents")
+    return decisions
+
+
 def _failed(columns: Columns, error: str) -> Decisions:
     """Every agent of `columns` failed the round with `error`."""
     return Decisions([None] * len(columns), dict.fromkeys(columns.ids.tolist(), error))
@@ -337,9 +344,7 @@ class AgentHost:
         """What a waiting kind's `act` gave, or a failure for each of its agents when it raised,
         gave the wrong number of payloads or took longer than `timeout`."""
         try:
-            decisions = await asyncio.wait_for(task, max(timeout, 0))
-            if len(decisions.payloads) != len(columns):
-                raise ValueError(f"act() gave {len(decisions.payloads)} payloads for {len(columns)} agents")
+            decisions = _counted(columns, await asyncio.wait_for(task, max(timeout, 0)), "act")
         except TimeoutError:
             return _failed(columns, "TimeoutError: no action within the round's time")
         except Exception as exc:
@@ -352,11 +357,7 @@ class AgentHost:
     ) -> Decisions:
         """One round of a kind's columns; a bug in them fails each of their agents, not the round."""
         try:
-            decisions = columns.decide(round, public, inbox)
-            if len(decisions.payloads) != len(columns):
-                raise ValueError(
-                    f"decide() gave {len(decisions.payloads)} payloads for {len(columns)} agents"
-                )
+            decisions = _counted(columns, columns.decide(round, public, inbox), "decide")
         except Exception as exc:
             return _failed(columns, _describe(exc))
         return decisions
