@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.apportion import largest_remainder
+from agents.columnar import columns_of
 from agents.kinds import KINDS
 from agents.placement import Node
 from agents.spec import KindShare, RunSpec
@@ -25,12 +26,10 @@ def _gb(size: float) -> str:
 
 
 def _footprint(kind: KindShare, personas: bool) -> int:
-    """Bytes per agent of `kind`: its columns' where the host steps it so (see `Population.hosted`)."""
+    """Bytes per agent of `kind`: its columns' where the host steps it so (see `columns_of`)."""
     cls = KINDS.get(kind.kind)
-    columnar = cls.columnar
-    if columnar is None or personas or not columnar.suits(cls.Params.model_validate(kind.params)):
-        return cls.footprint
-    return columnar.footprint
+    columns = columns_of(cls, cls.Params.model_validate(kind.params), personas)
+    return cls.footprint if columns is None else columns.footprint
 
 
 def problems(spec: RunSpec, nodes: Sequence[Node]) -> list[str]:

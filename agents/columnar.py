@@ -30,10 +30,10 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from agents.core import AgentContext, Message, Profile
+from agents.core import Agent, AgentContext, Message, Profile
 from agents.rng import DrawArrays, agent_keys, stream_keys
 
-__all__ = ["Columns", "Decisions", "ProfileColumns"]
+__all__ = ["Columns", "Decisions", "ProfileColumns", "columns_of"]
 
 
 class ProfileColumns(Protocol):
@@ -134,3 +134,13 @@ class Columns:
         """Restore from the states of the kind's per-object agents (`Agent.get_state`, None for
         an agent that kept none), in id order: a checkpoint written before the kind was
         columnar."""
+
+
+def columns_of(kind: type[Agent], params: BaseModel, personas: bool) -> type[Columns] | None:
+    """The columns a host steps `kind`'s agents in, with these parameters; None when they are
+    objects: the kind has no columns, they do not suit the parameters, or the run writes personas
+    (each agent's own background)."""
+    columnar = kind.columnar
+    if columnar is None or personas or not columnar.suits(params):
+        return None
+    return columnar

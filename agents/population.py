@@ -17,7 +17,7 @@ import numpy as np
 
 from agents import names
 from agents.apportion import largest_remainder
-from agents.columnar import Columns
+from agents.columnar import Columns, columns_of
 from agents.core import Agent, AgentContext, Profile
 from agents.kinds import KINDS
 from agents.llm import LLM
@@ -154,15 +154,12 @@ class Population:
             if not offsets.size:
                 continue
             context = self._contexts[index]
-            if (
-                cls.columnar is None
-                or not cls.columnar.suits(context.params)
-                or self.spec.persona is not None
-            ):
+            columnar = columns_of(cls, context.params, self.spec.persona is not None)
+            if columnar is None:
                 objects[offsets] = True
             else:
                 agent_ids = offsets + ids.start
-                columns = cls.columnar(agent_ids, context, _Profiles(self, agent_ids))
+                columns = columnar(agent_ids, context, _Profiles(self, agent_ids))
                 hosted.groups.append((index, columns, offsets))
         at = np.flatnonzero(objects)
         hosted.offsets = at.tolist()
