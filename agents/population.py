@@ -8,6 +8,8 @@ generate their own agents instead of receiving millions of profiles over the net
 
 from __future__ import annotations
 
+import bisect
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,13 +59,11 @@ class _Profiles:
         self._ids = ids
 
     def attribute(self, name: str) -> tuple[list[str], np.ndarray]:
-        for attribute, categories, dealt in self._population._attributes:
-            if attribute == name:
-                return categories, dealt[self._ids]
-        return [], np.full(len(self._ids), -1, dtype=np.int8)
+        categories, dealt = self._population.attribute(name)
+        return categories, dealt[self._ids]
 
     def profiles(self, positions: np.ndarray) -> list[Profile]:
-        return self._population._profiles(self._ids[positions])
+        return self._population.profiles_of(self._ids[positions])
 
 
 def _dealt(total: int, counts: list[int], seed: int, salt: str) -> np.ndarray:
@@ -93,9 +93,7 @@ class Population:
         ]
         kind_counts = largest_remainder(total, [k.share for k in spec.kinds])
         self._kind_of = _dealt(total, kind_counts, seed, "\0kinds")
-        self._contexts = [
-            AgentContext(seed, KINDS.get(k.kind).Params.model_validate(k.params), llm) for k in spec.kinds
-        ]
+        self._llm = llm
         self._name_key = mix(seed ^ _NAME_SALT)
         self._name_draws: tuple[np.ndarray, np.ndarray] | None = None
         # Profiles with the same categories share one read-only mapping.
@@ -108,6 +106,48 @@ class Population:
     def __len__(self) -> int:
         return self.spec.total
 
+    @functools.cached_property
+    def _contexts(self) -> list[AgentContext]:
+        # Only agents need their kinds: profiles are read where a plugin kind may not be installed.
+        return [
+            AgentContext(self.seed, KINDS.get(k.kind).Params.model_validate(k.params), self._llm)
+            for k in self.spec.kinds
+        ]
+
+    @property
+    def labels(self) -> list[str]:
+        """The kinds' labels, as profiles name them (an agent's kind code indexes this)."""
+        return [k.label or k.kind for k in self.spec.kinds]
+
+    @property
+    def kind_codes(self) -> np.ndarray:
+        """Every agent's kind: an index into the spec's kinds (read-only)."""
+        return _frozen(self._kind_of)
+
+    def attribute(self, name: str) -> tuple[list[str], np.ndarray]:
+        """An attribute's categories and every agent's category among them (read-only; -1 for
+        every agent when the population has no such attribute)."""
+        for attribute, categories, dealt in self._attributes:
+            if attribute == name:
+                return categories, _frozen(dealt)
+        return [], np.full(self.spec.total, -1, dtype=np.int8)
+
+    def name_keys(self) -> np.ndarray:
+        """Every agent's name as its rank among every name there can be: agents sort by name as
+        their keys sort, and the names starting with a text are a range of keys (`name_span`)."""
+        pools, pairs = self._name_pairs(np.arange(self.spec.total))
+        keys = np.empty(self.spec.total, dtype=np.int32)
+        for pool, ranked in enumerate(_ranked_names()[1]):
+            mine = pools == pool
+            keys[mine] = ranked[pairs[mine].astype(np.int64)]
+        return keys
+
+    @staticmethod
+    def name_span(prefix: str) -> range:
+        """The name keys (`name_keys`) of the names that start with `prefix`."""
+        every = _ranked_names()[0]
+        return range(bisect.bisect_left(every, prefix), bisect.bisect_left(every, prefix + "\U0010ffff"))
+
     def profile(self, agent_id: int) -> Profile:
         return self.profiles(range(agent_id, agent_id + 1))[0]
 
@@ -115,9 +155,9 @@ class Population:
         """The profiles of agents `ids` (a slice of 0..total), in id order."""
         if ids.step != 1 or ids.start < 0 or ids.stop > self.spec.total:
             raise IndexError(f"agents {ids} are not a slice of 0..{self.spec.total - 1}")
-        return self._profiles(np.arange(ids.start, ids.stop, dtype=np.int64))
+        return self.profiles_of(np.arange(ids.start, ids.stop, dtype=np.int64))
 
-    def _profiles(self, at: np.ndarray) -> list[Profile]:
+    def profiles_of(self, at: np.ndarray) -> list[Profile]:
         """The profiles of the agents whose ids are `at`, in that order."""
         columns = [dealt[at].tolist() for _, _, dealt in self._attributes]
         combos = list(zip(*columns, strict=True)) if columns else [()] * len(at)
@@ -165,7 +205,7 @@ class Population:
         hosted.offsets = at.tolist()
         hosted.agents = [
             classes[kind](profile, self._contexts[kind])
-            for profile, kind in zip(self._profiles(at + ids.start), kinds[at].tolist(), strict=True)
+            for profile, kind in zip(self.profiles_of(at + ids.start), kinds[at].tolist(), strict=True)
         ]
         return hosted
 
@@ -189,14 +229,24 @@ class Population:
         return attributes
 
     def _names(self, at: np.ndarray) -> list[str]:
-        """A given name (by gender, when the population has one) and a family name per agent.
-
-        The agents of each pool of given names are numbered in id order, and their numbers go
-        through a permutation of the pool's (given, family) pairs seeded from the run: names are
-        drawn without replacement, so no two agents share one until every pair is taken.
-        """
+        """A given name (by gender, when the population has one) and a family name per agent."""
         if not len(at):
             return []
+        pools, pairs = self._name_pairs(at)
+        family = len(names.FAMILY)
+        return [
+            f"{_POOLS[pool][pair // family]} {names.FAMILY[pair % family]}"
+            for pool, pair in zip(pools.tolist(), pairs.tolist(), strict=True)
+        ]
+
+    def _name_pairs(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pool of given names of the agents whose ids are `at`, and their (given, family)
+        pair in it (given × families + family).
+
+        The agents of each pool are numbered in id order, and their numbers go through a
+        permutation of the pool's pairs seeded from the run: names are drawn without
+        replacement, so no two agents share one until every pair is taken.
+        """
         pools, ranks = self._name_ranks()
         pools_here, ranks_here = pools[at], ranks[at]
         pairs = np.zeros(len(at), dtype=np.uint64)
@@ -204,13 +254,8 @@ class Population:
             mine = pools_here == pool
             if mine.any():
                 size = len(given) * len(names.FAMILY)
-                key = mix(self._name_key ^ pool)
-                pairs[mine] = _permuted(ranks_here[mine].astype(np.uint64), size, key)
-        family = len(names.FAMILY)
-        return [
-            f"{_POOLS[pool][pair // family]} {names.FAMILY[pair % family]}"
-            for pool, pair in zip(pools_here.tolist(), pairs.tolist(), strict=True)
-        ]
+                pairs[mine] = _permuted(ranks_here[mine].astype(np.uint64), size, mix(self._name_key ^ pool))
+        return pools_here, pairs
 
     def _name_ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """Each agent's pool of given names, and its number among the agents of that pool."""
@@ -243,6 +288,25 @@ class Population:
                 template = "{name}."
             self._templates[(combo, kind)] = template
         return template
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@functools.cache
+def _ranked_names() -> tuple[list[str], list[np.ndarray]]:
+    """Every name there can be, sorted; and for each pool of given names, the rank of each of its
+    (given, family) pairs in that list."""
+    every = sorted({f"{given} {family}" for pool in _POOLS for given in pool for family in names.FAMILY})
+    rank = {name: i for i, name in enumerate(every)}
+    keys = [
+        np.array([rank[f"{given} {family}"] for given in pool for family in names.FAMILY], dtype=np.int32)
+        for pool in _POOLS
+    ]
+    return every, keys
 
 
 def _permuted(ranks: np.ndarray, size: int, key: int) -> np.ndarray:
