@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+# A spec as it was written: JSONB would sort its keys (by length first), and the order of a spec's
+# categories and factors decides who its agents are and how an experiment's cells are numbered.
+Written = JSON()
 # SQLite only auto-increments INTEGER PRIMARY KEY columns, not BIGINT ones.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # ...and without AUTOINCREMENT it hands out the largest id + 1, so deleting the newest run would
@@ -69,7 +72,7 @@ class ExperimentRow(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
-    spec: Mapped[dict[str, Any]]
+    spec: Mapped[dict[str, Any]] = mapped_column(Written)
     max_parallel: Mapped[int] = mapped_column(Integer)
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -81,7 +84,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
-    spec: Mapped[dict[str, Any]]
+    spec: Mapped[dict[str, Any]] = mapped_column(Written)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED, index=True)
     seed: Mapped[int] = mapped_column(BigInteger)
     agents: Mapped[int] = mapped_column(BigInteger)

@@ -139,3 +139,22 @@ async def test_a_worker_never_claims_a_run_it_is_still_driving(runtime):
         again = await runs.claim_run(session, worker="a", lease_seconds=30, driving=[run.id])
     assert again is None
     assert (await claim(runtime, "b")).id == run.id  # another worker takes it over
+
+
+async def test_a_spec_is_stored_as_written_so_its_agents_are_the_same_everywhere(runtime):
+    """The order of a spec's categories decides who its agents are: a database that sorted the
+    spec's keys (Postgres's JSONB does, by length) gave a run other agents than the engine alone."""
+    written = {"education": {"university": 30, "school": 70}, "gender": {"female": 50, "male": 50}}
+    spec = RunSpec.parse(spec_data(**{"population.total": 200, "population.attributes": written}))
+    run = await new_run(runtime, **{"population.total": 200, "population.attributes": written})
+    async with runtime.sessions() as session:
+        stored = (await session.execute(select(Run.spec).where(Run.id == run.id))).scalar_one()
+    assert stored["population"]["attributes"] == written
+    assert [list(c) for c in stored["population"]["attributes"].values()] == [
+        ["university", "school"],
+        ["female", "male"],
+    ]
+    again = RunSpec.stored(stored)
+    assert Population(again.population, again.seed).profiles(range(200)) == Population(
+        spec.population, spec.seed
+    ).profiles(range(200))
