@@ -155,7 +155,7 @@ async def vacuum(url: str) -> float:
     plans and index-only scans do not depend on when it last passed."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     started = time.perf_counter()
-    for table in ("runs", "agents", "rounds", "action_chunks", "action_failures"):
+    for table in ("runs", "agent_hosts", "rounds", "action_chunks", "action_failures"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
     await conn.close()
     return time.perf_counter() - started

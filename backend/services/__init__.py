@@ -57,6 +57,7 @@ from backend.services.history import (
 )
 from backend.services.monitoring import cluster, metrics, workers
 from backend.services.previews import PREVIEW_CAP, preview, preview_personas
+from backend.services.roster import AgentView
 from backend.services.runs import (
     BudgetSpent,
     RunNotFound,
@@ -94,7 +95,6 @@ from backend.store.actions import RecordedAction
 # passes belongs to (an answer of 503, not 500).
 from backend.store.db import migrate
 from backend.store.models import (
-    AgentRow,
     EventRow,
     ExperimentRow,
     RoundRow,
@@ -112,7 +112,7 @@ __all__ = [
     "PREVIEW_CAP",
     "SURVEY_SECONDS",
     "AgentNotFound",
-    "AgentRow",
+    "AgentView",
     "BudgetSpent",
     "EventRow",
     "ExperimentNotFound",

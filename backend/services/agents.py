@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -14,10 +15,11 @@ from agents.spec import KindShare, RunSpec
 from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.services._live import tell
+from backend.services.roster import AgentView, Sort, failed_in, hosts_of, roster_of, views
 from backend.services.runs import get_run
 from backend.store import commands, records
 from backend.store.actions import RecordedAction
-from backend.store.models import AgentRow, Run
+from backend.store.models import Run
 
 __all__ = [
     "INTERVIEW_SECONDS",
@@ -41,17 +43,42 @@ class AgentNotFound(LookupError):
         super().__init__(f"agent {agent_id} not found in run {run_id}")
 
 
-async def list_agents(rt: Runtime, run_id: int, **filters: Any) -> tuple[Sequence[AgentRow], int]:
-    """A page of the run's agents and how many match (see `records.list_agents` for filters);
-    `failed=True` means: failed in the run's last stored round."""
+async def list_agents(
+    rt: Runtime,
+    run_id: int,
+    *,
+    kind: str | None = None,
+    attributes: dict[str, str] | None = None,
+    host: int | None = None,
+    node: str | None = None,
+    name: str | None = None,
+    failed: bool = False,
+    sort: Sort = "id",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[AgentView], int]:
+    """A page of the run's agents and how many match: of `kind` (a label), with `attributes`, on
+    `host` or `node`, named starting with `name`, that failed in the run's last stored round.
+    A run's agents are there once it is placed (none while it is queued)."""
     run = await get_run(rt, run_id)
-    if filters.pop("failed", False):
-        filters["failed_in"] = run.round
-    async with rt.sessions() as session:
-        return await records.list_agents(session, run_id=run_id, **filters)
+    hosts = await hosts_of(rt, run_id)
+    if not hosts:
+        return [], 0
+    roster = await roster_of(rt, run)
+    failures = await failed_in(rt, run_id, run.round) if failed else None
+
+    def page() -> tuple[list[int], int]:  # array work: off the event loop
+        chosen = roster.select(
+            hosts, kind=kind, attributes=attributes, host=host, node=node, name=name, failed=failures
+        )
+        return roster.page(chosen, sort, descending, hosts, limit, offset)
+
+    ids, count = await asyncio.to_thread(page)
+    return await views(rt, run_id, roster, ids, hosts), count
 
 
-async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, Sequence[RecordedAction]]:
+async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentView, Sequence[RecordedAction]]:
     """An agent's profile and its stored actions, round by round."""
     _, agent, actions = await _agent_of(rt, run_id, agent_id)
     return agent, actions
@@ -59,12 +86,13 @@ async def get_agent(rt: Runtime, run_id: int, agent_id: int) -> tuple[AgentRow, 
 
 async def _agent_of(
     rt: Runtime, run_id: int, agent_id: int
-) -> tuple[Run, AgentRow, Sequence[RecordedAction]]:
+) -> tuple[Run, AgentView, Sequence[RecordedAction]]:
     run = await get_run(rt, run_id)
+    hosts = await hosts_of(rt, run_id)
+    if not hosts or not 0 <= agent_id < run.agents:
+        raise AgentNotFound(run_id, agent_id)
+    (agent,) = await views(rt, run_id, await roster_of(rt, run), [agent_id], hosts)
     async with rt.sessions() as session:
-        agent = await records.get_agent(session, run_id=run_id, agent_id=agent_id)
-        if agent is None:
-            raise AgentNotFound(run_id, agent_id)
         return (
             run,
             agent,
@@ -100,7 +128,7 @@ async def interview(rt: Runtime, run_id: int, agent_id: int, question: str) -> s
     return answer
 
 
-def _answer_by_rule(kind: Any, agent: AgentRow, answers: list[str], question: str) -> str:
+def _answer_by_rule(kind: Any, agent: AgentView, answers: list[str], question: str) -> str:
     rule = ""
     if kind is not None:
         doc = (kind.__doc__ or "").strip().splitlines()
@@ -116,7 +144,7 @@ async def _interview_in_character(
     models: llm.LLMSpec,
     part: KindShare,
     kind: Any,
-    agent: AgentRow,
+    agent: AgentView,
     answers: list[str],
     question: str,
 ) -> tuple[str | None, str | None, dict[str, dict[str, int]]]:
@@ -134,7 +162,7 @@ async def _interview_in_character(
         await client.close()
 
 
-def profile_of(agent: AgentRow) -> Profile:
+def profile_of(agent: AgentView) -> Profile:
     return Profile(agent.agent_id, agent.name, agent.kind, agent.attributes, agent.background)
 
 
@@ -146,7 +174,7 @@ def answer_text(action: RecordedAction) -> str:
     return f"{value:g}" if isinstance(value, float) else json.dumps(value)
 
 
-async def messages(rt: Runtime, run_id: int, agent: AgentRow) -> list[dict[str, Any]]:
+async def messages(rt: Runtime, run_id: int, agent: AgentView) -> list[dict[str, Any]]:
     """What was injected into the run and reached `agent`: the round it arrived in, its text, and
     whether it was public information or a message to the agent. Only what was delivered: an
     injection applied after the run's last stored round has not reached anyone yet."""

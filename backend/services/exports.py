@@ -15,9 +15,10 @@ import numpy as np
 from sqlalchemy import Select, select
 
 from backend.runtime import Runtime
+from backend.services.roster import hosts_of, roster_of, views
 from backend.services.runs import get_run
 from backend.store import actions
-from backend.store.models import AgentRow, EventRow, RoundRow
+from backend.store.models import EventRow, RoundRow
 
 __all__ = [
     "ACTION_COLUMNS",
@@ -55,16 +56,13 @@ _BATCH = 50_000
 ACTION_COLUMNS = ("round", "agent_id", "value", "payload", "error", "tokens")
 
 
-# The tables read row by row; the actions are read from their chunks (`_action_rows`).
-_EXPORTS: dict[str, tuple[type[RoundRow | AgentRow | EventRow], tuple[str, ...], Any]] = {
+# The tables read row by row; the actions are read from their chunks (`_action_rows`), the agents
+# rebuilt from the run's spec (`_agent_rows`).
+_EXPORTS: dict[str, tuple[type[RoundRow | EventRow], tuple[str, ...], Any]] = {
     "rounds": (RoundRow, ("round", "stats", "details", "time", "failures"), RoundRow.round),
-    "agents": (
-        AgentRow,
-        ("agent_id", "name", "kind", "attributes", "background", "host", "node"),
-        AgentRow.agent_id,
-    ),
     "events": (EventRow, ("id", "round", "kind", "payload", "created_at"), EventRow.id),
 }
+AGENT_COLUMNS = ("agent_id", "name", "kind", "attributes", "background", "host", "node")
 
 
 async def stream_rows(rt: Runtime, query: Select[Any]) -> AsyncGenerator[list[dict[str, Any]]]:
@@ -102,9 +100,22 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
         if format == "parquet":
             return await _actions_parquet(rt, run_id, out)
         return await write_rows(_action_rows(rt, run_id), format, out, header=ACTION_COLUMNS)
+    if table == "agents":
+        return await write_rows(_agent_rows(rt, run_id), format, out, header=AGENT_COLUMNS)
     # A round's statistics become columns of their own; an empty table's CSV has the others.
     header = [c for c in _EXPORTS[table][1] if c != "stats"]
     return await write_rows(stream_rows(rt, _query(run_id, table)), format, out, header=header)
+
+
+async def _agent_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:
+    """The run's agents as rows (`AGENT_COLUMNS`), `_BATCH` at a time, by id (none before the
+    run is placed)."""
+    run = await get_run(rt, run_id)
+    roster, hosts = await roster_of(rt, run), await hosts_of(rt, run_id)
+    for start in range(0, len(roster) if hosts else 0, _BATCH):
+        ids = range(start, min(start + _BATCH, len(roster)))
+        agents = await views(rt, run_id, roster, ids, hosts)
+        yield [{c: getattr(a, c) for c in AGENT_COLUMNS} | {"attributes": dict(a.attributes)} for a in agents]
 
 
 async def _action_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ from agents import llm
 from agents.core import sum_usage
 from agents.spec import RunSpec
 from backend.runtime import Runtime
+from backend.services.roster import roster_of
 from backend.services.runs import RunNotFound, get_run
 from backend.store import records, runs
 from backend.store.models import EventRow, RoundRow, RoundStats, Run
@@ -61,9 +62,14 @@ async def round_detail(rt: Runtime, run_id: int, round: int) -> RoundRow | None:
 
 async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dict[str, Any]]:
     """The round statistics broken down by kind of agent (see `records.group_stats`)."""
-    await get_run(rt, run_id)
+    run = await get_run(rt, run_id)
+    if not run.round:
+        return []  # nothing stored to count (and a queued run's agents need not be built)
+    roster = await roster_of(rt, run)
     async with rt.sessions() as session:
-        return await records.group_stats(session, run_id=run_id, round=round)
+        return await records.group_stats(
+            session, run_id=run_id, labels=roster.labels, kinds=roster.kinds, round=round
+        )
 
 
 async def usage(

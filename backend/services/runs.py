@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import numpy as np
 from redis.exceptions import RedisError
 
 from agents import admission
@@ -14,6 +15,7 @@ from agents.spec import Budget, RunSpec, SpecError
 from backend.domain import EventKind, IllegalTransition, RunStatus, check_transition
 from backend.runtime import Runtime
 from backend.services._live import announce, tell
+from backend.services.roster import hosts_of, roster_of
 from backend.store import commands, records, runs
 from backend.store.models import Run
 from backend.workflow.budget import experiment_spent, spent, stored_use
@@ -209,18 +211,16 @@ def where_problems(spec: RunSpec, where: dict[str, str] | None, *, at: str) -> l
 
 
 async def reached(rt: Runtime, run_id: int, where: dict[str, str] | None) -> int | None:
-    """How many of the run's agents a message with `where` reaches, once their profiles are
-    stored (when the run has started); None before. `SpecError` naming `where.ATTR` when the
+    """How many of the run's agents a message with `where` reaches, once they are placed (when
+    the run has started); None before. `SpecError` naming `where.ATTR` when the
     filter can match nobody. (Once delivered, the run's "delivered" event says how many it did.)"""
     run = await get_run(rt, run_id)
     _check_where(RunSpec.stored(run.spec), where)
-    async with rt.sessions() as session:
-        if not await records.count_agents(session, run_id=run_id):
-            return None
-        if not where:
-            return run.agents
-        _, count = await records.list_agents(session, run_id=run_id, attributes=where, limit=1)
-    return count
+    if not await hosts_of(rt, run_id):
+        return None
+    if not where:
+        return run.agents
+    return int(np.count_nonzero((await roster_of(rt, run)).matching(attributes=where)))
 
 
 async def _log_command(rt: Runtime, run_id: int, action: str, payload: dict[str, Any]) -> None:

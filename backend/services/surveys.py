@@ -14,11 +14,14 @@ import functools
 import itertools
 import logging
 import math
+import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from redis.exceptions import RedisError
 
 from agents import llm
@@ -40,10 +43,13 @@ from backend.runtime import Runtime
 from backend.services._live import tell
 from backend.services.agents import answer_text, profile_of
 from backend.services.exports import ExportFormat, in_temp_file, stream_rows, write_rows
+from backend.services.roster import AgentView, Roster, hosts_of, roster_of, views
 from backend.services.runs import get_run, where_problems
+from backend.store import agents as stored_agents
 from backend.store import records, surveys
 from backend.store.actions import RecordedAction
-from backend.store.models import AgentRow, SurveyRow
+from backend.store.agents import HostRange
+from backend.store.models import SurveyRow
 from backend.workflow.budget import experiment_spent, spent, stored_use
 
 __all__ = [
@@ -105,10 +111,14 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
                 f"run {run_id} cannot be surveyed: {reason}; "
                 f"raise experiment {run.experiment_id}'s budget first"
             )
-        where, kinds = spec.sample.where, spec.sample.kinds
-        count = await surveys.count_agents(session, run_id=run_id, where=where, kinds=kinds)
+        if not await stored_agents.hosts(session, run_id=run_id):
+            raise IllegalTransition(f"run {run_id} was never placed: it has no agents to ask yet")
+        matching = np.flatnonzero(
+            (await roster_of(rt, run)).matching(kinds=spec.sample.kinds, attributes=spec.sample.where)
+        )
+        count = len(matching)
         if not count:
-            raise SurveySpecError(["sample: no agent of the run matches (are its agents recorded yet?)"])
+            raise SurveySpecError(["sample: no agent of the run matches"])
         if spec.sample.random is None and count > MAX_SAMPLE:
             raise SurveySpecError([
                 f"sample: {count:,} agents match, more than a survey asks (at most {MAX_SAMPLE:,}); "
@@ -118,13 +128,8 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
         survey = await surveys.create_survey(
             session, run_id=run_id, round=run.round, spec=spec.model_dump(mode="json"), agents=asked
         )
-        if asked < count:  # drawn by the run's seed and the survey: reproducible, and its own
-            seed = f"{run.seed}:{survey.id}"
-            ids = await surveys.sample_ids(
-                session, run_id=run_id, where=where, kinds=kinds, n=asked, seed=seed
-            )
-        else:
-            ids = await surveys.agent_ids(session, run_id=run_id, where=where, kinds=kinds)
+        # Drawn by the run's seed and the survey: reproducible, and its own.
+        ids = sample(matching, asked, f"{run.seed}:{survey.id}") if asked < count else matching.tolist()
         # Said before anyone can read it: another process would take it for one nobody asks.
         await tell(rt.live.set_survey_asked(survey.id, PRESENCE))
         await session.commit()
@@ -133,6 +138,23 @@ async def create_survey(rt: Runtime, run_id: int, spec: SurveySpec) -> SurveyRow
     _asking[survey.id] = task
     task.add_done_callback(lambda _: _asking.pop(survey.id, None))
     return survey
+
+
+# A prime above every agent id (a run has at most 100,000,000 agents): x -> (a x + b) mod PRIME is
+# then a permutation of the ids, different for each (a, b).
+PRIME = 2**31 - 1
+
+
+def sample(ids: np.ndarray, n: int, seed: str) -> list[int]:
+    """`n` of `ids` drawn at random by `seed` (the same ones for the same seed), in order: the
+    first `n` of a seeded permutation of the ids. Every agent is as likely to be drawn; a draw is
+    spread evenly over the ids (a permutation x -> a x + b is no shuffle: it rarely leaves a run
+    of ids out), which a survey's counts, if anything, gain by."""
+    rng = random.Random(seed)
+    a, b = rng.randrange(1, PRIME), rng.randrange(PRIME)
+    key = (ids.astype(np.int64) * a + b) % PRIME  # below 2**58: no overflow
+    first = np.argpartition(key, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+    return np.sort(ids[first]).tolist()
 
 
 async def survey_finished(survey_id: int) -> None:
@@ -186,6 +208,8 @@ class _Asking:
         self.used: dict[str, dict[str, int]] = {}
         self.answered = 0
         self.event_id: int | None = None
+        self.roster: Roster | None = None  # read with the first batch
+        self.hosts: list[HostRange] = []
         self.event = {
             "survey": survey.id,
             "name": asked.name,
@@ -249,8 +273,11 @@ class _Asking:
             return None
 
     async def _batch(self, ids: Sequence[int]) -> None:
+        if self.roster is None:
+            self.roster = await roster_of(self.rt, await get_run(self.rt, self.run_id))
+            self.hosts = await hosts_of(self.rt, self.run_id)
+        agents = await views(self.rt, self.run_id, self.roster, ids, self.hosts)
         async with self.rt.sessions() as session:
-            agents = await surveys.agents(session, run_id=self.run_id, ids=ids)
             recent = range(max(1, self.round - RECENT + 1), self.round + 1)
             actions = await surveys.recent_actions(session, run_id=self.run_id, ids=ids, rounds=recent)
         rows = await asyncio.gather(
@@ -271,7 +298,7 @@ class _Asking:
             await session.commit()
 
     async def _answer(
-        self, agent: AgentRow, actions: list[RecordedAction], index: int, question: Question
+        self, agent: AgentView, actions: list[RecordedAction], index: int, question: Question
     ) -> dict[str, Any]:
         """The agent's answer to a question, as a row to store. An agent whose kind fails to
         answer (its `survey` hook or `interview` raises) fails this answer alone, with the
@@ -287,7 +314,7 @@ class _Asking:
             }
 
     async def _reply(
-        self, row: dict[str, Any], agent: AgentRow, actions: list[RecordedAction], question: Question
+        self, row: dict[str, Any], agent: AgentView, actions: list[RecordedAction], question: Question
     ) -> dict[str, Any]:
         if agent.kind not in self.kinds:
             return row | {"error": f"skipped: its kind is not installed here ({agent.kind})"}
@@ -406,12 +433,14 @@ async def aggregates(rt: Runtime, survey: SurveyRow, by: str | None = None) -> l
             has = ", ".join(["kind", *sorted(attributes)])
             raise SurveySpecError([f"by: the population has no attribute {by!r} (break down by: {has})"])
     async with rt.sessions() as session:
-        counts = await surveys.answer_counts(session, run_id=survey.run_id, survey_id=survey.id, by=by)
+        counts = await surveys.answer_counts(session, survey_id=survey.id, by_agent=by is not None)
         samples = {
             i: await surveys.answer_samples(session, survey_id=survey.id, question=i, limit=SAMPLES)
             for i, q in enumerate(questions)
             if q.type == "text"
         }
+    if by is not None:
+        counts = _grouped(counts, await roster_of(rt, await get_run(rt, survey.run_id)), by)
     found = []
     for i, question in enumerate(questions):
         mine = [
@@ -433,6 +462,19 @@ async def aggregates(rt: Runtime, survey: SurveyRow, by: str | None = None) -> l
             summary["samples"] = [{"agent_id": agent, "answer": text} for agent, text in samples[i]]
         found.append(summary)
     return found
+
+
+def _grouped(
+    counts: Sequence[tuple[int, Any, str, float | None, str | None, int]], roster: Roster, by: str
+) -> list[tuple[int, Any, str, float | None, str | None, int]]:
+    """Counts by agent (`answer_counts`) summed by the agents' kind or category of attribute `by`."""
+    labels, codes = (roster.labels, roster.kinds) if by == "kind" else roster.population.attribute(by)
+    agents = np.array([agent for _, agent, *_ in counts], dtype=np.int64)
+    groups = [labels[c] for c in codes[agents].tolist()]
+    summed: Counter[tuple[int, Any, str, float | None, str | None]] = Counter()
+    for (question, _, outcome, value, choice, n), group in zip(counts, groups, strict=True):
+        summed[question, group, outcome, value, choice] += n
+    return [(*key, n) for key, n in summed.items()]
 
 
 def _summarize(

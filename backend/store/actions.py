@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,7 +30,7 @@ from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agents.core import ActionBatch
-from backend.store.models import ActionChunkRow, ActionFailureRow, AgentRow, Run
+from backend.store.models import ActionChunkRow, ActionFailureRow
 
 __all__ = [
     "CHUNK",
@@ -467,50 +466,10 @@ async def chunks(
         after = (rows[-1][0], rows[-1][1])
 
 
-# The kinds of the agents of a few runs whose profiles are all stored (they never change then),
-# by (database, run): an agent's kind by its id, a byte or two each.
-_KINDS: OrderedDict[tuple[str, int], tuple[list[str], np.ndarray]] = OrderedDict()
-_KINDS_KEPT = 4
-
-
-async def _kinds(session: AsyncSession, run_id: int) -> tuple[list[str], np.ndarray | None, np.ndarray]:
-    """The run's kinds of agent (labels), and each agent's kind (an index into the labels): by
-    id, when every agent's profile is stored (ids None; kept for the next call), else with the
-    ids they go with, sorted. One array of ids per kind from the database."""
-    key = (str(session.get_bind().engine.url), run_id)
-    if (kept := _KINDS.get(key)) is not None:
-        _KINDS.move_to_end(key)
-        return kept[0], None, kept[1]
-    if session.get_bind().dialect.name == "postgresql":
-        query = select(AgentRow.kind, func.array_agg(AgentRow.agent_id))
-    else:
-        query = select(AgentRow.kind, func.group_concat(AgentRow.agent_id))
-    rows = (await session.execute(query.where(AgentRow.run_id == run_id).group_by(AgentRow.kind))).all()
-    labels = sorted(kind for kind, _ in rows)
-    parts, codes = [], []
-    for kind, members in rows:
-        listed = members if isinstance(members, list) else str(members).split(",")
-        ids = np.array(listed, dtype=np.int64)
-        parts.append(ids)
-        codes.append(np.full(len(ids), labels.index(kind), dtype=np.int16))
-    if not parts:
-        return [], np.empty(0, np.int64), np.empty(0, np.int16)
-    ids, code = np.concatenate(parts), np.concatenate(codes)
-    order = np.argsort(ids, kind="stable")
-    ids, code = ids[order], code[order]
-    total = (await session.execute(select(Run.agents).where(Run.id == run_id))).scalar_one_or_none()
-    if total == len(ids) and ids[0] == 0 and ids[-1] == len(ids) - 1:  # all of them, by id
-        _KINDS[key] = (labels, code)
-        while len(_KINDS) > _KINDS_KEPT:
-            _KINDS.popitem(last=False)
-        return labels, None, code
-    return labels, ids, code
-
-
 async def group_stats(
-    session: AsyncSession, *, run_id: int, round: int | None = None
+    session: AsyncSession, *, run_id: int, labels: Sequence[str], kinds: np.ndarray, round: int | None = None
 ) -> list[dict[str, Any]]:
-    """Per round and kind of agent (each share of the population, by its label): how many
+    """Per round and kind of agent (`kinds`: every agent's, an index into `labels`): how many
     answered with a number, their mean, lowest and highest, and how many failed; from the stored
     actions (so only for the agents a run records), counted with numpy over the chunks."""
     query = select(*_READ).where(_mine(run_id))
@@ -519,7 +478,6 @@ async def group_stats(
     rows = (await session.execute(query.order_by(ActionChunkRow.round, ActionChunkRow.first_id))).all()
     if not rows:
         return []
-    labels, known, codes = await _kinds(session, run_id)
     failures = select(ActionFailureRow.round, ActionFailureRow.agent_id).where(
         ActionFailureRow.run_id == run_id
     )
@@ -535,12 +493,12 @@ async def group_stats(
     for number, parts in by_round.items():
         ids = np.concatenate([c.ids for c in parts])
         values = np.concatenate([c.numbers for c in parts])
-        kinds = _kind_of(ids, known, codes)
+        kind = kinds[ids]
         failed = np.zeros(len(ids), dtype=bool)
         if failed_by_round.get(number):
             failed = np.isin(ids, np.array(failed_by_round[number], dtype=np.int64))
         for code, label in enumerate(labels):
-            mine = kinds == code
+            mine = kind == code
             agents = int(np.count_nonzero(mine))
             if not agents:
                 continue
@@ -558,17 +516,6 @@ async def group_stats(
                 }
             )
     return found
-
-
-def _kind_of(ids: np.ndarray, known: np.ndarray | None, codes: np.ndarray) -> np.ndarray:
-    """Each id's kind (-1 for an agent whose profile is not stored)."""
-    if known is None:  # codes by id
-        inside = (ids >= 0) & (ids < len(codes))
-        return np.where(inside, codes[ids.clip(0, max(len(codes) - 1, 0))], -1)
-    if not len(known):
-        return np.full(len(ids), -1, dtype=np.int16)
-    where = np.searchsorted(known, ids).clip(0, len(known) - 1)
-    return np.where(known[where] == ids, codes[where], -1)
 
 
 def rows_of(chunk: Chunk, errors: dict[int, str]) -> Iterable[dict[str, Any]]:

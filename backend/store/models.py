@@ -1,8 +1,8 @@
-"""The database schema: runs, their agents, rounds, actions (in chunks), events and checkpoints; experiments
-(many runs compared) and surveys (questions put to a run's agents).
+"""The database schema: runs, where their agents are hosted (and backgrounds written for them),
+rounds, actions (in chunks), events and checkpoints; experiments (many runs compared) and surveys
+(questions put to a run's agents).
 
-One schema for Postgres and SQLite: JSON columns are JSONB on Postgres, and the one index only
-Postgres can build (GIN over agent attributes) is declared for Postgres alone.
+One schema for Postgres and SQLite: JSON columns are JSONB on Postgres.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from backend.domain import RunStatus
 __all__ = [
     "ActionChunkRow",
     "ActionFailureRow",
-    "AgentRow",
+    "AgentHostRow",
+    "BackgroundRow",
     "Base",
     "CheckpointRow",
     "CommandRow",
@@ -107,26 +108,28 @@ class Run(Base):
         )
 
 
-class AgentRow(Base):
-    __tablename__ = "agents"
-    __table_args__ = (
-        # Ending in agent_id, the table's order within a filter: a page is a range of the index.
-        Index("ix_agents_run_kind", "run_id", "kind", "agent_id"),
-        Index("ix_agents_run_name", "run_id", "name"),
-        Index("ix_agents_run_host", "run_id", "host", "agent_id"),
-        Index(
-            "ix_agents_attributes", "attributes", postgresql_using="gin", info={"only": "postgresql"}
-        ).ddl_if(dialect="postgresql"),
-    )
+class AgentHostRow(Base):
+    """Where a run's agents are hosted: a host's range of ids (`first_id` to `end_id`, exclusive)
+    and its node. Who the agents are is not stored: their profiles follow from the run's spec and
+    seed (`agents.population`), and only what a model wrote for them is (`BackgroundRow`)."""
+
+    __tablename__ = "agent_hosts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    end_id: Mapped[int] = mapped_column(BigInteger)
+    node: Mapped[str | None] = mapped_column(String(64))
+
+
+class BackgroundRow(Base):
+    """A background a language model wrote for an agent (a run with personas)."""
+
+    __tablename__ = "backgrounds"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(200))
-    attributes: Mapped[dict[str, Any]]
     background: Mapped[str] = mapped_column(Text)
-    host: Mapped[int | None] = mapped_column(Integer)
-    node: Mapped[str | None] = mapped_column(String(64))
 
 
 class RoundRow(Base):

@@ -7,46 +7,36 @@ Large writes go through `copy_rows`: COPY on Postgres (asyncpg's binary protocol
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, type_coerce, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
-from agents.core import Profile, sum_usage
-from agents.placement import Slot
+from agents.core import sum_usage
 from agents.scenarios import RoundResult
 from backend.domain import EventKind
-from backend.store.actions import agent_actions, count_actions, failed_agents, group_stats
-from backend.store.models import AgentRow, CheckpointRow, EventRow, RoundRow, RoundStats, Run
+from backend.store.actions import agent_actions, count_actions, group_stats
+from backend.store.models import CheckpointRow, EventRow, RoundRow, RoundStats, Run
 
 __all__ = [
-    "AGENT_COLUMNS",
-    "AGENT_SORTS",
     "HISTORY_EVENTS",
     "SPENDING_EVENTS",
     "add_event",
     "agent_actions",
-    "agent_rows",
     "copy_rows",
     "count_actions",
     "events_after",
-    "get_agent",
     "group_stats",
     "latest_checkpoint",
-    "list_agents",
     "list_events",
     "list_rounds",
     "plain_stats",
     "save_checkpoint",
     "save_round",
 ]
-
-AGENT_COLUMNS = ("run_id", "agent_id", "name", "kind", "attributes", "background", "host", "node")
 
 
 async def copy_rows(
@@ -61,15 +51,6 @@ async def copy_rows(
     else:
         marks = ", ".join("?" * len(columns))
         await raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-def agent_rows(run_id: int, profiles: Sequence[Profile], host: int, node: str | None) -> Iterable[tuple]:
-    attributes: dict[int, str] = {}  # profiles share attribute mappings: encode each once
-    for p in profiles:
-        encoded = attributes.get(id(p.attributes))
-        if encoded is None:
-            encoded = attributes[id(p.attributes)] = json.dumps(dict(p.attributes))
-        yield (run_id, p.id, p.name, p.kind, encoded, p.background, host, node)
 
 
 def plain_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,101 +182,6 @@ async def latest_checkpoint(session: AsyncSession, *, run_id: int, at_most: int)
     return (await session.scalars(query)).first()
 
 
-AGENT_SORTS = {"id": AgentRow.agent_id, "name": AgentRow.name, "kind": AgentRow.kind, "host": AgentRow.host}
-
-
-async def list_agents(
-    session: AsyncSession,
-    *,
-    run_id: int,
-    kind: str | None = None,
-    attributes: dict[str, str] | None = None,
-    host: int | None = None,
-    node: str | None = None,
-    name: str | None = None,
-    failed_in: int | None = None,
-    sort: str = "id",
-    descending: bool = False,
-    limit: int = 50,
-    offset: int = 0,
-    count_limit: int | None = None,
-) -> tuple[Sequence[AgentRow], int]:
-    """A page of a run's agents, filtered, and how many match (counting stops at `count_limit`:
-    counting half a million matches takes longer than the page).
-
-    `name` matches from the start (an index range, so it stays fast with a million agents);
-    `attributes` uses JSONB containment on Postgres (the GIN index); `failed_in` keeps the agents
-    whose action failed in that round.
-    """
-    conditions: list[Any] = [AgentRow.run_id == run_id]
-    if kind is not None:
-        conditions.append(AgentRow.kind == kind)
-    if host is not None:
-        conditions.append(AgentRow.host == host)
-    if node is not None:
-        conditions.append(AgentRow.node == node)
-    if name:
-        conditions += [AgentRow.name >= name, AgentRow.name < name + "\U0010ffff"]
-    if attributes and session.get_bind().dialect.name == "postgresql":
-        conditions.append(type_coerce(AgentRow.attributes, JSONB).contains(attributes))
-    elif attributes:
-        conditions += [AgentRow.attributes[key].as_string() == value for key, value in attributes.items()]
-    if failed_in is not None:
-        conditions.append(AgentRow.agent_id.in_(failed_agents(run_id, failed_in)))
-    order = AGENT_SORTS[sort]
-    ordering = (order.desc() if descending else order, AgentRow.agent_id)
-    # The page's ids first, from the index alone; then only those rows (a deep page skips index
-    # entries, not whole rows).
-    page = select(AgentRow.agent_id).where(*conditions).order_by(*ordering).limit(limit).offset(offset)
-    ids = page.subquery()
-    query = (
-        select(AgentRow)
-        .join(ids, (AgentRow.run_id == run_id) & (AgentRow.agent_id == ids.c.agent_id))
-        .order_by(*ordering)
-    )
-    rows = (await session.scalars(query)).all()
-    matching = select(AgentRow.agent_id).where(*conditions)
-    if count_limit is not None:
-        matching = matching.limit(count_limit)
-    count = (await session.execute(select(func.count()).select_from(matching.subquery()))).scalar_one()
-    return rows, count
-
-
 async def stored_round(session: AsyncSession, *, run_id: int) -> int:
     """The run's last round as stored (0 before the first)."""
     return (await session.execute(select(Run.round).where(Run.id == run_id))).scalar_one()
-
-
-async def place_agents(
-    session: AsyncSession, *, run_id: int, slots: Sequence[Slot], nodes: Mapping[int, str | None]
-) -> None:
-    """Record where each agent is hosted now (after its run was placed anew)."""
-    for slot in slots:
-        await session.execute(
-            update(AgentRow)
-            .where(
-                AgentRow.run_id == run_id,
-                AgentRow.agent_id >= slot.ids.start,
-                AgentRow.agent_id < slot.ids.stop,
-            )
-            .values(host=slot.index, node=nodes.get(slot.index))
-        )
-    await session.commit()
-
-
-async def count_agents(session: AsyncSession, *, run_id: int) -> int:
-    return (await session.execute(select(func.count()).where(AgentRow.run_id == run_id))).scalar_one()
-
-
-async def backgrounds(session: AsyncSession, *, run_id: int, ids: range) -> list[str]:
-    """The stored backgrounds of agents `ids`, in id order."""
-    query = (
-        select(AgentRow.background)
-        .where(AgentRow.run_id == run_id, AgentRow.agent_id >= ids.start, AgentRow.agent_id < ids.stop)
-        .order_by(AgentRow.agent_id)
-    )
-    return list((await session.scalars(query)).all())
-
-
-async def get_agent(session: AsyncSession, *, run_id: int, agent_id: int) -> AgentRow | None:
-    return await session.get(AgentRow, (run_id, agent_id))

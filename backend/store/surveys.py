@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Select,
-    and_,
     case,
-    cast,
     func,
     insert,
     literal,
@@ -24,20 +20,17 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.store.actions import RecordedAction, actions_of
-from backend.store.models import AgentRow, EventRow, SurveyAnswerRow, SurveyRow
+from backend.store.models import EventRow, SurveyAnswerRow, SurveyRow
 from backend.store.runs import now
 
 __all__ = [
     "ACTIVE",
     "ANSWER_COLUMNS",
     "add_answers",
-    "agent_ids",
-    "agents",
     "answer_counts",
     "answer_samples",
     "answered",
     "answers_query",
-    "count_agents",
     "create_survey",
     "finish",
     "get_survey",
@@ -45,7 +38,6 @@ __all__ = [
     "list_surveys",
     "mark",
     "recent_actions",
-    "sample_ids",
     "set_event_payload",
     "surveys_by_id",
 ]
@@ -105,71 +97,6 @@ async def finish(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _matching(
-    run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
-) -> list[ColumnElement[bool]]:
-    """The run's agents with these attribute values and of one of these kinds."""
-    conditions: list[ColumnElement[bool]] = [AgentRow.run_id == run_id]
-    conditions += [AgentRow.attributes[key].as_string() == value for key, value in (where or {}).items()]
-    if kinds is not None:
-        conditions.append(AgentRow.kind.in_(kinds))
-    return conditions
-
-
-async def count_agents(
-    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
-) -> int:
-    """How many of the run's agents have these attribute values and are of one of these kinds."""
-    query = select(func.count()).select_from(AgentRow).where(*_matching(run_id, where, kinds))
-    return int(await session.scalar(query) or 0)
-
-
-async def agent_ids(
-    session: AsyncSession, *, run_id: int, where: Mapping[str, str] | None, kinds: Collection[str] | None
-) -> list[int]:
-    """The ids of the run's agents with these attribute values and of one of these kinds (all of
-    them: count them first)."""
-    query = select(AgentRow.agent_id).where(*_matching(run_id, where, kinds)).order_by(AgentRow.agent_id)
-    return list((await session.scalars(query)).all())
-
-
-# A prime above every agent id (a run has at most 100,000,000 agents): x -> (a x + b) mod PRIME is
-# then a permutation of the ids, different for each (a, b).
-PRIME = 2**31 - 1
-
-
-async def sample_ids(
-    session: AsyncSession,
-    *,
-    run_id: int,
-    where: Mapping[str, str] | None,
-    kinds: Collection[str] | None,
-    n: int,
-    seed: str,
-) -> list[int]:
-    """`n` of the matching agents' ids drawn at random by `seed` (the same ones for the same
-    seed), in order: the first `n` of a seeded permutation of the ids, which the database sorts
-    (a top-n of one scan), so that no more than `n` ids leave it, however many agents match.
-    Every agent is as likely to be drawn; a draw is spread evenly over the ids (a permutation
-    x -> a x + b is no shuffle: it rarely leaves a run of ids out), which a survey's counts, if
-    anything, gain by."""
-    rng = random.Random(seed)
-    a, b = rng.randrange(1, PRIME), rng.randrange(PRIME)
-    key = (cast(AgentRow.agent_id, BigInteger) * a + b) % PRIME  # below 2**62: no overflow
-    query = (
-        select(AgentRow.agent_id)
-        .where(*_matching(run_id, where, kinds))
-        .order_by(key, AgentRow.agent_id)
-        .limit(n)
-    )
-    return sorted((await session.scalars(query)).all())
-
-
-async def agents(session: AsyncSession, *, run_id: int, ids: Collection[int]) -> Sequence[AgentRow]:
-    query = select(AgentRow).where(AgentRow.run_id == run_id, AgentRow.agent_id.in_(ids))
-    return (await session.scalars(query.order_by(AgentRow.agent_id))).all()
-
-
 async def recent_actions(
     session: AsyncSession, *, run_id: int, ids: Collection[int], rounds: range
 ) -> dict[int, list[RecordedAction]]:
@@ -222,33 +149,25 @@ def _outcome() -> ColumnElement[str]:
 
 
 async def answer_counts(
-    session: AsyncSession, *, run_id: int, survey_id: int, by: str | None
-) -> list[tuple[int, str | None, str, float | None, str | None, int]]:
-    """How many answers each question got, per group of agents (their kind or the value of
-    attribute `by`; one group, None, without), outcome and value or option: (question, group,
-    outcome, value, choice, count). The database counts: a million answers come back as a few
-    hundred rows (a number question's values, at most, per group)."""
-    group: ColumnElement[Any] = literal_column("NULL")
-    if by == "kind":
-        group = AgentRow.__table__.c.kind
-    elif by is not None:
-        group = AgentRow.attributes[by].as_string()
+    session: AsyncSession, *, survey_id: int, by_agent: bool = False
+) -> list[tuple[int, int | None, str, float | None, str | None, int]]:
+    """How many answers each question got, per outcome and value or option (per agent too with
+    `by_agent`, for counting by a group of agents): (question, agent or None, outcome, value,
+    choice, count). The database counts: a million answers come back as a few hundred rows (a
+    number question's values, at most), unless by agent."""
+    agent: ColumnElement[Any] = SurveyAnswerRow.__table__.c.agent_id if by_agent else literal_column("NULL")
     query = select(
         SurveyAnswerRow.question,
-        group,
+        agent,
         _outcome(),
         SurveyAnswerRow.value,
         SurveyAnswerRow.choice,
         func.count(),
     ).where(SurveyAnswerRow.survey_id == survey_id)
-    if by is not None:
-        query = query.join(
-            AgentRow, and_(AgentRow.run_id == run_id, AgentRow.agent_id == SurveyAnswerRow.agent_id)
-        )
     # By position: Postgres would not see the outcome's CASE, its literals bound as parameters, as
     # the same expression twice.
     query = query.group_by(*(text(str(n)) for n in range(1, 6)))
-    return [(q, g, o, v, c, n) for q, g, o, v, c, n in (await session.execute(query)).all()]
+    return [(q, a, o, v, c, n) for q, a, o, v, c, n in (await session.execute(query)).all()]
 
 
 async def answer_samples(

@@ -1,5 +1,6 @@
-"""Dashboard pages of a run's agents: a table the database filters and pages (a million agents
-are never loaded at once), one agent with its answers and messages, and the interview box."""
+"""Dashboard pages of a run's agents: a table filtered and paged over the run's arrays (a million
+agents' profiles are never built at once), one agent with its answers and messages, and the
+interview box."""
 
 from __future__ import annotations
 
@@ -19,10 +20,6 @@ from backend.web.render import page_or_fragment, templates
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
-
-# Matches are counted this far past the page, no further: "10,050+" is enough to page on, and
-# counting half a million matches would take longer than showing the page.
-COUNT_AHEAD = 10_000
 
 
 @router.get("/runs/{run_id}/agents", name="agents")
@@ -60,11 +57,7 @@ async def agents_page(
         descending=descending,
         limit=limit,
         offset=offset,
-        count_limit=offset + limit + COUNT_AHEAD,
     )
-    exact = count < offset + limit + COUNT_AHEAD
-    if not exact and not (kind or chosen or host_index is not None or node or name or failed):
-        count, exact = run.agents, True  # every agent matches: the run knows how many
     filters: dict[str, Any] = {
         "kind": kind,
         "attribute": [f"{k}={v}" for k, v in chosen.items()],
@@ -82,7 +75,7 @@ async def agents_page(
         "first": _page(base, filters, 0) if offset > 0 else None,
         "previous": _page(base, filters, max(0, offset - limit)) if offset > 0 else None,
         "next": _page(base, filters, offset + limit) if offset + limit < count else None,
-        "last": _page(base, filters, last) if exact and offset < last else None,
+        "last": _page(base, filters, last) if offset < last else None,
     }
     context = {
         "run": run,
@@ -93,7 +86,6 @@ async def agents_page(
         "filters": filters,
         "agents": rows,
         "count": count,
-        "exact": exact,
         "problem": problem,
         "offset": offset,
         "limit": limit,

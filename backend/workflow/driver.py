@@ -28,6 +28,7 @@ from backend.domain import EventKind, RunStatus
 from backend.live.channel import LiveChannel
 from backend.logs import RUN_ID
 from backend.settings import Settings
+from backend.store import agents as stored_agents
 from backend.store import records
 from backend.store.models import Run
 from backend.store.runs import LeaseLost, forget_after, release_run, renew_lease
@@ -220,7 +221,7 @@ class RunDriver:
 
     async def _start(self, sim: Simulation) -> None:
         """Place the run's hosts; go back to the last checkpoint if anything was recorded; write
-        the backgrounds (or give back those written before) and store the profiles."""
+        the backgrounds (or give back those written before) and store where the agents are."""
         hosts = await place(sim, self.publisher)
         await self.publisher.hosts(sim, hosts)
         spec = self.spec
@@ -240,7 +241,7 @@ class RunDriver:
                 return  # nothing stored: _obey stops the run or hands it back, to be written anew
             backgrounds = sim.backgrounds
         nodes = {h.index: h.node_id for h in hosts}
-        await self._recorder.profiles(sim.slots, nodes, backgrounds)
+        await self._recorder.placed(sim.slots, nodes, backgrounds)
         await self.publisher.event(sim.round, EventKind.STARTED, {"worker": self.worker, "hosts": len(hosts)})
 
     async def _rewind(self, sim: Simulation) -> int:
@@ -298,7 +299,7 @@ class RunDriver:
         if dead:
 
             async def moved(session: AsyncSession) -> None:
-                await records.place_agents(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
+                await stored_agents.place(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
 
             await self.publisher.store(moved)
         if self.spec.population.persona is not None:

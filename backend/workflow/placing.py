@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.host import HostStats
 from agents.placement import Slot, alive_nodes
 from agents.simulation import Simulation
-from backend.store import records
+from backend.store import agents as stored
 from backend.workflow.publishing import Publisher
 
 __all__ = ["dead_nodes", "place", "restore_personas"]
@@ -37,12 +37,13 @@ async def restore_personas(sim: Simulation, publisher: Publisher, total: int) ->
 
     async def restore(session: AsyncSession) -> bool:
         run_id = publisher.run_id
-        if await records.count_agents(session, run_id=run_id) != total:
+        if await stored.count_backgrounds(session, run_id=run_id) != total:
             return False
         for slot in sim.slots:
             for start in range(slot.ids.start, slot.ids.stop, _BACKGROUND_CHUNK):
                 ids = range(start, min(start + _BACKGROUND_CHUNK, slot.ids.stop))
-                await sim.set_backgrounds(start, await records.backgrounds(session, run_id=run_id, ids=ids))
+                written = await stored.backgrounds(session, run_id=run_id, ids=ids)
+                await sim.set_backgrounds(start, [written[i] for i in ids])
         return True
 
     return await publisher.store(restore)

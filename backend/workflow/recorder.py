@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.core import ActionBatch
 from agents.placement import Slot
-from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RecordSample, RunSpec
 from backend.domain import EventKind
 from backend.store import actions as stored_actions
+from backend.store import agents as stored_agents
 from backend.store import records
-from backend.store.models import AgentRow
+from backend.store.models import BackgroundRow
 from backend.store.runs import LeaseLost, fence
 from backend.workflow.outage import Outage, Service, Unavailable, patiently
 
@@ -38,25 +38,11 @@ __all__ = ["Recorder"]
 
 log = logging.getLogger(__name__)
 
-_PROFILE_CHUNK = 50_000
+_BACKGROUND_CHUNK = 50_000
 _Job = Callable[[AsyncSession], Awaitable[None]]
 
 
 Backgrounds = Callable[[range], Awaitable[list[str]]]
-
-
-def _profile_rows(
-    population: Population,
-    run_id: int,
-    ids: range,
-    host: int,
-    node: str | None,
-    backgrounds: list[str] | None,
-) -> list[tuple]:
-    profiles = population.profiles(ids)
-    if backgrounds is not None:
-        profiles = [p._replace(background=b) for p, b in zip(profiles, backgrounds, strict=True)]
-    return list(records.agent_rows(run_id, profiles, host, node))
 
 
 class Recorder:
@@ -92,7 +78,7 @@ class Recorder:
         self.on_outage = on_outage
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2)
         self._task: asyncio.Task[None] | None = None
-        self._profiles: asyncio.Task[None] | None = None
+        self._placed: asyncio.Task[None] | None = None
         self._sample = self._sampled_ids(spec)
         self.actions_written = 0
         self.seconds_writing_actions = 0.0
@@ -118,7 +104,7 @@ class Recorder:
                 return
             except Exception:
                 log.exception("run %s: its last records could not be written", self.run_id)
-        tasks = [t for t in (self._task, self._profiles) if t is not None]
+        tasks = [t for t in (self._task, self._placed) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -169,51 +155,43 @@ class Recorder:
         if not self._task.done():
             await self._queue.put(None)
         await self._task
-        if self._profiles is not None:
-            await self._profiles
+        if self._placed is not None:
+            await self._placed
 
     # -- what can be recorded -----------------------------------------------------------------
 
-    async def profiles(
+    async def placed(
         self, slots: Sequence[Slot], nodes: dict[int, str | None], backgrounds: Backgrounds | None = None
     ) -> None:
-        """Store every agent's profile, once per run, beside the rounds rather than before them:
-        nothing in a round waits for profiles. A takeover finds them complete, or starts over.
-        `backgrounds`, when given, supplies backgrounds written at the start (personas)."""
+        """Store where the agents are hosted and, with `backgrounds` (read from the hosts), the
+        backgrounds written for them, once per run: beside the rounds rather than before them,
+        as nothing in a round waits for them. A takeover finds them complete, or starts over.
+        (Who the agents are is not stored: it follows from the spec, see `backend.store.agents`.)"""
 
         async def write(session: AsyncSession) -> None:
-            await self._write_profiles(session, slots, nodes, backgrounds)
+            await fence(session, run_id=self.run_id, worker=self.worker)
+            await stored_agents.place(session, run_id=self.run_id, slots=slots, nodes=nodes)
+            if backgrounds is not None:
+                await self._write_backgrounds(session, slots, backgrounds)
 
-        self._profiles = asyncio.create_task(self._patiently(write), name=f"profiles-{self.run_id}")
+        self._placed = asyncio.create_task(self._patiently(write), name=f"placed-{self.run_id}")
 
-    async def _write_profiles(
-        self,
-        session: AsyncSession,
-        slots: Sequence[Slot],
-        nodes: dict[int, str | None],
-        backgrounds: Backgrounds | None,
+    async def _write_backgrounds(
+        self, session: AsyncSession, slots: Sequence[Slot], backgrounds: Backgrounds
     ) -> None:
-        spec, run_id = self.spec, self.run_id
-        # Check the lease, then let go of the run's row: holding it for the whole COPY would
-        # make every round's write wait. A zombie's late rows would clash with the key anyway.
-        await fence(session, run_id=run_id, worker=self.worker)
+        run_id = self.run_id
+        # Let go of the run's row first: holding it for the whole COPY would make every round's
+        # write wait. A zombie's late rows would clash with the key anyway.
         await session.commit()
-        stored = await records.count_agents(session, run_id=run_id)
-        if stored == spec.population.total:
+        if await stored_agents.count_backgrounds(session, run_id=run_id) == self.spec.population.total:
             return
-        await session.execute(delete(AgentRow).where(AgentRow.run_id == run_id))
-        population = await asyncio.to_thread(Population, spec.population, spec.seed)
+        await session.execute(delete(BackgroundRow).where(BackgroundRow.run_id == run_id))
         connection = await session.connection()
         for slot in slots:
-            node = nodes.get(slot.index)
-            for start in range(slot.ids.start, slot.ids.stop, _PROFILE_CHUNK):
-                ids = range(start, min(start + _PROFILE_CHUNK, slot.ids.stop))
-                written = await backgrounds(ids) if backgrounds is not None else None
-                rows = await asyncio.to_thread(
-                    _profile_rows, population, run_id, ids, slot.index, node, written
-                )
-                await records.copy_rows(connection, "agents", records.AGENT_COLUMNS, rows)
-        await session.commit()
+            for start in range(slot.ids.start, slot.ids.stop, _BACKGROUND_CHUNK):
+                ids = range(start, min(start + _BACKGROUND_CHUNK, slot.ids.stop))
+                written = await backgrounds(ids)
+                await stored_agents.save_backgrounds(connection, run_id=run_id, start=start, written=written)
 
     async def round(self, result: RoundResult, actions: ActionBatch) -> None:
         run_id, sample = self.run_id, self._sample

@@ -20,7 +20,7 @@ from agents.spec import RunSpec
 from backend import services
 from backend.domain import RunStatus
 from backend.runtime import Runtime
-from backend.store.models import AgentRow, CheckpointRow, Run
+from backend.store.models import CheckpointRow, Run
 from backend.workflow.worker import Worker
 from tests.conftest import spec_data, stub_model
 from tests.faults.conftest import (
@@ -504,16 +504,9 @@ async def test_an_injection_is_delivered_once_across_a_handover(runtime, workers
     assert got[k] != plain[k], f"the injection sent at round {k} never arrived"
     await assert_identical(runtime, run.id, reference, spec)
 
-    async def guesser(gender: str) -> AgentRow:
-        async with runtime.sessions() as session:
-            found = await session.scalar(
-                select(AgentRow)
-                .where(AgentRow.run_id == run.id, AgentRow.kind.like("llm_guess%"))
-                .where(AgentRow.attributes["gender"].as_string() == gender)
-                .limit(1)
-            )
-        assert found is not None
-        return found
+    async def guesser(gender: str) -> services.AgentView:
+        found, _ = await services.list_agents(runtime, run.id, attributes={"gender": gender}, limit=500)
+        return next(a for a in found if a.kind.startswith("llm_guess"))
 
     assert await services.messages(runtime, run.id, await guesser("female")) == [
         {"round": k + 1, "content": INJECTED["content"], "public": False}

@@ -18,6 +18,8 @@ from agents.population import Population
 from agents.scenarios.guess_two_thirds import GuessParams, GuessTwoThirds
 from agents.spec import RunSpec
 from backend import services
+from backend.services import roster
+from backend.services.roster import Roster
 from backend.store import actions, records, runs, surveys
 from tests.conftest import spec_data
 from tests.helpers import Answers, Raises, ReportsError, profile
@@ -88,13 +90,10 @@ async def recorded_run(rt, batches: list[ActionBatch], sample: Any = None) -> tu
     spec = RunSpec.parse(spec_data(**{"population.total": TOTAL}))
     async with rt.sessions() as session:
         run = await runs.create_run(session, spec=spec)
-        profiles = Population(spec.population, spec.seed).profiles(range(TOTAL))
         conn = await session.connection()
-        await records.copy_rows(
-            conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
-        )
         for round, batch in enumerate(batches, 1):
             await actions.write_round(conn, actions.encode_round(run.id, round, batch, sample))
+        run.round = len(batches)
         await session.commit()
     return run.id, spec
 
@@ -127,12 +126,15 @@ async def test_pages_and_surveys_read_what_the_engine_produced(runtime, small_ch
             a: by_agent[a][1:] for a in sample
         }
         # The failed filter: the agents whose action failed in a round, as the engine said.
-        failed, count = await records.list_agents(session, run_id=run_id, failed_in=3, limit=500)
-        assert [a.agent_id for a in failed] == sorted(batches[2].errors)
-        assert count == len(batches[2].errors)
-        assert (await records.list_agents(session, run_id=run_id, failed_in=1))[1] == 0
+        agents = Roster(spec)
+        failed = agents.select([], failed=await roster.failed_in(runtime, run_id, 3))
+        assert agents.page(failed, "id", False, [], 500, 0) == (
+            sorted(batches[2].errors),
+            len(batches[2].errors),
+        )
+        assert not agents.select([], failed=await roster.failed_in(runtime, run_id, 1)).any()
         # The stats by kind of agent: counted from the engine's numbers.
-        groups = await records.group_stats(session, run_id=run_id)
+        groups = await records.group_stats(session, run_id=run_id, labels=agents.labels, kinds=agents.kinds)
         kinds = [p.kind for p in Population(spec.population, spec.seed).profiles(range(TOTAL))]
     want = []
     for round in (1, 2, 3):
@@ -226,13 +228,6 @@ def test_arrays_pack_small_and_come_back_equal():
     guesses = actions.pack_numbers(np.arange(0, 101, dtype=np.float64))
     assert actions.unpack(guesses)[0].dtype == np.uint8
     assert actions.unpack(actions.pack_numbers(np.array([1.0, np.nan])))[0].dtype == np.float64
-
-
-def test_kinds_by_id_or_by_sorted_ids():
-    codes = np.array([0, 1, 1, 2], dtype=np.int16)
-    assert actions._kind_of(np.array([3, 0, 9]), None, codes).tolist() == [2, 0, -1]
-    known = np.array([2, 5, 7])
-    assert actions._kind_of(np.array([5, 6, 7, 1]), known, codes[:3]).tolist() == [1, -1, 1, -1]
 
 
 def test_a_list_of_numbers_and_failures_is_stored_as_numbers():

@@ -5,20 +5,18 @@ gives the same rows again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from agents.population import Population
 from agents.spec import RunSpec
-from backend.store import actions, records, runs
+from backend.store import actions, runs
 from backend.store.db import alembic_config, create_engine, migrate, session_factory
-from tests.conftest import POSTGRES_URL, missing, spec_data
+from tests.conftest import spec_data
+from tests.integration.migrating import database_at
 
 OLD = sa.table(
     "actions",
@@ -31,36 +29,12 @@ OLD = sa.table(
     sa.column("tokens", sa.Integer),
 )
 
-DATABASE = "myriad_migration_test"
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def old_database(request, tmp_path) -> Iterator[str]:
     """An empty database, migrated to 0007 (before the chunks)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-        migrate(url, "0007")
+    with database_at(request.param, tmp_path, "0007", "myriad_migration_test") as url:
         yield url
-        return
-    server = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        asyncio.run(admin(f"CREATE DATABASE {DATABASE}"))
-    except (OSError, asyncpg.PostgresError) as e:
-        missing("PostgreSQL", e)
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + DATABASE
-    migrate(url, "0007")
-    yield url
-    with contextlib.suppress(OSError, asyncpg.PostgresError):
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {DATABASE}"))
 
 
 def old_rows(run_id: int, ids: list[int], rounds: int) -> list[dict[str, Any]]:
@@ -104,11 +78,6 @@ async def _fill(url: str) -> tuple[list[int], list[dict[str, Any]]]:
             async with sessions() as session:
                 spec = RunSpec.parse(spec_data(**{"population.total": total}))
                 run = await runs.create_run(session, spec=spec)
-                profiles = Population(spec.population, spec.seed).profiles(range(total))
-                conn = await session.connection()
-                await records.copy_rows(
-                    conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
-                )
                 mine = old_rows(run.id, recorded or list(range(total)), 3)
                 await session.execute(sa.insert(OLD), mine)
                 await session.commit()

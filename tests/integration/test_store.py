@@ -6,13 +6,15 @@ from alembic import command
 from sqlalchemy import select, update
 
 from agents.core import ActionBatch
+from agents.placement import Slot
 from agents.population import Population
 from agents.scenarios import RoundResult
 from agents.spec import RunSpec
 from backend.domain import RunStatus
 from backend.store import actions, records, runs
+from backend.store import agents as stored_agents
 from backend.store.db import alembic_config
-from backend.store.models import AgentRow, Run
+from backend.store.models import Run
 from tests.conftest import spec_data
 
 
@@ -91,9 +93,14 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
     profiles = Population(spec.population, spec.seed).profiles(range(50))
     async with runtime.sessions() as session:
         conn = await session.connection()
-        await records.copy_rows(
-            conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
+        await stored_agents.place(
+            session,
+            run_id=run.id,
+            slots=[Slot(0, "a", range(0, 20)), Slot(1, "b", range(20, 50))],
+            nodes={1: "n"},
         )
+        written = [f"{p.background} Written." for p in profiles]
+        await stored_agents.save_backgrounds(conn, run_id=run.id, start=0, written=written)
         for round in (1, 2, 3):
             batch = ActionBatch(
                 range(50), [round] * 48 + [None, {"say": "hi"}], errors={48: "boom"}, tokens={49: 5}
@@ -105,11 +112,18 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         await records.add_event(session, run_id=run.id, round=3, kind="interview", payload=asked)
         await session.commit()
     async with runtime.sessions() as session:
-        query = select(AgentRow).where(AgentRow.run_id == run.id).order_by(AgentRow.agent_id)
-        agents = (await session.scalars(query)).all()
-        assert len(agents) == 50
-        assert agents[7].attributes == dict(profiles[7].attributes)
-        assert agents[7].background == profiles[7].background
+        assert await stored_agents.hosts(session, run_id=run.id) == [
+            stored_agents.HostRange(0, range(0, 20), None),
+            stored_agents.HostRange(1, range(20, 50), "n"),
+        ]
+        assert await stored_agents.count_backgrounds(session, run_id=run.id) == 50
+        assert await stored_agents.backgrounds(session, run_id=run.id, ids=range(5, 8)) == {
+            i: written[i] for i in (5, 6, 7)
+        }
+        assert await stored_agents.backgrounds(session, run_id=run.id, ids=[49, 3]) == {
+            i: written[i] for i in (3, 49)
+        }
+        assert await stored_agents.background(session, run_id=run.id, agent_id=7) == written[7]
         rows = await actions.actions_of(session, run_id=run.id, ids=range(50), rounds=range(2, 3))
         by_agent = {agent: actions_[0] for agent, actions_ in rows.items()}
         assert (by_agent[0].value, by_agent[0].payload, by_agent[0].error) == (2.0, None, None)

@@ -4,16 +4,19 @@ and the budgets that refuse a survey."""
 
 from collections import Counter
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
-from agents.population import Population
+from agents.placement import Slot
 from agents.spec import RunSpec
 from agents.survey import SurveySpec, SurveySpecError
 from backend import services
 from backend.domain import EventKind, IllegalTransition, RunStatus
 from backend.services import surveys as surveys_service
+from backend.services.roster import Roster
 from backend.services.surveys import _Asking
+from backend.store import agents as stored_agents
 from backend.store import records, runs
 from backend.store import surveys as store
 from backend.store.models import ExperimentRow, Run, SurveyRow
@@ -90,13 +93,8 @@ async def test_a_survey_stops_between_batches_when_its_experiments_budget_is_spe
 async def _with_agents(rt, total: int) -> Run:
     """A completed run of `total` agents, recorded (no actions: the guessers skip)."""
     run = await new_run(rt, **{"population.total": total})
-    spec = RunSpec.parse(run.spec)
-    profiles = Population(spec.population, spec.seed).profiles(range(total))
     async with rt.sessions() as session:
-        conn = await session.connection()
-        await records.copy_rows(
-            conn, "agents", records.AGENT_COLUMNS, records.agent_rows(run.id, profiles, 0, "n")
-        )
+        await stored_agents.place(session, run_id=run.id, slots=[Slot(0, "n", range(total))], nodes={0: "n"})
         await session.execute(update(Run).where(Run.id == run.id).values(status=RunStatus.COMPLETED))
         await session.commit()
         return await session.get_one(Run, run.id)
@@ -116,13 +114,9 @@ async def test_a_sample_larger_than_a_survey_asks_is_refused(runtime, monkeypatc
     assert refused.value.by_field()[0][0] == "sample"  # the field a 422 names
 
 
-async def test_a_random_sample_is_drawn_in_the_database(runtime, monkeypatch):
+async def test_a_random_sample_is_drawn(runtime):
     run = await _with_agents(runtime, 50)
 
-    async def every_id(*args, **kwargs):
-        raise AssertionError("a random sample loaded every matching id")
-
-    monkeypatch.setattr(store, "agent_ids", every_id)
     survey = await services.create_survey(
         runtime, run.id, SurveySpec.parse({"questions": [TEXT], "sample": {"random": 10}})
     )
@@ -135,26 +129,35 @@ async def test_a_random_sample_is_drawn_in_the_database(runtime, monkeypatch):
     assert asked != list(range(10))  # drawn, not the first ten
 
 
-async def test_sample_ids_are_a_seeded_draw_of_the_matching_agents(runtime):
-    run = await _with_agents(runtime, 200)
+def test_a_sample_is_a_seeded_draw_of_the_matching_agents():
+    spec = RunSpec.parse(spec_data(**{"population.total": 200}))
+    matching = np.flatnonzero(Roster(spec).matching(attributes={"gender": "female"}))
+    female = set(matching.tolist())
+    assert len(female) == 100
+
+    def draw(seed: str, n: int = 30) -> list[int]:
+        return surveys_service.sample(matching, n, seed)
+
+    first = draw("7:1")
+    assert first == sorted(first)
+    assert len(set(first)) == 30
+    assert set(first) <= female
+    assert draw("7:1") == first  # reproducible
+    assert draw("7:2") != first  # each survey its own
+    assert set(draw("7:1", n=1_000)) == female  # all of them, when fewer match
+    # Every agent is as likely to be drawn: over many seeds, each is drawn about 30 / 100 times.
+    counts: Counter[int] = Counter()
+    for seed in range(200):
+        counts.update(draw(f"s{seed}"))
+    assert set(counts) == female
+    assert max(counts.values()) < 2 * 200 * 30 / len(female)
+
+
+async def test_a_run_stopped_before_it_was_placed_is_not_surveyed(runtime):
+    run = await new_run(runtime, **{"population.total": 50})
     async with runtime.sessions() as session:
-        female = set(await store.agent_ids(session, run_id=run.id, where={"gender": "female"}, kinds=None))
-
-        async def draw(seed: str, n: int = 30) -> list[int]:
-            return await store.sample_ids(
-                session, run_id=run.id, where={"gender": "female"}, kinds=None, n=n, seed=seed
-            )
-
-        first = await draw("7:1")
-        assert first == sorted(first)
-        assert len(set(first)) == 30
-        assert set(first) <= female
-        assert await draw("7:1") == first  # reproducible
-        assert await draw("7:2") != first  # each survey its own
-        assert set(await draw("7:1", n=1_000)) == female  # all of them, when fewer match
-        # Every agent is as likely to be drawn: over many seeds, each is drawn about 30 / 100 times.
-        counts: Counter[int] = Counter()
-        for seed in range(200):
-            counts.update(await draw(f"s{seed}"))
-        assert set(counts) == female
-        assert max(counts.values()) < 2 * 200 * 30 / len(female)
+        await session.execute(update(Run).where(Run.id == run.id).values(status=RunStatus.STOPPED))
+        await session.commit()
+    with pytest.raises(IllegalTransition) as refused:
+        await services.create_survey(runtime, run.id, SurveySpec.parse({"questions": [TEXT]}))
+    assert str(refused.value) == f"run {run.id} was never placed: it has no agents to ask yet"

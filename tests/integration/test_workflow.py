@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from agents.scenarios.guess_two_thirds import GuessTwoThirds
 from agents.simulation import Simulation
@@ -16,7 +16,8 @@ from backend import services
 from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
 from backend.store import actions, records
-from backend.store.models import AgentRow, CheckpointRow, EventRow
+from backend.store import agents as stored_agents
+from backend.store.models import CheckpointRow, EventRow
 from backend.workflow.worker import Worker
 from tests.conftest import spec_data
 from tests.waiting import wait_for_async
@@ -53,7 +54,8 @@ async def test_a_worker_drives_a_run_to_completion_and_records_it(runtime):
     assert (done.status, done.round, done.lease_owner) == ("completed", 3, None)
     assert await stored_stats(runtime, run.id) == await uninterrupted(run_spec)
     async with runtime.sessions() as session:
-        assert await session.scalar(select(func.count()).where(AgentRow.run_id == run.id)) == 1000
+        placed = await stored_agents.hosts(session, run_id=run.id)
+        assert [h.ids for h in placed] == [range(0, 500), range(500, 1000)]
         assert await records.count_actions(session, run_id=run.id) == 3 * 10
         kept = (
             await session.scalars(select(CheckpointRow.round).where(CheckpointRow.run_id == run.id))

@@ -23,8 +23,9 @@ from agents.survey import (
     read_choice,
     read_number,
 )
+from backend.services.roster import AgentView
 from backend.services.surveys import _Asking, _numbers, _settle, _summarize
-from backend.store.models import AgentRow, SurveyRow
+from backend.store.models import SurveyRow
 from tests.conftest import spec_data
 
 NUMBER = {"text": "How sure are you, 0 to 10?", "type": "number", "min": 0, "max": 10}
@@ -313,8 +314,8 @@ def _asking(kind) -> _Asking:
     return asking
 
 
-def _agent(agent_id: int) -> AgentRow:
-    return AgentRow(run_id=1, agent_id=agent_id, kind="fragile", name="Bo", attributes={}, background="")
+def _agent(agent_id: int) -> AgentView:
+    return AgentView(agent_id, "Bo", "fragile", {}, "", None, None)
 
 
 async def test_an_agent_whose_survey_hook_raises_fails_alone():

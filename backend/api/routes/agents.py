@@ -46,7 +46,8 @@ async def list_agents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> AgentsPublic:
-    """A page of the run's agents; the database filters and pages, so a million agents stay fast."""
+    """A page of the run's agents, filtered and paged over the run's arrays: a million agents stay
+    fast."""
     attributes = dict(a.split("=", 1) for a in attribute or [])
     rows, count = await services.list_agents(
         rt,
