@@ -2,8 +2,8 @@
 
 A 1,000,000-agent run of the paper's game (level-k and adaptive agents, a fifth each) with every
 action recorded in Postgres, driven by a workflow worker, divided by the same run on the engine
-alone (target <= 1.2); and the rate at which the recorder writes actions (target >= 5,000,000 per
-second).
+alone (target <= 1.2), medians of alternating runs; and the rate at which the recorder writes
+actions (target >= 5,000,000 per second).
 
 `--sample N` records N agents' actions (`record: {sample: N}`) in place of all of them, as a
 10,000,000-agent run does (`--agents 10000000 --sample 100000`).
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,12 +69,14 @@ async def fresh_database(url: str) -> str:
     return bench_url
 
 
-async def engine_alone(run: RunSpec) -> float:
+async def engine_alone(run: RunSpec) -> tuple[float, float]:
+    """Seconds for the run on the engine alone, and of those, to place and populate its hosts."""
     started = time.perf_counter()
     async with Simulation(run) as sim:
+        placed = time.perf_counter()
         async for _ in sim.rounds():
             pass
-    return time.perf_counter() - started
+    return time.perf_counter() - started, placed - started
 
 
 async def recorded(run: RunSpec, url: str) -> tuple[float, dict[str, Any]]:
@@ -91,43 +94,57 @@ async def recorded(run: RunSpec, url: str) -> tuple[float, dict[str, Any]]:
     return elapsed, state
 
 
-async def rounds_recorded(url: str) -> float:
-    """Seconds from the run's start to its last round's row: the rounds and their actions."""
+async def phases(url: str) -> tuple[float, float]:
+    """Seconds from the run's claim to its start (hosts placed and populated), and from its start
+    to its last round's row (the rounds and their actions recorded)."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        seconds = await conn.fetchval(
-            "SELECT EXTRACT(EPOCH FROM (SELECT max(created_at) FROM rounds)"
-            " - (SELECT created_at FROM events WHERE kind = 'started'))"
+        started = "(SELECT created_at FROM events WHERE kind = 'started')"
+        row = await conn.fetchrow(
+            f"SELECT EXTRACT(EPOCH FROM {started} - (SELECT started_at FROM runs)),"
+            f" EXTRACT(EPOCH FROM (SELECT max(created_at) FROM rounds) - {started})"
         )
     finally:
         await conn.close()
-    return float(seconds)
+    return float(row[0]), float(row[1])
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Alternate runs on the engine alone and recorded, `--repeats` of each, and compare their
+    medians: each run starts new host processes, which takes longer when Ray has none waiting."""
     run = spec(args.agents, args.rounds, args.sample)
-    url = await fresh_database(args.postgres)
-    alone = await engine_alone(run)
-    stacked, state = await recorded(run, url)
-    rounds_done = await rounds_recorded(url)
-    alone_again = await engine_alone(run)
-    baseline = min(alone, alone_again)
+    alone, stacked, starts, split = [], [], [], []
+    for _ in range(args.repeats):
+        seconds, placing = await engine_alone(run)
+        alone.append(seconds)
+        starts.append(placing)
+        url = await fresh_database(args.postgres)
+        seconds, state = await recorded(run, url)
+        stacked.append(seconds)
+        split.append(await phases(url))
+    baseline, recorded_s = statistics.median(alone), statistics.median(stacked)
     written, writing = state["actions_written"], state["seconds_writing_actions"]
     rate = written / writing
+    start_s, rounds_s = (statistics.median(p) for p in zip(*split, strict=True))
     print(
-        f"stack/engine: {stacked / baseline:.2f} ({args.agents:,} agents, {args.rounds} rounds: "
-        f"{stacked:.1f} s recorded in Postgres, {baseline:.1f} s engine alone)"
+        f"stack/engine: {recorded_s / baseline:.2f} ({args.agents:,} agents, {args.rounds} rounds, "
+        f"medians of {args.repeats}: {recorded_s:.2f} s recorded in Postgres, {baseline:.2f} s engine alone)"
     )
-    print(f"actions written: {rate:,.0f} per second ({written:,} in {writing:.1f} s)")
-    print(f"every round and action recorded {rounds_done:.1f} s after the start")
+    print(f"actions written: {rate:,.0f} per second ({written:,} in {writing:.2f} s)")
+    print(
+        f"recorded: hosts placed {start_s:.2f} s, then every round and action recorded {rounds_s:.2f} s"
+        f" later; engine alone: hosts placed {statistics.median(starts):.2f} s,"
+        f" rounds {baseline - statistics.median(starts):.2f} s"
+    )
     return {
         "agents": args.agents,
         "rounds": args.rounds,
         "sample": args.sample,
         "stack_s": stacked,
-        "engine_s": [alone, alone_again],
-        "ratio": stacked / baseline,
-        "rounds_recorded_s": rounds_done,
+        "engine_s": alone,
+        "engine_start_s": starts,
+        "stack_phases_s": split,
+        "ratio": recorded_s / baseline,
         "actions_written": written,
         "actions_per_s": rate,
     }
@@ -140,6 +157,7 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sample", type=int, help="record this many agents' actions, not all")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     with RayCluster():

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HOSTS_TTL = 60.0  # seconds a run's hosts stay on the cluster page unless published again
+# Seconds between two publications of the hosts and nodes while rounds go by: asking every host
+# for its stats and Ray for its nodes took longer than a round of a million agents.
+HOSTS_EVERY = 1.0
 
 
 async def publish_nodes(live: LiveChannel) -> None:
@@ -173,7 +176,7 @@ class Publisher:
     async def round(self, sim: Simulation, result: RoundResult, status: RunStatus) -> None:
         """A round's news: the live state, its summary (stored with the round by the recorder),
         what it delivered of what was injected (and to how many agents), its failures, what the
-        scenario found notable, the hosts and the nodes."""
+        scenario found notable, and (at most every `HOSTS_EVERY` seconds) the hosts and the nodes."""
         actions, spec = sim.last_actions, sim.spec
         await self.state(
             status=status,
@@ -197,8 +200,9 @@ class Publisher:
             await self.event(result.round, str(event["kind"]), dict(event.get("payload", {})))
         if messages := len(actions.messages) if actions else 0:
             await self.event(result.round, EventKind.MESSAGES, {"count": messages})
-        await self.hosts(sim)
-        await self.nodes()
+        if time.monotonic() - self.hosts_published >= HOSTS_EVERY:
+            await self.hosts(sim)
+            await self.nodes()
 
     async def hosts(self, sim: Simulation, hosts: Sequence[HostStats] | None = None) -> None:
         """Show the run's hosts on the cluster page (they expire unless refreshed); `hosts`: their
