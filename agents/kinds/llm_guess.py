@@ -24,9 +24,10 @@ attributes for a persona and its memory for the agent's.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -49,6 +50,8 @@ USERS = {
     "direct": "Report your number directly, without any other words.",
     "step_by_step": "Think step by step, then report your number.",
 }
+_T = TypeVar("_T")
+_LAUNCH = 16  # groups of calls started between two yields (see _in_slices)
 EXTRACT = "Extract the number that this answer finally chooses; reply with the number only. Answer: "
 
 
@@ -321,7 +324,7 @@ class LLMGuessArchetypes(Columns):
                 )
             )
 
-        by_group = await asyncio.gather(*(samples_of(head, observation) for head, observation in groups))
+        by_group = await _in_slices(samples_of(head, observation) for head, observation in groups)
         readable = [[a.number for a in answers if a.number is not None] for answers in by_group]
         for index, head in enumerate(self.heads):  # the archetype remembers its own group's answers
             numbers = readable[index]
@@ -382,6 +385,24 @@ class LLMGuessArchetypes(Columns):
 
 
 LLMGuesser.columnar = LLMGuessArchetypes
+
+
+async def _in_slices(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """`asyncio.gather(*calls)`, the calls started `_LAUNCH` at a time with a yield between.
+
+    aiohttp (on Python < 3.12) sends a request from a task of its own, which runs only after every
+    task started before it: started all at once, a round's 5,000 calls held their first wave back
+    until all had been set up (0.2-0.3 s of a 6 s round)."""
+    tasks: list[asyncio.Future[_T]] = []
+    pending = iter(calls)
+    try:
+        while started := [asyncio.ensure_future(call) for call in itertools.islice(pending, _LAUNCH)]:
+            tasks += started
+            await asyncio.sleep(0)
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # those still running when this was cancelled or one raised
+            task.cancel()
 
 
 def _show(value: float | None) -> str:

@@ -1,6 +1,7 @@
 """LLM archetypes: `llm_guess` agents grouped by attributes answer through `samples` calls per
 archetype and round, against the stand-in server (which answers a prompt and seed alike)."""
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 from agents.admission import problems
 from agents.core import ActionBatch, Message, Observation
 from agents.host import AgentHost
+from agents.kinds import llm_guess
 from agents.kinds.llm_guess import LLMGuessArchetypes, read_number
+from agents.llm import Reply
 from agents.llm_stub import answer
 from agents.placement import Node
 from agents.scenarios.guess_two_thirds import GuessParams, GuessTwoThirds
@@ -169,6 +172,39 @@ async def test_archetype_memory_survives_a_checkpoint_onto_other_hosts(llm_stub)
     finally:
         for g in (uninterrupted, before, after):
             await g.close()
+
+
+async def test_the_first_calls_go_out_before_every_archetypes_prompt_is_made(monkeypatch):
+    """Calls are started a few archetypes at a time: a request that is sent from a task of its
+    own (as aiohttp's is) leaves before the later archetypes are set up, not after all of them."""
+    monkeypatch.setattr(llm_guess, "_LAUNCH", 2)
+    made: list[int] = []
+    sent: list[int] = []
+    prompt = llm_guess._Archetype.messages
+
+    def messages(self: llm_guess.LLMGuesser, observation: Observation) -> list[dict[str, str]]:
+        made.append(1)
+        return prompt(self, observation)
+
+    async def send() -> None:
+        sent.append(len(made))
+
+    async def chat(_: Any, **__: Any) -> Reply:
+        asyncio.get_running_loop().create_task(send())
+        await asyncio.sleep(0)
+        return Reply("7", 1, 1)
+
+    monkeypatch.setattr(llm_guess._Archetype, "messages", messages)
+    game = Game(hosts_of(archetype_spec("http://127.0.0.1:9/v1"), 1))
+    assert game.hosts[0].llm is not None
+    monkeypatch.setattr(game.hosts[0].llm.model("stub"), "chat", chat)
+    try:
+        batch = await game.play()
+    finally:
+        await game.close()
+    assert batch.failures == 0
+    assert len(made) == ARCHETYPES
+    assert sent[0] < ARCHETYPES
 
 
 async def test_unreadable_answers_are_invalid_and_failed_calls_fail_the_members(llm_stub):
