@@ -1,9 +1,10 @@
 import asyncio
+import gc
 
 import pytest
 
 from agents.core import Intervention, Message
-from agents.host import AgentHost
+from agents.host import _GC_YOUNG, AgentHost
 from tests.helpers import (
     Answers,
     Chatty,
@@ -54,6 +55,13 @@ def test_waiting_agents_overlap():
     batch = step(host)
     assert batch.payloads.tolist() == list(range(2000))
     assert gauge.peak == 2000
+
+
+def test_a_populated_host_collects_young_objects_less_often():
+    gc.set_threshold(700, 10, 10)
+    host_of([Answers] * 10)
+    assert gc.get_threshold() == (_GC_YOUNG, 10, 10)
+    assert gc.get_freeze_count() > 0
 
 
 def test_the_same_agents_draw_the_same_answers_each_time():
