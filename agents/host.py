@@ -32,6 +32,9 @@ __all__ = ["AgentHost", "HostStats", "RemoteAgentHost"]
 # Synchronous agents run in slices of this many between yields to the event loop, so that waiting
 # agents make progress and the host answers `stats` during a long round.
 _SLICE = 4096
+# Waiting agents are started this many at a time between yields: a model call is sent from a task
+# of its own (aiohttp on Python 3.11), which runs only after every agent started before it.
+_WAITING_SLICE = 64
 _PERSONA_WRITERS = 10_000  # concurrent persona writers per host; the model's pool bounds the calls
 
 
@@ -309,6 +312,8 @@ class AgentHost:
                     observation = Observation(round, public, tuple(messages))
                 if not agent.synchronous:
                     waiting.start(offset, agent.act(observation))
+                    if not len(waiting.tasks) % _WAITING_SLICE:
+                        await asyncio.sleep(0)
                     continue
                 try:
                     action = agent.decide(observation)

@@ -3,7 +3,7 @@ import gc
 
 import pytest
 
-from agents.core import Intervention, Message
+from agents.core import Action, Agent, Intervention, Message, Observation
 from agents.host import _GC_YOUNG, AgentHost
 from tests.helpers import (
     Answers,
@@ -62,6 +62,33 @@ def test_a_populated_host_collects_young_objects_less_often():
     host_of([Answers] * 10)
     assert gc.get_threshold() == (_GC_YOUNG, 10, 10)
     assert gc.get_freeze_count() > 0
+
+
+class Sends(Agent):
+    """Sends a request from a task of its own, as aiohttp does: notes how many agents had
+    started when it left."""
+
+    __slots__ = ()
+
+    async def act(self, observation: Observation) -> Action:
+        started, sent = self.context.params
+        started.append(self.id)
+
+        async def send() -> None:
+            sent.append(len(started))
+
+        request = asyncio.ensure_future(send())
+        await asyncio.sleep(0.01)
+        await request
+        return Action(self.id)
+
+
+def test_the_first_waiting_agents_requests_leave_before_every_agent_has_started():
+    started: list[int] = []
+    sent: list[int] = []
+    batch = step(host_of([Sends] * 1000, params=(started, sent), timeout=30))
+    assert batch.payloads.tolist() == list(range(1000))
+    assert sent[0] < 1000
 
 
 def test_the_same_agents_draw_the_same_answers_each_time():
