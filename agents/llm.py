@@ -224,6 +224,11 @@ class ModelPool:
     def __repr__(self) -> str:
         return f"ModelPool({self.name!r}, endpoints={len(self.endpoints)})"
 
+    @property
+    def capacity(self) -> int:
+        """Calls the endpoints take at once, together."""
+        return sum(e.limit for e in self.endpoints)
+
     async def chat(
         self,
         messages: Sequence[Mapping[str, str]],

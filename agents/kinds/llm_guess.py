@@ -51,7 +51,7 @@ USERS = {
     "step_by_step": "Think step by step, then report your number.",
 }
 _T = TypeVar("_T")
-_LAUNCH = 16  # groups of calls started between two yields (see _in_slices)
+_LAUNCH = 64  # calls started between two yields (see _in_slices)
 EXTRACT = "Extract the number that this answer finally chooses; reply with the number only. Answer: "
 
 
@@ -133,6 +133,9 @@ async def ask(
     except LLMError as e:
         return Asked(None, text, tokens, str(e))
     return Asked(number, text, tokens)
+
+
+_UNASKED = Asked(None, "", 0, "not asked")
 
 
 class LLMGuesser(Agent):
@@ -306,25 +309,25 @@ class LLMGuessArchetypes(Columns):
         if inbox:
             group_of, groups = self._with_messages(round, public, inbox, groups)
 
-        async def samples_of(head: int, observation: Observation) -> list[Asked]:
-            # The prompt is made when the group's turn comes: the first calls go out at once.
-            messages = self.heads[head].messages(observation)
-            seed = self.grouping.seed
-            return await asyncio.gather(
-                *(
-                    ask(
-                        pool,
-                        messages,
-                        params,
-                        public["max_value"],
-                        deadline,
-                        seed(self.context.seed, head, round, s),
-                    )
-                    for s in range(samples)
-                )
-            )
+        # As many workers as the model's endpoints take calls at once, each asking the next
+        # (group, sample) in turn, rather than a task per call waiting in the pool's line: up to
+        # 10,000,000 of them (archetypes × samples at most), and a few % more of the host's CPU.
+        by_group = [[_UNASKED] * samples for _ in groups]  # in sample order: members draw by place
+        prompts: list[list[dict[str, str]] | None] = [None] * len(groups)
+        calls = itertools.product(range(len(groups)), range(samples))
 
-        by_group = await _in_slices(samples_of(head, observation) for head, observation in groups)
+        async def worker() -> None:
+            for index, sample in calls:
+                head, observation = groups[index]
+                if (messages := prompts[index]) is None:
+                    # Made when the group's turn comes: the first calls go out at once.
+                    messages = prompts[index] = self.heads[head].messages(observation)
+                seed = self.grouping.seed(self.context.seed, head, round, sample)
+                by_group[index][sample] = await ask(
+                    pool, messages, params, public["max_value"], deadline, seed
+                )
+
+        await _in_slices(worker() for _ in range(min(len(groups) * samples, pool.capacity)))
         readable = [[a.number for a in answers if a.number is not None] for answers in by_group]
         for index, head in enumerate(self.heads):  # the archetype remembers its own group's answers
             numbers = readable[index]
@@ -388,10 +391,10 @@ LLMGuesser.columnar = LLMGuessArchetypes
 
 
 async def _in_slices(calls: Iterable[Awaitable[_T]]) -> list[_T]:
-    """`asyncio.gather(*calls)`, the calls started `_LAUNCH` at a time with a yield between.
+    """`asyncio.gather(*calls)`, started `_LAUNCH` at a time with a yield between.
 
     aiohttp (on Python < 3.12) sends a request from a task of its own, which runs only after every
-    task started before it: started all at once, a round's 5,000 calls held their first wave back
+    task started before it: started all at once, a round's first wave of calls was held back
     until all had been set up (0.2-0.3 s of a 6 s round)."""
     tasks: list[asyncio.Future[_T]] = []
     pending = iter(calls)

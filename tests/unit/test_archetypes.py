@@ -207,6 +207,30 @@ async def test_the_first_calls_go_out_before_every_archetypes_prompt_is_made(mon
     assert sent[0] < ARCHETYPES
 
 
+async def test_no_more_calls_are_started_than_the_endpoints_take_at_once(monkeypatch):
+    """The calls are made by as many workers as the pool's slots (50), not a task per call."""
+    spec = archetype_spec("http://127.0.0.1:9/v1", samples=10)  # 60 calls
+    game = Game(hosts_of(spec, 1))
+    in_flight, peak, calls = 0, 0, 0
+
+    async def chat(_: Any, **__: Any) -> Reply:
+        nonlocal in_flight, peak, calls
+        in_flight, calls = in_flight + 1, calls + 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return Reply("7", 1, 1)
+
+    assert game.hosts[0].llm is not None
+    monkeypatch.setattr(game.hosts[0].llm.model("stub"), "chat", chat)
+    try:
+        batch = await game.play()
+    finally:
+        await game.close()
+    assert batch.failures == 0
+    assert (calls, peak) == (ARCHETYPES * 10, 50)
+
+
 async def test_unreadable_answers_are_invalid_and_failed_calls_fail_the_members(llm_stub):
     spec = archetype_spec(llm_stub.url, samples=2)
     game = Game(hosts_of(spec, 1))
