@@ -15,7 +15,9 @@ times sequential GETs of:
 Targets: p95 <= 150 ms for the run page and the agents page, <= 50 ms for an agent's page.
 `--api` times the REST endpoint `/api/v1/runs/{id}/agents` (same parameters, Bearer token) in
 place of the agents page; `--reuse` keeps the run already in the
-bench database when it is a completed run of that size, so re-measuring skips the generation.
+bench database when it is a completed run of that size, so re-measuring skips the generation;
+`--sample N` records N agents' actions, not all (ten million agents: `--agents 10000000 --sample
+100000`).
 
 `--load` measures something else: the embedded service under light load. The real `myriad serve`
 (SQLite, its own Valkey, and the `myriad worker` process it starts beside itself with a local Ray
@@ -28,8 +30,8 @@ under load as a ratio of the unloaded run's (target: >= 0.8), each rate measured
 seconds once the run has played a few rounds. Latency depends on what else the machine runs, so it
 also prints the web server's CPU time per request and the machine's load average.
 
-Usage: python bench/dashboard.py [--agents 1000000] [--rounds 10] [--requests 200] [--api] [--reuse]
-                                 [--postgres URL]
+Usage: python bench/dashboard.py [--agents 1000000] [--rounds 10] [--sample N] [--requests 200]
+                                 [--api] [--reuse] [--postgres URL]
        python bench/dashboard.py --load [--clients 10] [--think 1.0] [--window 20]
 """
 
@@ -78,14 +80,14 @@ AGES = {"18-29": 21, "30-44": 26, "45-59": 25, "60+": 28}
 WARMUP = 2  # rounds through every query before timing
 
 
-def spec(agents: int, rounds: int) -> RunSpec:
+def spec(agents: int, rounds: int, sample: int | None = None) -> RunSpec:
     return RunSpec.parse(
         {
             "name": f"dashboard-bench-{agents}",
             "scenario": {"name": "guess_two_thirds"},
             "rounds": rounds,
             "seed": 5,
-            "record": "all",
+            "record": "all" if sample is None else {"sample": sample},
             "population": {
                 "total": agents,
                 "attributes": {"gender": {"female": 50, "male": 50}, "age": AGES},
@@ -305,12 +307,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     found = asyncio.run(existing_run(args.postgres, args.agents)) if args.reuse else None
     url = bench_url(args.postgres)
     if found is None:
-        run = spec(args.agents, args.rounds)
+        run = spec(args.agents, args.rounds, args.sample)
         url = asyncio.run(fresh_database(args.postgres))
         with RayCluster():
             run_id, seconds, state = asyncio.run(generate(run, url))
         figures |= {
             "rounds": args.rounds,
+            "sample": args.sample,
             "generation_s": seconds,
             "actions_written": state.get("actions_written"),
             "seconds_writing_actions": state.get("seconds_writing_actions"),
@@ -533,6 +536,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--sample", type=int, help="record this many agents' actions, not all")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per page")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--api", action="store_true", help="time /api/v1/runs/{id}/agents, not the page")

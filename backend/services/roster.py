@@ -78,9 +78,11 @@ class Roster:
         self, *, kinds: Collection[str] | None = None, attributes: Mapping[str, str] | None = None
     ) -> np.ndarray:
         """Which agents are of one of `kinds` (labels) and have every attribute of `attributes`."""
-        found = self.population.matches(attributes, range(len(self)))
+        every = range(len(self))
+        found = self.population.matches(attributes, every) if attributes else np.ones(len(self), dtype=bool)
         if kinds is not None:
-            found &= np.isin(self.kinds, [self.labels.index(k) for k in kinds if k in self.labels])
+            codes = [self.labels.index(k) for k in kinds if k in self.labels]
+            found &= self.kinds == codes[0] if len(codes) == 1 else np.isin(self.kinds, codes)
         return found
 
     def select(
@@ -113,27 +115,31 @@ class Roster:
         return found
 
     def order(self, sort: Sort, descending: bool, hosts: Sequence[HostRange]) -> np.ndarray:
-        """Every agent's id, sorted by `sort` (then by id, ascending either way)."""
+        """Every agent's id, sorted by `sort` (then by id, ascending either way); kept for the
+        next page."""
         key = (sort, descending, tuple(hosts) if sort == "host" else ())
         order = self._orders.get(key)
         if order is None:
             if sort == "id":
                 order = np.arange(len(self), dtype=np.int32)[:: -1 if descending else 1]
             else:
-                by = (
-                    self.names
-                    if sort == "name"
-                    else self.kinds
-                    if sort == "kind"
-                    else _hosts(hosts, len(self))
-                )
-                values = by.astype(np.int64)
+                values = self._key(sort, hosts)
                 # A stable sort over ids in order: equal keys keep ascending ids.
                 order = np.argsort(-values if descending else values, kind="stable").astype(np.int32)
             if sort == "host":
                 self._orders = {k: v for k, v in self._orders.items() if k[0] != "host"}
             self._orders[key] = order
         return order
+
+    def _key(self, sort: Sort, hosts: Sequence[HostRange], ids: np.ndarray | None = None) -> np.ndarray:
+        """What agents (`ids`, or all) sort by: their name keys, kinds or hosts."""
+        if sort == "name":
+            by = self.names
+        elif sort == "kind":
+            by = self.kinds
+        else:
+            by = _hosts(hosts, len(self))
+        return (by if ids is None else by[ids]).astype(np.int64)
 
     def page(
         self,
@@ -144,12 +150,26 @@ class Roster:
         limit: int,
         offset: int,
     ) -> tuple[list[int], int]:
-        """The ids of page (`limit` from `offset`) of the `chosen` agents, and how many there are."""
+        """The ids of page (`limit` from `offset`) of the `chosen` agents, and how many there are.
+
+        Every agent: a slice of the sorted ids (kept). Some: the page is picked out of theirs
+        alone, by a partition (linear in how many match), not by sorting them all."""
         count = int(np.count_nonzero(chosen))
-        if sort == "id" and not descending:
-            return np.flatnonzero(chosen)[offset : offset + limit].tolist(), count
-        order = self.order(sort, descending, hosts)
-        return order[chosen[order]][offset : offset + limit].tolist(), count
+        end = min(offset + limit, count)
+        if offset >= end:
+            return [], count
+        if count == len(self):
+            return self.order(sort, descending, hosts)[offset:end].tolist(), count
+        ids = np.flatnonzero(chosen)
+        if sort == "id":
+            return (ids[::-1] if descending else ids)[offset:end].tolist(), count
+        key = self._key(sort, hosts, ids)
+        if descending:
+            key = key.max() - key
+        ranked = key * len(self) + ids  # by key, then by id: below 2**63 for any run
+        # The ranks offset..end-1 land between the two partition points, in no order: sort those.
+        page = np.argpartition(ranked, (offset, end - 1))[offset:end]
+        return ids[page[np.argsort(ranked[page])]].tolist(), count
 
     def views(
         self, ids: Sequence[int], hosts: Sequence[HostRange], written: Mapping[int, str]
