@@ -174,6 +174,16 @@ async def test_archetype_memory_survives_a_checkpoint_onto_other_hosts(llm_stub)
             await g.close()
 
 
+async def played(game: Any, chat: Any, monkeypatch: Any) -> Any:
+    """A round of `game`, its one host's model calls answered by `chat`."""
+    assert game.hosts[0].llm is not None
+    monkeypatch.setattr(game.hosts[0].llm.model("stub"), "chat", chat)
+    try:
+        return await game.play()
+    finally:
+        await game.close()
+
+
 async def test_the_first_calls_go_out_before_every_archetypes_prompt_is_made(monkeypatch):
     """Calls are started a few archetypes at a time: a request that is sent from a task of its
     own (as aiohttp's is) leaves before the later archetypes are set up, not after all of them."""
@@ -196,12 +206,7 @@ async def test_the_first_calls_go_out_before_every_archetypes_prompt_is_made(mon
 
     monkeypatch.setattr(llm_guess._Archetype, "messages", messages)
     game = Game(hosts_of(archetype_spec("http://127.0.0.1:9/v1"), 1))
-    assert game.hosts[0].llm is not None
-    monkeypatch.setattr(game.hosts[0].llm.model("stub"), "chat", chat)
-    try:
-        batch = await game.play()
-    finally:
-        await game.close()
+    batch = await played(game, chat, monkeypatch)
     assert batch.failures == 0
     assert len(made) == ARCHETYPES
     assert sent[0] < ARCHETYPES
@@ -221,12 +226,7 @@ async def test_no_more_calls_are_started_than_the_endpoints_take_at_once(monkeyp
         in_flight -= 1
         return Reply("7", 1, 1)
 
-    assert game.hosts[0].llm is not None
-    monkeypatch.setattr(game.hosts[0].llm.model("stub"), "chat", chat)
-    try:
-        batch = await game.play()
-    finally:
-        await game.close()
+    batch = await played(game, chat, monkeypatch)
     assert batch.failures == 0
     assert (calls, peak) == (ARCHETYPES * 10, 50)
 
