@@ -40,6 +40,7 @@ __all__ = [
     "CommandRow",
     "EventRow",
     "ExperimentRow",
+    "LegacyAgentRow",
     "RoundRow",
     "Run",
     "SignInRow",
@@ -130,6 +131,23 @@ class BackgroundRow(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     background: Mapped[str] = mapped_column(Text)
+
+
+class LegacyAgentRow(Base):
+    """The stored profile of an agent of a run that today's code would rebuild otherwise (one
+    recorded before names were drawn as now): kept by migration 0010, so nothing is lost, and
+    given back by its downgrade. The pages show the profiles rebuilt from the spec."""
+
+    __tablename__ = "legacy_agents"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]]
+    background: Mapped[str] = mapped_column(Text)
+    host: Mapped[int | None] = mapped_column(Integer)
+    node: Mapped[str | None] = mapped_column(String(64))
 
 
 class RoundRow(Base):

@@ -1,6 +1,7 @@
 """Migration 0010 stops storing a row per agent: every agent read back after it (its profile
 rebuilt from the spec, its host and node, the background a model wrote) equals its old row, field
-by field; and going back down gives the same rows again."""
+by field; a run whose rows today's code does not rebuild keeps them; and going back down gives
+the same rows again."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def old_database(request, tmp_path) -> Iterator[str]:
 
 
 def specs() -> list[RunSpec]:
-    """A run of rule-based agents, and one whose backgrounds a model wrote (personas)."""
+    """A run of rule-based agents, one whose backgrounds a model wrote (personas), and one
+    recorded by older code (its names drawn otherwise)."""
     persona = {
         "llm": {"models": {"stub": stub_model("http://127.0.0.1:9")}},
         "population.persona": {"model": "stub"},
@@ -52,11 +54,12 @@ def specs() -> list[RunSpec]:
     return [
         RunSpec.parse(spec_data(**{"population.total": 90})),
         RunSpec.parse(spec_data(**{"population.total": 90, **persona})),
+        RunSpec.parse(spec_data(**{"population.total": 90, "seed": 8})),
     ]
 
 
-def old_rows(run_id: int, spec: RunSpec, persona: bool) -> list[dict[str, Any]]:
-    """The agents' rows as the recorder wrote them before 0010."""
+def old_rows(run_id: int, spec: RunSpec, persona: bool, older: bool = False) -> list[dict[str, Any]]:
+    """The agents' rows as the recorder wrote them before 0010 (`older`: with other names)."""
     rows = []
     for profile in Population(spec.population, spec.seed).profiles(range(90)):
         host, _, node = next(h for h in HOSTS if profile.id in h[1])
@@ -65,7 +68,7 @@ def old_rows(run_id: int, spec: RunSpec, persona: bool) -> list[dict[str, Any]]:
             {
                 "run_id": run_id,
                 "agent_id": profile.id,
-                "name": profile.name,
+                "name": f"Agent {profile.id}" if older else profile.name,
                 "kind": profile.kind,
                 "attributes": dict(profile.attributes),
                 "background": background,
@@ -81,12 +84,12 @@ async def _fill(url: str) -> tuple[list[int], list[dict[str, Any]]]:
     made, rows = [], []
     try:
         async with session_factory(engine)() as session:
-            for spec in specs():
+            for n, spec in enumerate(specs()):
                 run = await runs.create_run(session, spec=spec)
                 await session.flush()
                 # Made from the spec as stored, as the recorder made them (JSONB sorted its keys).
                 stored = await _stored_spec(session, run.id)
-                mine = old_rows(run.id, stored, spec.population.persona is not None)
+                mine = old_rows(run.id, stored, spec.population.persona is not None, older=n == 2)
                 await session.execute(sa.insert(OLD), mine)
                 made.append(run.id)
                 rows += mine
@@ -102,7 +105,7 @@ async def _read(url: str, run_ids: list[int]) -> list[dict[str, Any]]:
     read = []
     try:
         async with session_factory(engine)() as session:
-            for run_id in run_ids:
+            for run_id in run_ids[:2]:
                 spec = await _stored_spec(session, run_id)
                 hosts = await stored_agents.hosts(session, run_id=run_id)
                 written = await stored_agents.backgrounds(session, run_id=run_id, ids=range(90))
@@ -131,11 +134,12 @@ async def _stored_spec(session: Any, run_id: int) -> RunSpec:
     return RunSpec.stored((await session.execute(query)).scalar_one())
 
 
-async def _old_table(url: str) -> list[dict[str, Any]]:
+async def _old_table(url: str, name: str = "agents") -> list[dict[str, Any]]:
     engine = create_engine(url)
+    table = sa.table(name, *(sa.column(c.name, c.type) for c in OLD.c))
     try:
         async with engine.connect() as conn:
-            query = sa.select(OLD).order_by(OLD.c.run_id, OLD.c.agent_id)
+            query = sa.select(table).order_by(table.c.run_id, table.c.agent_id)
             return [dict(r._mapping) for r in await conn.execute(query)]
     finally:
         await engine.dispose()
@@ -143,11 +147,13 @@ async def _old_table(url: str) -> list[dict[str, Any]]:
 
 def test_the_migration_keeps_every_agent_row_by_row(old_database):
     run_ids, rows = asyncio.run(_fill(old_database))
-    assert len(rows) == 180
+    assert len(rows) == 270
     migrate(old_database)
     read = asyncio.run(_read(old_database, run_ids))
-    for got, want in zip(read, rows, strict=True):  # row by row, every field
+    for got, want in zip(read, rows[:180], strict=True):  # row by row, every field
         assert got == want
+    # The run recorded by older code keeps its rows, not rebuilt others.
+    assert asyncio.run(_old_table(old_database, "legacy_agents")) == rows[180:]
 
     command.downgrade(alembic_config(old_database), "0008")
     assert asyncio.run(_old_table(old_database)) == rows
