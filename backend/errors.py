@@ -26,6 +26,7 @@ from backend.services import (
     SurveyNotFound,
     transient,
 )
+from backend.services.roster import RunUnreadable
 from backend.web.error_page import error_page, for_a_person
 
 __all__ = ["install"]
@@ -124,6 +125,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AgentNotFound, _not_found)
     app.add_exception_handler(SurveyNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
+    app.add_exception_handler(RunUnreadable, _conflict)
     app.add_exception_handler(InterviewFailed, _unavailable)
     for error in (RedisError, DBAPIError, OSError):
         app.add_exception_handler(error, _service_away)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import functools
@@ -15,7 +16,7 @@ import numpy as np
 from sqlalchemy import Select, select
 
 from backend.runtime import Runtime
-from backend.services.roster import hosts_of, roster_of, views
+from backend.services.roster import backgrounds_of, hosts_of, roster_of
 from backend.services.runs import get_run
 from backend.store import actions
 from backend.store.models import EventRow, RoundRow
@@ -109,13 +110,22 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
 
 async def _agent_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:
     """The run's agents as rows (`AGENT_COLUMNS`), `_BATCH` at a time, by id (none before the
-    run is placed)."""
+    run is placed). Each batch's profiles are built in a thread: the server goes on meanwhile."""
     run = await get_run(rt, run_id)
-    roster, hosts = await roster_of(rt, run), await hosts_of(rt, run_id)
-    for start in range(0, len(roster) if hosts else 0, _BATCH):
+    hosts = await hosts_of(rt, run_id)
+    if not hosts:
+        return
+    roster = await roster_of(rt, run)
+
+    def rows(ids: range, written: dict[int, str]) -> list[dict[str, Any]]:
+        return [
+            {c: getattr(a, c) for c in AGENT_COLUMNS} | {"attributes": dict(a.attributes)}
+            for a in roster.views(ids, hosts, written)
+        ]
+
+    for start in range(0, len(roster), _BATCH):
         ids = range(start, min(start + _BATCH, len(roster)))
-        agents = await views(rt, run_id, roster, ids, hosts)
-        yield [{c: getattr(a, c) for c in AGENT_COLUMNS} | {"attributes": dict(a.attributes)} for a in agents]
+        yield await asyncio.to_thread(rows, ids, await backgrounds_of(rt, run_id, roster, ids))
 
 
 async def _action_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from agents.population import Population
 from agents.spec import RunSpec
@@ -26,14 +28,31 @@ from backend.store.actions import failed_agents
 from backend.store.agents import HostRange
 from backend.store.models import Run
 
-__all__ = ["SORTS", "AgentView", "Roster", "Sort", "failed_in", "hosts_of", "roster_of", "views"]
+__all__ = [
+    "SORTS",
+    "AgentView",
+    "Roster",
+    "RunUnreadable",
+    "Sort",
+    "backgrounds_of",
+    "failed_in",
+    "hosts_of",
+    "roster_of",
+    "views",
+]
 
 Sort = Literal["id", "name", "kind", "host"]
 SORTS: tuple[Sort, ...] = ("id", "name", "kind", "host")
 
-# Rosters kept per process, by (database, run, spec): a million agents' take 10-20 MB.
+# Rosters kept per process, by (database, run, spec): a million agents' take about 15 MB, and
+# up to 40 MB more with the orders of every sort (4 bytes an agent each).
 _KEPT = 3
 _ROSTERS: OrderedDict[tuple[str, int, str], asyncio.Future[Roster]] = OrderedDict()
+
+
+class RunUnreadable(RuntimeError):
+    """The run's agents cannot be rebuilt here: its stored spec no longer reads (a kind that is
+    not installed in this process, a parameter an upgrade refuses)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,8 @@ class Roster:
         self.kinds = at[self.population.kind_codes]
         self._names: np.ndarray | None = None
         self._orders: dict[tuple[Sort, bool, tuple[HostRange, ...]], np.ndarray] = {}
+        # Pages are made in threads: one fills the caches at a time (and they are built once).
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Roster(agents={len(self)}, seed={self.spec.seed})"
@@ -70,9 +91,10 @@ class Roster:
 
     @property
     def names(self) -> np.ndarray:
-        if self._names is None:
-            self._names = self.population.name_keys()
-        return self._names
+        with self._lock:
+            if self._names is None:
+                self._names = self.population.name_keys()
+            return self._names
 
     def matching(
         self, *, kinds: Collection[str] | None = None, attributes: Mapping[str, str] | None = None
@@ -116,20 +138,20 @@ class Roster:
 
     def order(self, sort: Sort, descending: bool, hosts: Sequence[HostRange]) -> np.ndarray:
         """Every agent's id, sorted by `sort` (then by id, ascending either way); kept for the
-        next page."""
+        next page (but ids in order, which are made at once)."""
+        if sort == "id":
+            return np.arange(len(self), dtype=np.int32)[:: -1 if descending else 1]
         key = (sort, descending, tuple(hosts) if sort == "host" else ())
-        order = self._orders.get(key)
-        if order is None:
-            if sort == "id":
-                order = np.arange(len(self), dtype=np.int32)[:: -1 if descending else 1]
-            else:
-                values = self._key(sort, hosts)
+        values = self._key(sort, hosts)
+        with self._lock:
+            order = self._orders.get(key)
+            if order is None:
                 # A stable sort over ids in order: equal keys keep ascending ids.
                 order = np.argsort(-values if descending else values, kind="stable").astype(np.int32)
-            if sort == "host":
-                self._orders = {k: v for k, v in self._orders.items() if k[0] != "host"}
-            self._orders[key] = order
-        return order
+                if sort == "host":  # the hosts moved: the order of the old ones goes
+                    self._orders = {k: v for k, v in self._orders.items() if k[0] != "host"}
+                self._orders[key] = order
+            return order
 
     def _key(self, sort: Sort, hosts: Sequence[HostRange], ids: np.ndarray | None = None) -> np.ndarray:
         """What agents (`ids`, or all) sort by: their name keys, kinds or hosts."""
@@ -202,12 +224,20 @@ def _hosts(hosts: Sequence[HostRange], total: int) -> np.ndarray:
 
 async def roster_of(rt: Runtime, run: Run) -> Roster:
     """The run's roster, rebuilt (in a thread) unless this process kept it."""
-    digest = hashlib.sha256(json.dumps(run.spec, sort_keys=True).encode()).hexdigest()
+    # The spec as written, keys in order: their order decides who the agents are.
+    digest = hashlib.sha256(json.dumps(run.spec).encode()).hexdigest()
     key = (str(rt.engine.url), run.id, digest)
     kept = _ROSTERS.get(key)
     if kept is None:
+        try:
+            spec = RunSpec.stored(run.spec)
+        except ValidationError as e:
+            raise RunUnreadable(
+                f"run {run.id}'s agents cannot be shown here: its spec no longer reads "
+                f"({e.errors()[0]['msg']})"
+            ) from None
         # A future, so that the requests that come while it is being built wait for this one.
-        kept = asyncio.ensure_future(asyncio.to_thread(Roster, RunSpec.stored(run.spec)))
+        kept = asyncio.ensure_future(asyncio.to_thread(Roster, spec))
         _ROSTERS[key] = kept
         while len(_ROSTERS) > _KEPT:
             _ROSTERS.popitem(last=False)
@@ -215,19 +245,24 @@ async def roster_of(rt: Runtime, run: Run) -> Roster:
     try:
         return await asyncio.shield(kept)
     except Exception:
-        _ROSTERS.pop(key, None)
+        if _ROSTERS.get(key) is kept:
+            del _ROSTERS[key]
         raise
+
+
+async def backgrounds_of(rt: Runtime, run_id: int, roster: Roster, ids: Sequence[int]) -> dict[int, str]:
+    """The backgrounds written for agents `ids` of the run (none unless it has personas)."""
+    if roster.spec.population.persona is None:
+        return {}
+    async with rt.sessions() as session:
+        return await stored.backgrounds(session, run_id=run_id, ids=ids)
 
 
 async def views(
     rt: Runtime, run_id: int, roster: Roster, ids: Sequence[int], hosts: Sequence[HostRange]
 ) -> list[AgentView]:
     """The agents `ids` of the run, in that order, with the backgrounds written for them."""
-    written: dict[int, str] = {}
-    if roster.spec.population.persona is not None:
-        async with rt.sessions() as session:
-            written = await stored.backgrounds(session, run_id=run_id, ids=ids)
-    return roster.views(ids, hosts, written)
+    return roster.views(ids, hosts, await backgrounds_of(rt, run_id, roster, ids))
 
 
 async def failed_in(rt: Runtime, run_id: int, round: int) -> np.ndarray:

@@ -3,13 +3,16 @@ against the profiles themselves, filtered and sorted in plain Python."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from agents.population import Population
 from agents.spec import RunSpec
-from backend.services.roster import SORTS, Roster
+from backend.services.roster import SORTS, Roster, RunUnreadable, roster_of
 from backend.store.agents import HostRange
+from backend.store.models import Run
 from tests.conftest import spec_data
 
 TOTAL = 3_000
@@ -115,3 +118,25 @@ def test_kinds_are_labels_and_matching_counts_them(spec):
         want = [p.id for p in everyone if p.kind == label]
         assert np.flatnonzero(roster.matching(kinds=[label])).tolist() == want
     assert not roster.matching(kinds=["no such kind"]).any()
+
+
+async def test_a_run_whose_spec_no_longer_reads_is_said_so_not_a_crash():
+    """A kind not installed in this process (a plugin of the worker's): a clear refusal (409)."""
+    data = spec_data(**{"population.kinds": [{"kind": "not_installed_here", "share": 100}]})
+    rt = SimpleNamespace(engine=SimpleNamespace(url="sqlite+aiosqlite:///roster.db"))
+    with pytest.raises(RunUnreadable, match="run 5's agents cannot be shown here: its spec no longer reads"):
+        await roster_of(rt, Run(id=5, spec=data))  # type: ignore[arg-type]
+
+
+async def test_a_roster_is_kept_per_spec_as_written(spec):
+    """The order of a spec's categories decides who its agents are: a spec whose keys come in
+    another order is another roster."""
+    rt = SimpleNamespace(engine=SimpleNamespace(url="sqlite+aiosqlite:///roster.db"))
+    data = spec.model_dump(mode="json")
+    first = await roster_of(rt, Run(id=6, spec=data))  # type: ignore[arg-type]
+    assert await roster_of(rt, Run(id=6, spec=data)) is first  # type: ignore[arg-type]
+    gender = data["population"]["attributes"]["gender"]
+    data["population"]["attributes"]["gender"] = dict(reversed(list(gender.items())))
+    other = await roster_of(rt, Run(id=6, spec=data))  # type: ignore[arg-type]
+    assert other is not first
+    assert other.views([0, 1, 2], [], {}) != first.views([0, 1, 2], [], {})
