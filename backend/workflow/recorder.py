@@ -169,10 +169,11 @@ class Recorder:
         (Who the agents are is not stored: it follows from the spec, see `backend.store.agents`.)"""
 
         async def write(session: AsyncSession) -> None:
-            await fence(session, run_id=self.run_id, worker=self.worker)
-            await stored_agents.place(session, run_id=self.run_id, slots=slots, nodes=nodes)
             if backgrounds is not None:
                 await self._write_backgrounds(session, slots, backgrounds)
+            # Placed last, in the same transaction: a run is placed with every background, or not.
+            await fence(session, run_id=self.run_id, worker=self.worker)
+            await stored_agents.place(session, run_id=self.run_id, slots=slots, nodes=nodes)
 
         self._placed = asyncio.create_task(self._patiently(write), name=f"placed-{self.run_id}")
 
@@ -180,9 +181,8 @@ class Recorder:
         self, session: AsyncSession, slots: Sequence[Slot], backgrounds: Backgrounds
     ) -> None:
         run_id = self.run_id
-        # Let go of the run's row first: holding it for the whole COPY would make every round's
-        # write wait. A zombie's late rows would clash with the key anyway.
-        await session.commit()
+        # The run's row is locked (fenced) only after the COPY: holding it for the whole COPY
+        # would make every round's write wait. A zombie's rows would fail its fence.
         if await stored_agents.count_backgrounds(session, run_id=run_id) == self.spec.population.total:
             return
         await session.execute(delete(BackgroundRow).where(BackgroundRow.run_id == run_id))

@@ -50,4 +50,4 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url,
     assert [r["stats"] for r in rounds] == [r["stats"] for r in expected]
     assert [r["details"]["histogram"] for r in rounds] == [r["details"]["histogram"] for r in expected]
     alive = {n.node_id for n in alive_nodes()}
-    assert {a["node"] for a in placed} <= alive  # the agents table says where they are now
+    assert {a["node"] for a in placed} <= alive  # the stored hosts say where they are now
