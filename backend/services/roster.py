@@ -142,6 +142,8 @@ class Roster:
         if sort == "id":
             return np.arange(len(self), dtype=np.int32)[:: -1 if descending else 1]
         key = (sort, descending, tuple(hosts) if sort == "host" else ())
+        if (order := self._orders.get(key)) is not None:
+            return order
         values = self._key(sort, hosts)
         with self._lock:
             order = self._orders.get(key)

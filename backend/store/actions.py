@@ -493,7 +493,10 @@ async def group_stats(
     for number, parts in by_round.items():
         ids = np.concatenate([c.ids for c in parts])
         values = np.concatenate([c.numbers for c in parts])
-        kind = kinds[ids]
+        # An id past the population (a spec edited by hand) is counted in no kind.
+        inside = ids < len(kinds)
+        kind = np.full(len(ids), -1, dtype=np.int64)
+        kind[inside] = kinds[ids[inside]]
         failed = np.zeros(len(ids), dtype=bool)
         if failed_by_round.get(number):
             failed = np.isin(ids, np.array(failed_by_round[number], dtype=np.int64))

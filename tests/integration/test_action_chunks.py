@@ -248,3 +248,13 @@ def test_a_list_of_numbers_and_failures_is_stored_as_numbers():
     (fast,) = actions.encode_round(7, 3, ActionBatch(range(3), [4, None, 0.5], errors={1: "x"})).chunks
     assert fast[7] is None
     assert actions.unpack(fast[6])[0].tolist()[::2] == [4.0, 0.5]
+
+
+async def test_actions_of_agents_past_the_population_are_counted_in_no_kind(runtime, small_chunks):
+    """A spec edited by hand may name fewer agents than were recorded: the stats by kind count
+    the agents it has, and do not fail."""
+    run_id, _ = await recorded_run(runtime, [ActionBatch(range(TOTAL), [5] * TOTAL)])
+    kinds = np.zeros(10, dtype=np.int16)
+    async with runtime.sessions() as session:
+        groups = await records.group_stats(session, run_id=run_id, labels=["a"], kinds=kinds)
+    assert [(g["kind"], g["agents"], g["avg"]) for g in groups] == [("a", 10, 5.0)]
