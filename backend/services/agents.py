@@ -15,7 +15,7 @@ from agents.spec import KindShare, RunSpec
 from backend.domain import EventKind
 from backend.runtime import Runtime
 from backend.services._live import tell
-from backend.services.roster import AgentView, Sort, failed_in, hosts_of, roster_of, views
+from backend.services.roster import AgentView, Sort, failed_in, placed, views
 from backend.services.runs import get_run
 from backend.store import commands, records
 from backend.store.actions import RecordedAction
@@ -62,10 +62,9 @@ async def list_agents(
     `host` or `node`, named starting with `name`, that failed in the run's last stored round.
     A run's agents are there once it is placed (none while it is queued)."""
     run = await get_run(rt, run_id)
-    hosts = await hosts_of(rt, run_id)
-    if not hosts:
+    if (found := await placed(rt, run)) is None:
         return [], 0
-    roster = await roster_of(rt, run)
+    roster, hosts = found
     failures = await failed_in(rt, run_id, run.round) if failed else None
 
     def page() -> tuple[list[int], int]:  # array work: off the event loop
@@ -88,10 +87,10 @@ async def _agent_of(
     rt: Runtime, run_id: int, agent_id: int
 ) -> tuple[Run, AgentView, Sequence[RecordedAction]]:
     run = await get_run(rt, run_id)
-    hosts = await hosts_of(rt, run_id)
-    if not hosts or not 0 <= agent_id < run.agents:
+    if not 0 <= agent_id < run.agents or (found := await placed(rt, run)) is None:
         raise AgentNotFound(run_id, agent_id)
-    (agent,) = await views(rt, run_id, await roster_of(rt, run), [agent_id], hosts)
+    roster, hosts = found
+    (agent,) = await views(rt, run_id, roster, [agent_id], hosts)
     async with rt.sessions() as session:
         return (
             run,

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Select, select
 
 from backend.runtime import Runtime
-from backend.services.roster import backgrounds_of, hosts_of, roster_of
+from backend.services.roster import backgrounds_of, placed
 from backend.services.runs import get_run
 from backend.store import actions
 from backend.store.models import EventRow, RoundRow
@@ -111,11 +111,9 @@ async def export(rt: Runtime, run_id: int, *, table: ExportTable, format: Export
 async def _agent_rows(rt: Runtime, run_id: int) -> AsyncGenerator[list[dict[str, Any]]]:
     """The run's agents as rows (`AGENT_COLUMNS`), `_BATCH` at a time, by id (none before the
     run is placed). Each batch's profiles are built in a thread: the server goes on meanwhile."""
-    run = await get_run(rt, run_id)
-    hosts = await hosts_of(rt, run_id)
-    if not hosts:
+    if (found := await placed(rt, await get_run(rt, run_id))) is None:
         return
-    roster = await roster_of(rt, run)
+    roster, hosts = found
 
     def rows(ids: range, written: dict[int, str]) -> list[dict[str, Any]]:
         return [

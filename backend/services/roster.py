@@ -37,6 +37,7 @@ __all__ = [
     "backgrounds_of",
     "failed_in",
     "hosts_of",
+    "placed",
     "roster_of",
     "views",
 ]
@@ -271,6 +272,13 @@ async def failed_in(rt: Runtime, run_id: int, round: int) -> np.ndarray:
     """The ids of the agents whose action failed in `round`."""
     async with rt.sessions() as session:
         return np.array((await session.scalars(failed_agents(run_id, round))).all(), dtype=np.int64)
+
+
+async def placed(rt: Runtime, run: Run) -> tuple[Roster, list[HostRange]] | None:
+    """The run's roster and its hosts, once it is placed; None before (a queued run has no
+    agents to show, and its population is not built for nothing)."""
+    hosts = await hosts_of(rt, run.id)
+    return (await roster_of(rt, run), hosts) if hosts else None
 
 
 async def hosts_of(rt: Runtime, run_id: int) -> list[HostRange]:

@@ -19,7 +19,6 @@ from backend.store.records import copy_rows
 
 __all__ = [
     "HostRange",
-    "background",
     "backgrounds",
     "count_backgrounds",
     "hosts",
@@ -92,8 +91,3 @@ async def backgrounds(session: AsyncSession, *, run_id: int, ids: Sequence[int])
         BackgroundRow.run_id == run_id, *chosen
     )
     return {row.agent_id: row.background for row in await session.execute(query)}
-
-
-async def background(session: AsyncSession, *, run_id: int, agent_id: int) -> str | None:
-    row = await session.get(BackgroundRow, (run_id, agent_id))
-    return row.background if row is not None else None

@@ -123,7 +123,6 @@ async def test_bulk_rows_round_trip_and_forget_after(runtime):
         assert await stored_agents.backgrounds(session, run_id=run.id, ids=[49, 3]) == {
             i: written[i] for i in (3, 49)
         }
-        assert await stored_agents.background(session, run_id=run.id, agent_id=7) == written[7]
         rows = await actions.actions_of(session, run_id=run.id, ids=range(50), rounds=range(2, 3))
         by_agent = {agent: actions_[0] for agent, actions_ in rows.items()}
         assert (by_agent[0].value, by_agent[0].payload, by_agent[0].error) == (2.0, None, None)
