@@ -300,6 +300,7 @@ class RunDriver:
 
             async def moved(session: AsyncSession) -> None:
                 await stored_agents.place(session, run_id=self.run.id, slots=replacement.slots, nodes=nodes)
+                await session.commit()
 
             await self.publisher.store(moved)
         if self.spec.population.persona is not None:

@@ -39,7 +39,13 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url,
         events = client.get(f"/api/v1/runs/{run['id']}/events", params={"limit": 1000}).json()["data"]
         rounds = client.get(f"/api/v1/runs/{run['id']}/rounds").json()["data"]
         expected = client.get(f"/api/v1/runs/{undisturbed['id']}/rounds").json()["data"]
-        placed = client.get(f"/api/v1/runs/{run['id']}/agents", params={"limit": 500}).json()["data"]
+        placed = [
+            agent
+            for offset in range(0, 2_000, 500)
+            for agent in client.get(
+                f"/api/v1/runs/{run['id']}/agents", params={"limit": 500, "offset": offset}
+            ).json()["data"]
+        ]
     assert done["status"] == "completed", done["error"]
     kinds = [e["kind"] for e in events]
     assert "node lost" in kinds
@@ -50,4 +56,5 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_results(tmp_path, redis_url,
     assert [r["stats"] for r in rounds] == [r["stats"] for r in expected]
     assert [r["details"]["histogram"] for r in rounds] == [r["details"]["histogram"] for r in expected]
     alive = {n.node_id for n in alive_nodes()}
+    assert len(placed) == 2_000
     assert {a["node"] for a in placed} <= alive  # the stored hosts say where they are now
