@@ -5,6 +5,8 @@ Keys, per run:
 - `myriad:run:{id}:hosts`    JSON list of host stats, expiring if nobody refreshes it
 - `myriad:run:{id}:events`   stream of events, trimmed to the newest `events_kept`: the fast
                              path (the database keeps every event, and the commands)
+- `myriad:run:{id}:commands` how many commands were sent to the run: a hint that spares its
+                             worker a read of the command log at every round boundary
 and `myriad:cluster:nodes`, the Ray nodes as the workers last saw them,
 `myriad:worker:{id}`, each live worker's presence (expiring unless the worker renews it), and
 `myriad:survey:{id}`, the presence of the process asking a survey (the same).
@@ -168,6 +170,16 @@ class LiveChannel:
                     found[int(key.split(":")[2])] = json.loads(raw)
         return found
 
+    # -- commands -----------------------------------------------------------------------------
+
+    async def command_sent(self, run_id: int) -> None:
+        """Say a command was added to the run's log (after it was committed)."""
+        await self.redis.incr(_key(run_id, "commands"))
+
+    async def commands_sent(self, run_id: int) -> int:
+        """How many commands were said to be sent to the run (0 for none, or after a restart)."""
+        return int(await self.redis.get(_key(run_id, "commands")) or 0)
+
     # -- events -------------------------------------------------------------------------------
 
     async def emit(self, run_id: int, kind: str, round: int, payload: Mapping[str, Any] | None = None) -> str:
@@ -192,4 +204,4 @@ class LiveChannel:
 
     async def forget(self, run_id: int) -> None:
         """Drop everything live about a run (after it is deleted)."""
-        await self.redis.delete(*(_key(run_id, part) for part in ("state", "hosts", "events")))
+        await self.redis.delete(*(_key(run_id, part) for part in ("state", "hosts", "events", "commands")))

@@ -227,6 +227,7 @@ async def _log_command(rt: Runtime, run_id: int, action: str, payload: dict[str,
     async with rt.sessions() as session:
         await commands.add_command(session, run_id=run_id, action=action, payload=payload)
         await session.commit()
+    await tell(rt.live.command_sent(run_id))  # unheard, the worker still reads it within a second
 
 
 async def _requeue(rt: Runtime, run: Run) -> Run:

@@ -1,6 +1,11 @@
 """Control: the run's status as its worker keeps it, and the commands that change it, read from
 the run's command log at round boundaries.
 
+Reading the log took longer than a round of a million agents' step leaves over, so the live layer
+carries a hint: a count of the commands sent to the run, which the API raises after it commits
+one. The log is read when the count moved, when the live layer does not answer, and at least once
+a second whatever it says (a hint lost with a restart of Redis costs a command that long).
+
 The log is in the database, so a command outlives the worker it was sent to: a new worker
 applies what is still pending, and after going back to a checkpoint it delivers again, at the
 rounds they were first delivered, the injections applied since (the rounds after a checkpoint
@@ -10,11 +15,13 @@ are run again, and so must their injections be: each reaches its agents once, in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.core import Intervention
@@ -29,6 +36,7 @@ __all__ = ["Control", "Order", "intervention"]
 
 Order = Literal["go", "stop", "release"]
 _PAUSE_POLL = 0.2  # seconds between looks at the command log while paused
+_READ_EVERY = 1.0  # seconds: the log is read this often even when the hint says nothing was sent
 
 
 def intervention(payload: Mapping[str, Any]) -> Intervention:
@@ -57,17 +65,33 @@ class Control:
         self.budget = budget
         self.shutdown = shutdown
         self._again: dict[int, list[Intervention]] = {}
+        self._sent: int | None = None  # the hint when the log was last read
+        self._read_at = -_READ_EVERY
 
     def __repr__(self) -> str:
         return f"Control(run={self.publisher.run_id}, status={self.status}, again={sorted(self._again)})"
 
     async def pending(self) -> Sequence[CommandRow]:
-        """The run's commands no worker has applied yet, oldest first."""
+        """The run's commands no worker has applied yet, oldest first: none without a look at the
+        log when the hint says none was sent since the last look, which found none, less than
+        `_READ_EVERY` ago."""
+        publisher = self.publisher
+        sent = None
+        if not publisher.live_lost:
+            with contextlib.suppress(RedisError):  # then the log is read: the hint is a shortcut
+                sent = await publisher.live.commands_sent(publisher.run_id)
+        if sent is not None and sent == self._sent and time.monotonic() - self._read_at < _READ_EVERY:
+            return ()
 
         async def read(session: AsyncSession) -> Sequence[CommandRow]:
-            return await commands.pending_commands(session, run_id=self.publisher.run_id)
+            return await commands.pending_commands(session, run_id=publisher.run_id)
 
-        return await self.publisher.store(read)
+        self._read_at = time.monotonic()
+        found = await publisher.store(read)
+        # The hint was read before the log, so a command committed since moves it again; commands
+        # found may be left to a later look (writing the backgrounds only looks for a stop).
+        self._sent = None if found else sent
+        return found
 
     async def rewound(self, round: int) -> None:
         """The run went back to round `round`: the injections applied since come again."""

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from agents.spec import RunSpec
 from backend import services
 from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
-from backend.store import actions, records
+from backend.store import actions, commands, records
 from backend.store import agents as stored_agents
 from backend.store.models import CheckpointRow, EventRow
 from backend.workflow.worker import Worker
@@ -194,6 +195,41 @@ async def test_pause_resume_inject_and_stop_from_another_process(runtime, settin
     assert next(e for e in events if e.kind == "injected").payload["where"] == {"gender": "female"}
     with pytest.raises(IllegalTransition, match="is stopped; it cannot become running"):
         await services.control(runtime, run.id, "resume")
+
+
+async def test_the_command_log_is_read_when_the_live_layer_says_a_command_came(runtime, monkeypatch):
+    """Reading the log at every round boundary cost more than a round of a million agents: it is
+    read when the API says it sent a command (applied at the next boundary, as before), and at
+    least once a second (a command whose word to Redis was lost is not lost)."""
+    reads = 0
+    read_log = commands.pending_commands
+
+    async def counted(session, *, run_id: int):
+        nonlocal reads
+        reads += 1
+        return await read_log(session, run_id=run_id)
+
+    monkeypatch.setattr(commands, "pending_commands", counted)
+    run = await services.submit(runtime, spec(rounds=80))
+    counting: dict[str, float] = {}
+
+    async def after(result) -> None:
+        if result.round == 10:
+            counting.update(reads=reads, since=time.monotonic())
+        elif result.round == 60:
+            counting.update(reads=reads - counting["reads"], seconds=time.monotonic() - counting["since"])
+            await services.control(runtime, run.id, "pause")
+
+    worker = Worker(runtime)
+    driving = asyncio.create_task(worker.drive(await worker.claim(run.id), on_round=after))
+    await wait_for_async(lambda: _is(runtime, run.id, "paused"), "the run to pause", 120)
+    assert (await services.get_run(runtime, run.id)).round == 60  # at the boundary it was sent before
+    assert counting["reads"] <= counting["seconds"] + 2, counting  # 50 boundaries, read about once a second
+
+    async with runtime.sessions() as session:  # a resume the live layer never heard of
+        await commands.add_command(session, run_id=run.id, action="resume", payload={})
+        await session.commit()
+    assert await asyncio.wait_for(driving, 60) == RunStatus.COMPLETED
 
 
 async def _is(rt: Runtime, run_id: int, status: str) -> bool:
