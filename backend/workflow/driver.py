@@ -358,7 +358,7 @@ class RunDriver:
             await pending
 
     async def _checkpoint(self, sim: Simulation) -> None:
-        data = checkpoint.encode(await sim.get_state())
+        data = await asyncio.to_thread(checkpoint.encode, await sim.get_state())
         await self._recorder.checkpoint(sim.round, data)
         self._checkpointed = sim.round
 
