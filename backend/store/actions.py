@@ -180,30 +180,41 @@ def encode_round(
     run_id: int, round: int, batch: ActionBatch, sample: np.ndarray | Sequence[int] | None = None
 ) -> Encoded:
     """The chunks of the actions of `sample` (sorted agent ids; default: all) in `batch`, and
-    their failures: consecutive recorded agents, `CHUNK` at a time. CPU work: run it in a thread."""
-    start = batch.ids.start
+    their failures: consecutive recorded agents, `CHUNK` at a time. CPU work: run it in a thread.
+
+    Every action of a million agents is the common case, beside the hosts' next round on the
+    same cores: it allocates nothing the size of the round (no array of ids, no tokens unless
+    some agent spent any), as a large fresh array costs its page faults again every round."""
+    start, stop = batch.ids.start, batch.ids.stop
     if sample is None:
-        ids = np.arange(batch.ids.start, batch.ids.stop, dtype=np.int64)
+        ids = None
+        count = stop - start
     else:
         ids = np.asarray(sample, dtype=np.int64)
-        ids = ids[(ids >= batch.ids.start) & (ids < batch.ids.stop)]
-    tokens = np.zeros(len(ids), dtype=np.int64)
-    if batch.tokens and len(ids):
+        ids = ids[(ids >= start) & (ids < stop)]
+        count = len(ids)
+    tokens = None
+    if batch.tokens and count:
         spent = np.fromiter(batch.tokens, dtype=np.int64, count=len(batch.tokens))
-        where = np.searchsorted(ids, spent).clip(0, len(ids) - 1)
-        kept = ids[where] == spent
+        where = spent - start if ids is None else np.searchsorted(ids, spent).clip(0, count - 1)
+        kept = np.ones(len(spent), dtype=bool) if ids is None else ids[where] == spent
+        tokens = np.zeros(count, dtype=np.int64)
         tokens[where[kept]] = np.fromiter(batch.tokens.values(), dtype=np.int64, count=len(spent))[kept]
     failed = np.sort(np.fromiter(batch.errors, dtype=np.int64, count=len(batch.errors)))
-    encoded = Encoded(actions=len(ids))
-    for at in range(0, len(ids), CHUNK):
-        mine = ids[at : at + CHUNK]
-        first, end = int(mine[0]), int(mine[-1]) + 1
-        whole = end - first == len(mine)
-        positions: np.ndarray | slice = slice(first - start, end - start) if whole else mine - start
+    encoded = Encoded(actions=count)
+    for at in range(0, count, CHUNK):
+        mine = None if ids is None else ids[at : at + CHUNK]
+        if mine is None:
+            first, end = start + at, min(start + at + CHUNK, stop)
+        else:
+            first, end = int(mine[0]), int(mine[-1]) + 1
+            mine = None if end - first == len(mine) else mine  # consecutive: the span says it all
+        positions: np.ndarray | slice = slice(first - start, end - start) if mine is None else mine - start
         numbers, texts = _numbers_of(batch.payloads, positions)
         low, high = np.searchsorted(failed, [first, end]).tolist()
         errors = {a: batch.errors[a] for a in failed[low:high].tolist()}
-        _add_chunk(encoded, run_id, round, mine, whole, numbers, texts, tokens[at : at + CHUNK], errors)
+        spent_here = None if tokens is None else tokens[at : at + CHUNK]
+        _add_chunk(encoded, run_id, round, range(first, end), mine, numbers, texts, spent_here, errors)
     return encoded
 
 
@@ -218,9 +229,10 @@ def encode_rows(run_id: int, round: int, rows: Sequence[Sequence[Any]]) -> Encod
     texts = [None if r[2] is None else json.dumps(r[2], default=str) for r in rows]
     tokens = np.fromiter((r[4] or 0 for r in rows), dtype=np.int64, count=len(rows))
     errors = {r[0]: r[3] for r in rows if r[3] is not None}
-    whole = int(ids[-1]) + 1 - int(ids[0]) == len(ids)
+    span = range(int(ids[0]), int(ids[-1]) + 1)
+    listed = None if len(span) == len(ids) else ids
     has_texts = any(t is not None for t in texts)
-    _add_chunk(encoded, run_id, round, ids, whole, numbers, texts if has_texts else None, tokens, errors)
+    _add_chunk(encoded, run_id, round, span, listed, numbers, texts if has_texts else None, tokens, errors)
     return encoded
 
 
@@ -228,27 +240,28 @@ def _add_chunk(
     encoded: Encoded,
     run_id: int,
     round: int,
-    ids: np.ndarray,
-    whole: bool,
+    span: range,
+    ids: np.ndarray | None,
     numbers: np.ndarray,
     texts: Sequence[str | None] | None,
-    tokens: np.ndarray,
+    tokens: np.ndarray | None,
     errors: dict[int, str],
 ) -> None:
-    if errors and not whole:
+    """A chunk of the agents in `span`: all of them, or those of `ids` when given."""
+    if errors and ids is not None:
         members = set(ids.tolist())
         errors = {a: e for a, e in errors.items() if a in members}
     encoded.chunks.append(
         (
             run_id,
             round,
-            int(ids[0]),
-            int(ids[-1]) + 1,
-            len(ids),
-            None if whole else pack(ids),
+            span.start,
+            span.stop,
+            len(span) if ids is None else len(ids),
+            None if ids is None else pack(ids),
             pack_numbers(numbers),
             None if texts is None else _pack_texts(texts),
-            pack(_smallest(tokens)) if tokens.any() else None,
+            pack(_smallest(tokens)) if tokens is not None and tokens.any() else None,
             len(errors),
         )
     )
