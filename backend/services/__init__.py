@@ -46,6 +46,7 @@ from backend.services.exports import (
 )
 from backend.services.history import (
     Feed,
+    RoundsShown,
     events,
     feed,
     follow,
@@ -124,6 +125,7 @@ __all__ = [
     "RecordedAction",
     "RoundRow",
     "RoundStats",
+    "RoundsShown",
     "Run",
     "RunNotFound",
     "SurveyNotFound",

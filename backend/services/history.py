@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -18,7 +19,20 @@ from backend.services.runs import RunNotFound, get_run
 from backend.store import records, runs
 from backend.store.models import EventRow, RoundRow, RoundStats, Run
 
-__all__ = ["Feed", "events", "feed", "follow", "groups", "round_detail", "rounds", "run_rounds", "usage"]
+__all__ = [
+    "CHART_POINTS",
+    "TABLE_ROUNDS",
+    "Feed",
+    "RoundsShown",
+    "events",
+    "feed",
+    "follow",
+    "groups",
+    "round_detail",
+    "rounds",
+    "run_rounds",
+    "usage",
+]
 
 
 async def events(rt: Runtime, run_id: int, limit: int = 100) -> Sequence[EventRow]:
@@ -75,16 +89,17 @@ async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dic
 async def usage(
     rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow] | Sequence[RoundStats]
 ) -> dict[str, Any]:
-    """The run's language-model use: per round (tokens, cost), outside the rounds (writing the
-    backgrounds, interviews), per model (calls, failed, tokens, cost; all of it) and in all,
-    priced by the spec's price tables."""
+    """The run's language-model use: per round of `rounds` (tokens, cost), outside the rounds
+    (writing the backgrounds, interviews), per model (calls, failed, tokens, cost; all of it)
+    and in all, priced by the spec's price tables."""
     per_round = [
         {"round": r.round, "tokens": llm.tokens(r.usage), "cost": llm.priced(spec.llm, r.usage)}
         for r in rounds
     ]
     async with rt.sessions() as session:
         outside = await records.usage_outside_rounds(session, run_id=run_id)
-    used = sum_usage([*(r.usage for r in rounds), *outside.values()])
+        in_rounds = await records.usage_totals(session, run_id=run_id)  # all, not only those given
+    used = sum_usage([in_rounds, *outside.values()])
     models = {name: {**counts, "cost": llm.priced(spec.llm, {name: counts})} for name, counts in used.items()}
     priced = {what: {"tokens": llm.tokens(u), "cost": llm.priced(spec.llm, u)} for what, u in outside.items()}
     return {
@@ -95,22 +110,48 @@ async def usage(
     }
 
 
+CHART_POINTS = 250  # a figure over the rounds draws about this many at most: every k-th round
+TABLE_ROUNDS = 50  # the statistics table shows the newest rounds; the export has them all
+
+
+@dataclass(frozen=True)
+class RoundsShown:
+    """A run's rounds as its page shows them, read in one query however long the run (a page
+    polled every second read all of a run's thousands of rounds, and drew them all).
+
+    Attributes:
+        recorded: the newest round stored (0 for none).
+        newest: the newest `TABLE_ROUNDS` rounds, in order.
+        spread: every k-th round and the newest, at most about `CHART_POINTS`: a figure's points.
+    """
+
+    recorded: int
+    newest: list[RoundStats]
+    spread: list[RoundStats]
+
+
 async def run_rounds(
-    rt: Runtime, run_id: int, shown: int | None = None
-) -> tuple[Run, list[RoundStats], RoundRow | None]:
-    """A run, its rounds' statistics (no details; the language-model use only for a run with a
-    model) and round `shown` with its details (None, or a round not stored: the newest; None
-    when no round is), read together: one trip to the database for a run page's live part."""
+    rt: Runtime, run_id: int, round: int | None = None
+) -> tuple[Run, RoundsShown, RoundRow | None]:
+    """A run, its rounds' statistics as its page shows them (no details; the language-model use
+    only for a run with a model) and round `round` with its details (None, or a round not
+    stored: the newest; None when no round is), read together: one trip to the database for a
+    run page's live part."""
     async with rt.sessions() as session:
         run = await runs.get_run(session, run_id=run_id)
         if run is None:
             raise RunNotFound(run_id)
         llm_used = RunSpec.stored(run.spec).llm is not None
-        rounds = await records.round_stats(session, run_id=run_id, usage=llm_used)
-        if shown is None or not 1 <= shown <= len(rounds):
-            shown = rounds[-1].round if rounds else None
-        detail = await records.get_round(session, run_id=run_id, round=shown) if shown is not None else None
-        return run, rounds, detail
+        every = max(1, -(-run.round // CHART_POINTS))
+        rows = await records.round_stats(
+            session, run_id=run_id, usage=llm_used, every=every, newest_from=run.round - TABLE_ROUNDS + 1
+        )
+        recorded = rows[-1].round if rows else 0
+        if round is None or not 1 <= round <= recorded:
+            round = recorded or None
+        detail = await records.get_round(session, run_id=run_id, round=round) if round is not None else None
+    spread = [r for r in rows if r.round % every == 0 or r.round == recorded]
+    return run, RoundsShown(recorded, rows[-TABLE_ROUNDS:], spread), detail
 
 
 async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:

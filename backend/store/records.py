@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
@@ -80,11 +80,16 @@ async def list_rounds(session: AsyncSession, *, run_id: int, details: bool = Tru
     return (await session.scalars(query)).all()
 
 
-async def round_stats(session: AsyncSession, *, run_id: int, usage: bool) -> list[RoundStats]:
+async def round_stats(
+    session: AsyncSession, *, run_id: int, usage: bool, every: int = 1, newest_from: int = 0
+) -> list[RoundStats]:
     """The run's rounds in order, without details, and without their language-model use (left
     empty) unless `usage`: only these columns, as tuples, a fraction of the cost of loading
-    hundreds of `RoundRow`s on a page polled every second."""
+    hundreds of `RoundRow`s on a page polled every second. With `every`, only every `every`-th
+    round and those from `newest_from` on: what a page shows of a run of thousands of rounds."""
     mine = RoundRow.run_id == run_id
+    if every > 1:
+        mine = and_(mine, or_(RoundRow.round % every == 0, RoundRow.round >= newest_from))
     if usage:
         query = select(RoundRow.round, RoundRow.stats, RoundRow.time, RoundRow.failures, RoundRow.usage)
         return [RoundStats(*row) for row in await session.execute(query.where(mine).order_by(RoundRow.round))]

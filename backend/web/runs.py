@@ -3,7 +3,6 @@ its downloads. Each page also answers htmx with the fragment it targets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request, status
@@ -15,7 +14,7 @@ from backend import services
 from backend.deps import Download, RunId, RuntimeDep
 from backend.domain import IllegalTransition, RunStatus
 from backend.runtime import Runtime
-from backend.services import RoundRow, RoundStats, Run
+from backend.services import RoundRow, RoundsShown, Run
 from backend.web.auth import require_login
 from backend.web.csrf import verify_csrf
 from backend.web.figures import figure
@@ -26,7 +25,6 @@ __all__ = ["UNFINISHED", "budget_of_form", "following_context", "router"]
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
 UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
-TABLE_ROUNDS = 50  # the statistics table shows the newest rounds; the export has them all
 
 
 def computing_round(run: Run, live: dict[str, Any], recorded: int) -> int:
@@ -56,7 +54,7 @@ async def runs_alias(request: Request) -> Response:
     return RedirectResponse(request.url_for("runs"), status_code=status.HTTP_308_PERMANENT_REDIRECT)
 
 
-async def live_context(rt: Runtime, run: Run, rounds: Sequence[RoundStats]) -> dict[str, Any]:
+async def live_context(rt: Runtime, run: Run, rounds: RoundsShown) -> dict[str, Any]:
     """The live part of a run's page: status, progress, controls and the statistics table.
 
     The progress, the table and the chart (`chart_context`) all show the newest round the
@@ -64,17 +62,15 @@ async def live_context(rt: Runtime, run: Run, rounds: Sequence[RoundStats]) -> d
     written (seconds, for 100,000 agents), so it only says which round is being computed."""
     run_id = run.id
     spec = RunSpec.stored(run.spec)
-    usage = await services.usage(rt, spec, run_id, rounds) if spec.llm is not None else None
+    usage = await services.usage(rt, spec, run_id, rounds.newest) if spec.llm is not None else None
     live = await services.live_state(rt, run_id)
-    recorded = rounds[-1].round if rounds else 0
     return {
         "run": run,
         "spec": spec,
         "live": live,
-        "recorded": recorded,
-        "computing": computing_round(run, live, recorded),
-        "rounds": rounds,
-        "table": rounds[-TABLE_ROUNDS:],
+        "recorded": rounds.recorded,
+        "computing": computing_round(run, live, rounds.recorded),
+        "table": rounds.newest,
         "unfinished": run.status in UNFINISHED,
         "usage": usage,
         "round_usage": {r["round"]: r for r in usage["rounds"]} if usage else {},
@@ -82,11 +78,11 @@ async def live_context(rt: Runtime, run: Run, rounds: Sequence[RoundStats]) -> d
 
 
 def chart_context(
-    run: Run, rounds: Sequence[RoundStats], detail: RoundRow | None, *, following: bool
+    run: Run, rounds: RoundsShown, detail: RoundRow | None, *, following: bool
 ) -> dict[str, Any]:
     """The figure of round `detail` (`following`: the newest, following the run as it goes)."""
-    chart = figure(detail, rounds) if detail is not None else None
-    return {"run": run, "chart": chart, "following": following, "last_round": len(rounds)}
+    chart = figure(detail, rounds.spread) if detail is not None else None
+    return {"run": run, "chart": chart, "following": following, "last_round": rounds.recorded}
 
 
 async def following_context(rt: Runtime, run_id: int) -> dict[str, Any]:
@@ -115,7 +111,7 @@ async def run_chart(
 ) -> Response:
     """The chart for one round (no round: the newest, following the run)."""
     run, rounds, detail = await services.run_rounds(rt, run_id, round)
-    following = round is None or round > len(rounds)  # a round not played yet: the newest
+    following = round is None or round > rounds.recorded  # a round not played yet: the newest
     context = chart_context(run, rounds, detail, following=following)
     return templates.TemplateResponse(request, "run_chart.html", context)
 
