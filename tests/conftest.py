@@ -260,6 +260,8 @@ def driving_app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 def api_settings(tmp_path, redis_url) -> Settings:
+    with redis.Redis.from_url(redis_url) as live:
+        live.flushdb()  # run ids restart with each SQLite database: no run's hosts from a test before
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'api.db'}",
         redis_url=redis_url,
