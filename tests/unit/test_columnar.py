@@ -193,6 +193,43 @@ def test_waiting_columns_are_awaited_beside_the_objects_and_timed_out(guessers):
     assert set(batch.errors.values()) == {"TimeoutError: no action within the round's time"}
 
 
+class Short(Columns):
+    """Gives one payload too few: a bug that would shift every later agent's answer."""
+
+    def decide(self, round, public, inbox):
+        return Decisions(self.ids[1:] % 7)
+
+
+class ShortWaiting(Waiting):
+    async def act(self, round, public, inbox):
+        return Decisions((self.ids % 7).tolist() + [0])
+
+
+def test_a_kind_that_gives_the_wrong_number_of_payloads_fails_its_own_agents(guessers):
+    host = columns_host(guessers)
+    (index, uniform, offsets), (_, level0, offsets0) = host.groups[:2]
+    host.groups[0] = (index, Short(uniform.ids, AgentContext(seed=1), uniform.profiles), offsets)
+    host.groups[1] = (
+        index,
+        ShortWaiting(level0.ids, AgentContext(seed=1, params=0), level0.profiles),
+        offsets0,
+    )
+    batch = asyncio.run(
+        host.step(1, GuessTwoThirds(GuessParams(), rounds=1, population=TOTAL).observe(1).public, {})
+    )
+    n, m = len(uniform), len(level0)
+    assert {batch.errors[i] for i in uniform.ids.tolist()} == {
+        f"ValueError: decide() gave {n - 1} payloads for {n} agents"
+    }
+    assert {batch.errors[i] for i in level0.ids.tolist()} == {
+        f"ValueError: act() gave {m + 1} payloads for {m} agents"
+    }
+    assert all(batch.payloads[i] is None for i in [*offsets.tolist(), *offsets0.tolist()])
+    others = np.setdiff1d(np.arange(TOTAL), np.concatenate([uniform.ids, level0.ids]))
+    assert len(batch.errors) == n + m
+    assert all(isinstance(batch.payloads[i], int) for i in others.tolist())
+
+
 def test_columns_read_their_agents_attributes_and_profiles(make_spec):
     spec = make_spec(**{"population.kinds": GUESSERS, "population.total": TOTAL})
     host = columns_host(spec, range(1000, 2000))
