@@ -32,6 +32,7 @@ __all__ = [
     "NoParams",
     "Observation",
     "Profile",
+    "narrowest",
     "sum_usage",
 ]
 
@@ -180,6 +181,15 @@ def sum_usage(parts: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dic
     return total
 
 
+def narrowest(integers: np.ndarray) -> np.ndarray:
+    """Integers as the smallest integer type that holds them all (smaller to send, and they
+    compress far better); as they are when there are none."""
+    if not integers.size:
+        return integers
+    low, high = np.min_scalar_type(integers.min()), np.min_scalar_type(integers.max())
+    return integers.astype(np.result_type(low, high), copy=False)
+
+
 @dataclass(slots=True)
 class ActionBatch:
     """The actions of a contiguous range of agents in one round, in columns.
@@ -222,8 +232,8 @@ class ActionBatch:
         0..100 then cross processes as a byte each, and a host's batch of 50,000 travels inside
         its reply instead of through the object store."""
         p = self.payloads
-        if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and p.size:
-            self.payloads = p.astype(np.result_type(np.min_scalar_type(p.min()), np.min_scalar_type(p.max())))
+        if isinstance(p, np.ndarray) and p.dtype.kind in "iu":
+            self.payloads = narrowest(p)
 
     @classmethod
     def concat(cls, batches: Sequence[ActionBatch]) -> ActionBatch:

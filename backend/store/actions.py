@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from agents.core import ActionBatch
+from agents.core import ActionBatch, narrowest
 from backend.store.models import ActionChunkRow, ActionFailureRow
 
 __all__ = [
@@ -74,7 +74,6 @@ FAILURE_COLUMNS = ("run_id", "round", "agent_id", "error")
 _NUMBERS = (int, float)
 _NUMBERS_OR_NONE = {int, float, type(None)}
 _HEADER = struct.Struct("<4sQQ")  # numpy type ('<f8', '|u1', ...), raw bytes, compressed bytes
-_INTEGERS = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8"))
 
 
 class RecordedAction(NamedTuple):
@@ -114,27 +113,15 @@ def unpack(blob: bytes, at: int = 0) -> tuple[np.ndarray, int]:
     return np.frombuffer(raw, dtype), start + length
 
 
-def _smallest(whole: np.ndarray) -> np.ndarray:
-    """Whole numbers as the smallest integer type that holds them (they compress far better)."""
-    if not whole.size:
-        return whole.astype(np.int64)
-    low, high = int(whole.min()), int(whole.max())
-    for dtype in _INTEGERS:
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
-            return whole.astype(dtype, copy=False)
-    return whole
-
-
 def pack_numbers(numbers: np.ndarray) -> bytes:
     """Numbers (integers, or float64 with NaN for none) packed as the smallest integer type
     that holds them when they are all whole."""
     if numbers.dtype.kind in "iu":
-        return pack(_smallest(numbers))
+        return pack(narrowest(numbers))
     with np.errstate(invalid="ignore"):
         whole = numbers.astype(np.int64)
     if numbers.size and np.array_equal(whole, numbers):  # NaN equals nothing: stays float
-        return pack(_smallest(whole))
+        return pack(narrowest(whole))
     return pack(numbers)
 
 
@@ -173,7 +160,7 @@ def _pack_texts(texts: Sequence[str | None]) -> bytes:
     encoded = [b"" if t is None else t.encode() for t in texts]
     ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
     # An empty text marks no payload: every JSON text is at least one byte long.
-    return pack(_smallest(ends)) + pack(np.frombuffer(b"".join(encoded), dtype=np.uint8))
+    return pack(narrowest(ends)) + pack(np.frombuffer(b"".join(encoded), dtype=np.uint8))
 
 
 def encode_round(
@@ -261,7 +248,7 @@ def _add_chunk(
             None if ids is None else pack(ids),
             pack_numbers(numbers),
             None if texts is None else _pack_texts(texts),
-            pack(_smallest(tokens)) if tokens is not None and tokens.any() else None,
+            pack(narrowest(tokens)) if tokens is not None and tokens.any() else None,
             len(errors),
         )
     )

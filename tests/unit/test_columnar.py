@@ -202,7 +202,7 @@ class Short(Columns):
 
 class ShortWaiting(Waiting):
     async def act(self, round, public, inbox):
-        return Decisions((self.ids % 7).tolist() + [0])
+        return Decisions([*(self.ids % 7).tolist(), 0])
 
 
 def test_a_kind_that_gives_the_wrong_number_of_payloads_fails_its_own_agents(guessers):
