@@ -32,6 +32,7 @@ _NAME_SALT = 0x4E414D45  # keeps name draws apart from the agents' own draws
 # Pools of given names: a gender's, or both for an agent whose gender has neither (or no gender).
 _POOLS = (names.FEMALE, names.MALE, names.FEMALE + names.MALE)
 _POOL_OF_GENDER = {"female": 0, "woman": 0, "male": 1, "man": 1}
+_KEYS_AT_ONCE = 1_000_000  # agents whose name keys are worked out together
 
 
 def category_counts(total: int, shares: Mapping[str, float]) -> dict[str, int]:
@@ -135,11 +136,16 @@ class Population:
     def name_keys(self) -> np.ndarray:
         """Every agent's name as its rank among every name there can be: agents sort by name as
         their keys sort, and the names starting with a text are a range of keys (`name_span`)."""
-        pools, pairs = self._name_pairs(np.arange(self.spec.total))
-        keys = np.empty(self.spec.total, dtype=np.int32)
-        for pool, ranked in enumerate(_ranked_names()[1]):
-            mine = pools == pool
-            keys[mine] = ranked[pairs[mine].astype(np.int64)]
+        total = self.spec.total
+        keys = np.empty(total, dtype=np.int32)
+        # A slice at a time: the pairs of a whole population at once took some 30 bytes an agent
+        # beside the keys' 4 (3 GB for the 100,000,000 a run may have).
+        for start in range(0, total, _KEYS_AT_ONCE):
+            pools, pairs = self._name_pairs(np.arange(start, min(start + _KEYS_AT_ONCE, total)))
+            part = keys[start : start + len(pools)]
+            for pool, ranked in enumerate(_ranked_names()[1]):
+                mine = pools == pool
+                part[mine] = ranked[pairs[mine].astype(np.int64)]
         return keys
 
     @staticmethod

@@ -119,3 +119,17 @@ def test_slices_outside_the_population_are_refused(make_spec):
     spec = make_spec()
     with pytest.raises(IndexError, match="not a slice"):
         Population(spec.population, spec.seed).profiles(range(990, 1001))
+
+
+def test_name_keys_worked_out_a_slice_at_a_time_sort_as_the_names(make_spec, monkeypatch):
+    """Name keys are worked out a million agents at a time (the pairs of 100,000,000 at once took
+    3 GB): slices of 7 give the keys of one piece, and agents sort by them as by their names."""
+    from agents import population
+
+    spec = make_spec(**{"population.total": 1000})
+    whole = Population(spec.population, spec.seed).name_keys()
+    monkeypatch.setattr(population, "_KEYS_AT_ONCE", 7)
+    sliced = Population(spec.population, spec.seed).name_keys()
+    assert sliced.tolist() == whole.tolist()
+    names = [p.name for p in Population(spec.population, spec.seed).profiles(range(1000))]
+    assert [names[i] for i in sliced.argsort(kind="stable")] == sorted(names)
