@@ -157,7 +157,7 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sample", type=int, help="record this many agents' actions, not all")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     with RayCluster():
