@@ -202,9 +202,13 @@ class Recorder:
                 asyncio.to_thread(self._encode, run_id, result.round, actions, sample)
             )
 
+        tried = False
+
         async def write(session: AsyncSession) -> None:
-            if await records.get_round(session, run_id=run_id, round=result.round) is not None:
+            nonlocal tried
+            if tried and await records.get_round(session, run_id=run_id, round=result.round) is not None:
                 return  # an earlier try committed, but its answer was lost with the connection
+            tried = True
             await fence(session, run_id=run_id, worker=self.worker, round=result.round)
             await records.save_round(session, run_id=run_id, result=result)
             summary = {"stats": records.plain_stats(result.stats), "failures": result.failures}
