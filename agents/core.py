@@ -181,13 +181,21 @@ def sum_usage(parts: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dic
     return total
 
 
+# Integer types from the smallest, with the range each holds.
+_INTEGERS = [
+    (np.dtype(t), int(np.iinfo(t).min), int(np.iinfo(t).max))
+    for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8", "u8")
+]
+
+
 def narrowest(integers: np.ndarray) -> np.ndarray:
     """Integers as the smallest integer type that holds them all (smaller to send, and they
     compress far better); as they are when there are none."""
     if not integers.size:
         return integers
-    low, high = np.min_scalar_type(integers.min()), np.min_scalar_type(integers.max())
-    return integers.astype(np.result_type(low, high), copy=False)
+    low, high = int(integers.min()), int(integers.max())
+    fits = next(dtype for dtype, least, most in _INTEGERS if least <= low and high <= most)
+    return integers.astype(fits, copy=False)
 
 
 @dataclass(slots=True)

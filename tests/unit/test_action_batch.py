@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agents.core import ActionBatch, Message
+from agents.core import ActionBatch, Message, narrowest
 
 
 def test_numeric_payloads_compact_into_one_array():
@@ -53,3 +53,20 @@ def test_hosts_counts_of_the_agents_a_broadcast_reached_add_up():
     ]
     assert ActionBatch.concat(parts).reached == [3, 3]
     assert ActionBatch.concat([ActionBatch(range(0, 2), [1, 2]), ActionBatch(range(2, 3), [3])]).reached == []
+
+
+@pytest.mark.parametrize(
+    ("values", "given", "narrowed"),
+    [
+        ([0, 100], "i8", "u1"),
+        ([-1, 100], "i8", "i1"),
+        ([-1, 200], "i8", "i2"),
+        ([0, 2**40], "i8", "i8"),
+        ([-1, 2**33], "i8", "i8"),  # numpy's own common type of int8 and uint64 is a float
+        ([0, 2**64 - 1], "u8", "u8"),
+        ([], "i8", "i8"),
+    ],
+)
+def test_integers_are_narrowed_to_the_smallest_type_that_holds_them(values, given, narrowed):
+    found = narrowest(np.array(values, dtype=given))
+    assert (found.dtype, found.tolist()) == (np.dtype(narrowed), values)
