@@ -19,6 +19,8 @@ from backend.services.runs import RunNotFound, get_run
 from backend.store import records, runs
 from backend.store.models import EventRow, RoundRow, RoundStats, Run
 
+Usage = dict[str, dict[str, int]]  # per model, counters by name
+
 __all__ = [
     "CHART_POINTS",
     "TABLE_ROUNDS",
@@ -87,19 +89,25 @@ async def groups(rt: Runtime, run_id: int, round: int | None = None) -> list[dic
 
 
 async def usage(
-    rt: Runtime, spec: RunSpec, run_id: int, rounds: Sequence[RoundRow] | Sequence[RoundStats]
+    rt: Runtime,
+    spec: RunSpec,
+    run_id: int,
+    rounds: Sequence[RoundRow] | Sequence[RoundStats],
+    in_rounds: Usage | None = None,
 ) -> dict[str, Any]:
     """The run's language-model use: per round of `rounds` (tokens, cost), outside the rounds
     (writing the backgrounds, interviews), per model (calls, failed, tokens, cost; all of it)
-    and in all, priced by the spec's price tables."""
+    and in all, priced by the spec's price tables. `in_rounds`: the rounds' use in all, when
+    `rounds` are not all of them."""
     per_round = [
         {"round": r.round, "tokens": llm.tokens(r.usage), "cost": llm.priced(spec.llm, r.usage)}
         for r in rounds
     ]
     async with rt.sessions() as session:
         outside = await records.usage_outside_rounds(session, run_id=run_id)
-        in_rounds = await records.usage_totals(session, run_id=run_id)  # all, not only those given
-    used = sum_usage([in_rounds, *outside.values()])
+    used = sum_usage(
+        [in_rounds if in_rounds is not None else sum_usage(r.usage for r in rounds), *outside.values()]
+    )
     models = {name: {**counts, "cost": llm.priced(spec.llm, {name: counts})} for name, counts in used.items()}
     priced = {what: {"tokens": llm.tokens(u), "cost": llm.priced(spec.llm, u)} for what, u in outside.items()}
     return {
@@ -123,11 +131,14 @@ class RoundsShown:
         recorded: the newest round stored (0 for none).
         newest: the newest `TABLE_ROUNDS` rounds, in order.
         spread: every k-th round and the newest, at most about `CHART_POINTS`: a figure's points.
+        usage: a run with a model: its rounds' language-model use, up to `recorded` (the same
+            rounds as the rest, though more may be stored by now).
     """
 
     recorded: int
     newest: list[RoundStats]
     spread: list[RoundStats]
+    usage: Usage | None = None
 
 
 async def run_rounds(
@@ -150,8 +161,9 @@ async def run_rounds(
         if round is None or not 1 <= round <= recorded:
             round = recorded or None
         detail = await records.get_round(session, run_id=run_id, round=round) if round is not None else None
+        used = await records.usage_totals(session, run_id=run_id, upto=recorded) if llm_used else None
     spread = [r for r in rows if r.round % every == 0 or r.round == recorded]
-    return run, RoundsShown(recorded, rows[-TABLE_ROUNDS:], spread), detail
+    return run, RoundsShown(recorded, rows[-TABLE_ROUNDS:], spread, used), detail
 
 
 async def rounds(rt: Runtime, run_id: int, *, details: bool = True) -> Sequence[RoundRow]:

@@ -106,9 +106,14 @@ async def add_event(
     return (await session.execute(event.returning(EventRow.id))).scalar_one()
 
 
-async def usage_totals(session: AsyncSession, *, run_id: int) -> dict[str, dict[str, int]]:
-    """The run's language-model use so far, per model, over its stored rounds."""
-    return sum_usage((await session.scalars(select(RoundRow.usage).where(RoundRow.run_id == run_id))).all())
+async def usage_totals(
+    session: AsyncSession, *, run_id: int, upto: int | None = None
+) -> dict[str, dict[str, int]]:
+    """The run's language-model use so far, per model, over its stored rounds (up to round `upto`)."""
+    mine = RoundRow.run_id == run_id
+    if upto is not None:
+        mine = and_(mine, RoundRow.round <= upto)
+    return sum_usage((await session.scalars(select(RoundRow.usage).where(mine))).all())
 
 
 # Language-model use outside the rounds is recorded with the event that spent it, by what spent it.

@@ -62,7 +62,9 @@ async def live_context(rt: Runtime, run: Run, rounds: RoundsShown) -> dict[str, 
     written (seconds, for 100,000 agents), so it only says which round is being computed."""
     run_id = run.id
     spec = RunSpec.stored(run.spec)
-    usage = await services.usage(rt, spec, run_id, rounds.newest) if spec.llm is not None else None
+    usage = (
+        await services.usage(rt, spec, run_id, rounds.newest, rounds.usage) if spec.llm is not None else None
+    )
     live = await services.live_state(rt, run_id)
     return {
         "run": run,
