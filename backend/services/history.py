@@ -18,8 +18,7 @@ from backend.services.roster import roster_of
 from backend.services.runs import RunNotFound, get_run
 from backend.store import records, runs
 from backend.store.models import EventRow, RoundRow, RoundStats, Run
-
-Usage = dict[str, dict[str, int]]  # per model, counters by name
+from backend.workflow.budget import Usage
 
 __all__ = [
     "CHART_POINTS",

@@ -54,6 +54,7 @@ __all__ = [
     "rows_of",
     "unpack",
     "write_round",
+    "zstd",
 ]
 
 CHUNK = 16_384
@@ -89,7 +90,8 @@ class RecordedAction(NamedTuple):
 
 
 @cache
-def _codec() -> Any:
+def zstd() -> Any:
+    """The codec of every packed array, and of checkpoints: zstd at its fastest level."""
     import pyarrow as pa  # here: a process that reads no action does not pay for its import
 
     return pa.Codec("zstd", compression_level=1)
@@ -98,7 +100,7 @@ def _codec() -> Any:
 def pack(array: np.ndarray) -> bytes:
     """An array as bytes: a header, then its data compressed."""
     data = np.ascontiguousarray(array)
-    compressed = _codec().compress(data, asbytes=True) if data.nbytes else b""
+    compressed = zstd().compress(data, asbytes=True) if data.nbytes else b""
     return _HEADER.pack(data.dtype.str.encode(), data.nbytes, len(compressed)) + compressed
 
 
@@ -109,7 +111,7 @@ def unpack(blob: bytes, at: int = 0) -> tuple[np.ndarray, int]:
     dtype = np.dtype(kind.rstrip(b"\0").decode())
     if not size:
         return np.empty(0, dtype), start + length
-    raw = _codec().decompress(blob[start : start + length], decompressed_size=size, asbytes=True)
+    raw = zstd().decompress(blob[start : start + length], decompressed_size=size, asbytes=True)
     return np.frombuffer(raw, dtype), start + length
 
 
@@ -183,10 +185,15 @@ def encode_round(
     tokens = None
     if batch.tokens and count:
         spent = np.fromiter(batch.tokens, dtype=np.int64, count=len(batch.tokens))
-        where = spent - start if ids is None else np.searchsorted(ids, spent).clip(0, count - 1)
-        kept = np.ones(len(spent), dtype=bool) if ids is None else ids[where] == spent
+        amounts = np.fromiter(batch.tokens.values(), dtype=np.int64, count=len(spent))
+        if ids is None:
+            where = spent - start
+        else:  # only the sampled agents' tokens are kept
+            where = np.searchsorted(ids, spent).clip(0, count - 1)
+            kept = ids[where] == spent
+            where, amounts = where[kept], amounts[kept]
         tokens = np.zeros(count, dtype=np.int64)
-        tokens[where[kept]] = np.fromiter(batch.tokens.values(), dtype=np.int64, count=len(spent))[kept]
+        tokens[where] = amounts
     failed = np.sort(np.fromiter(batch.errors, dtype=np.int64, count=len(batch.errors)))
     encoded = Encoded(actions=count)
     for at in range(0, count, CHUNK):

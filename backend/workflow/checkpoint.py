@@ -9,8 +9,9 @@ from __future__ import annotations
 import pickle
 import struct
 import zlib
-from functools import cache
 from typing import Any
+
+from backend.store.actions import zstd
 
 __all__ = ["decode", "encode"]
 
@@ -18,18 +19,10 @@ _MAGIC = b"MYZ1"  # no zlib stream starts so: its first byte is 0x78 at the leve
 _SIZE = struct.Struct("<Q")  # the pickle's size, which zstd's decompression is given
 
 
-@cache
-def _codec() -> Any:
-    import pyarrow as pa
-
-    # Level 1: most of the gain for a fraction of the time; checkpoints are written often.
-    return pa.Codec("zstd", compression_level=1)
-
-
 def encode(state: dict[str, Any]) -> bytes:
     """CPU work for a large run: call it in a thread."""
     data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    return _MAGIC + _SIZE.pack(len(data)) + _codec().compress(data, asbytes=True)
+    return _MAGIC + _SIZE.pack(len(data)) + zstd().compress(data, asbytes=True)
 
 
 def decode(data: bytes) -> dict[str, Any]:
@@ -37,5 +30,5 @@ def decode(data: bytes) -> dict[str, Any]:
     if not data.startswith(_MAGIC):
         return pickle.loads(zlib.decompress(data))  # stored before checkpoints were zstd
     (size,) = _SIZE.unpack_from(data, len(_MAGIC))
-    raw = _codec().decompress(data[len(_MAGIC) + _SIZE.size :], decompressed_size=size, asbytes=True)
+    raw = zstd().decompress(data[len(_MAGIC) + _SIZE.size :], decompressed_size=size, asbytes=True)
     return pickle.loads(raw)

@@ -198,8 +198,8 @@ async def test_pause_resume_inject_and_stop_from_another_process(runtime, settin
 
 
 async def test_the_command_log_is_read_when_the_live_layer_says_a_command_came(runtime, monkeypatch):
-    """Reading the log at every round boundary cost more than a round of a million agents: it is
-    read when the API says it sent a command (applied at the next boundary, as before), and at
+    """Reading the log at every round boundary cost 5-7 ms, half a round of a million agents: it
+    is read when the API says it sent a command (applied at the next boundary, as before), and at
     least once a second (a command whose word to Redis was lost is not lost)."""
     reads = 0
     read_log = commands.pending_commands
